@@ -1,0 +1,51 @@
+"""Fields every experiment config has (the CLI contract of the architecture doc)."""
+
+import ml_collections
+
+
+def base_config(*, dataset: str, batch_size: int, num_steps: int) -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.recipe = ""  # method name in jaxgen.methods.RECIPES
+    c.seed = 0
+    c.runlocal = False  # True: tiny smoke variant (a few steps, small batch)
+    c.data = ml_collections.ConfigDict(
+        dict(
+            name=dataset,
+            batch_size=batch_size,
+            flip=False,
+            pad_to_32=False,
+            data_dir="",
+        )
+    )
+    c.train = ml_collections.ConfigDict(
+        dict(
+            num_steps=num_steps,
+            log_every=100,
+            ckpt_every=1000,
+            sample_every=1000,
+            keep=3,
+            nonfinite="stop",
+            num_devices=0,
+            multihost=False,
+        )
+    )
+    c.eval = ml_collections.ConfigDict(
+        dict(num_samples=2000, batch_size=2000, metrics=("default",))
+    )
+    c.model = ml_collections.ConfigDict()
+    c.method = ml_collections.ConfigDict()
+    c.optim = ml_collections.ConfigDict()
+    c.sample = ml_collections.ConfigDict()
+    return c
+
+
+def smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The tiny variant used by smoke tests (`--config.runlocal=True`)."""
+    c.train.num_steps = 2
+    c.train.log_every = 1
+    c.train.ckpt_every = 1
+    c.train.sample_every = 2
+    c.data.batch_size = min(c.data.batch_size, 16)
+    c.eval.num_samples = 64
+    c.eval.batch_size = 64
+    return c

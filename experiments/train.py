@@ -1,0 +1,78 @@
+"""Train a method: `python -m experiments.train --config CONFIG --workdir DIR [--config.a.b=v]`.
+
+Resumes from the newest checkpoint in `DIR/checkpoints`; logs to `DIR/metrics.jsonl` and
+TensorBoard (`DIR/tb`); writes sample figures to `DIR/samples/`.
+"""
+
+import sys
+from functools import partial
+
+import jax
+from absl import flags
+
+from experiments import cli
+from experiments.sampling import sample_figure
+from jaxgen.methods import get_recipe
+from jaxgen.parallel import initialize_distributed, make_mesh
+from jaxgen.train.checkpoint import CheckpointError, Checkpoints
+from jaxgen.train.logging import MetricsWriter
+from jaxgen.train.loop import NonFiniteError, Schedule, fit
+
+
+def train(c, workdir: str, *, progress: bool | None = None):
+    """Train (or resume) the run in `workdir`. Returns the final state."""
+    if c.train.multihost:
+        initialize_distributed()
+    recipe, rc = get_recipe(c.recipe), cli.recipe_config(c)
+    paths = cli.workdir_paths(workdir)
+    cli.save_config(c, workdir)
+    stream = cli.stream_for(c)
+    first = stream.batch(0)
+    state = recipe.init(rc, first, key=jax.random.PRNGKey(c.seed))
+    store = Checkpoints(paths["ckpt"], max_to_keep=c.train.keep)
+    cursor = 0
+    if store.latest_step() is not None:
+        state, meta = store.restore(state)
+        cursor = int(meta["cursor"])
+        print(f"resuming from {paths['ckpt']} at step {int(state.step)}")
+    schedule = Schedule(
+        c.train.num_steps,
+        c.train.log_every,
+        c.train.ckpt_every,
+        c.train.sample_every,
+        c.train.nonfinite,
+    )
+    writer = MetricsWriter(workdir)
+    try:
+        state, _ = fit(
+            partial(recipe.train_step, config=rc),
+            state,
+            stream,
+            make_mesh(c.train.num_devices or None),
+            schedule,
+            cursor=cursor,
+            checkpoints=store,
+            meta={"recipe": c.recipe},
+            writer=writer,
+            on_sample=sample_figure(c, workdir, first["x"].shape[1:]),
+            progress=progress,
+        )
+    finally:
+        writer.close()
+        store.close()
+    return state
+
+
+def main(argv):
+    c = cli.parse_flags(argv)
+    if flags.FLAGS.workdir is None:
+        cli._die("--workdir is required")
+    try:
+        train(c, flags.FLAGS.workdir)
+    except (CheckpointError, NonFiniteError) as e:
+        cli._die(str(e))
+
+
+if __name__ == "__main__":
+    cli.define_common_flags()
+    main(sys.argv)

@@ -1,0 +1,28 @@
+"""Data sets (generated 2-D, digits, Fashion-MNIST, tfds-backed images) and batch streams."""
+
+from jaxgen.data.images import DatasetMissingError, ImageSource, load_digits, load_fashion_mnist
+from jaxgen.data.pipeline import (
+    DATASET_NAMES,
+    IMAGE_NAMES,
+    BatchStream,
+    load_images,
+    make_stream,
+    to_unit_range,
+)
+from jaxgen.data.toy2d import TOY2D_NAMES, mixture_modes, sample_toy2d
+
+__all__ = [
+    "DATASET_NAMES",
+    "IMAGE_NAMES",
+    "TOY2D_NAMES",
+    "BatchStream",
+    "DatasetMissingError",
+    "ImageSource",
+    "load_digits",
+    "load_fashion_mnist",
+    "load_images",
+    "make_stream",
+    "mixture_modes",
+    "sample_toy2d",
+    "to_unit_range",
+]

@@ -1,0 +1,141 @@
+"""Deterministic batch streams with a resumable cursor.
+
+Batch `i` of a stream is a pure function of `(seed, i)`: for generated 2-D sets it is a fresh
+draw keyed by `fold_in(seed, i)`; for finite sets it is rows `[iB, (i+1)B)` of the endless
+concatenation of per-epoch permutations (epoch e permuted by `default_rng([seed, e])`). The cursor
+saved in a checkpoint is just the next `i`, so a resumed run sees exactly the batches an
+uninterrupted run would have seen. Each host takes its contiguous slice of the global batch.
+"""
+
+from dataclasses import dataclass
+
+import jax
+import numpy as np
+
+from jaxgen.data.images import ImageSource, load_digits, load_fashion_mnist
+from jaxgen.data.tfds_sources import TFDS_NAMES, load_tfds_images
+from jaxgen.data.toy2d import TOY2D_NAMES, sample_toy2d
+
+_sample_toy2d_jit = jax.jit(sample_toy2d, static_argnums=(0, 1))
+IMAGE_NAMES = ("digits", "fashion_mnist", *TFDS_NAMES)
+DATASET_NAMES = (*TOY2D_NAMES, *IMAGE_NAMES)
+
+
+def load_images(
+    name: str, split: str = "train", *, pad_to_32: bool = False, data_dir: str | None = None
+) -> ImageSource:
+    """The image source called `name` (see the data contract in the architecture doc)."""
+    if name == "digits":
+        return load_digits(split)
+    if name == "fashion_mnist":
+        return load_fashion_mnist(split, pad_to_32=pad_to_32)
+    if name in TFDS_NAMES:
+        return load_tfds_images(name, split, data_dir=data_dir)
+    raise ValueError(f"unknown image data set {name!r}; choose one of {list(IMAGE_NAMES)}")
+
+
+def to_unit_range(images, max_value: float) -> np.ndarray:
+    """Pixels in [0, max_value] -> float32 in [-1, 1]."""
+    return (np.asarray(images, np.float32) * (2.0 / max_value) - 1.0).astype(np.float32)
+
+
+@dataclass
+class BatchStream:
+    """Random-access batches: `stream.batch(i)` is this host's rows of global batch `i`.
+
+    Batches are dicts: `{"x": [b, 2]}` for 2-D sets, `{"x": [b, H, W, C] in [-1, 1], "label": [b]}`
+    for images, where b = batch_size / process_count.
+    """
+
+    name: str
+    batch_size: int
+    seed: int
+    source: ImageSource | None = None
+    flip: bool = False
+    process_index: int = 0
+    process_count: int = 1
+
+    def __post_init__(self):
+        if self.batch_size <= 0 or self.batch_size % self.process_count:
+            raise ValueError(
+                f"data.batch_size={self.batch_size} must be positive and divisible by the number "
+                f"of hosts ({self.process_count})"
+            )
+        if self.source is not None and len(self.source) < self.batch_size:
+            raise ValueError(
+                f"data.batch_size={self.batch_size} exceeds the {len(self.source)} "
+                f"examples of {self.name}"
+            )
+        self._perms: dict[int, np.ndarray] = {}
+
+    @property
+    def local_slice(self) -> slice:
+        b = self.batch_size // self.process_count
+        return slice(self.process_index * b, (self.process_index + 1) * b)
+
+    def _perm(self, epoch: int) -> np.ndarray:
+        if epoch not in self._perms:
+            if len(self._perms) > 2:
+                self._perms.pop(min(self._perms))
+            rng = np.random.default_rng([self.seed, epoch])
+            self._perms[epoch] = rng.permutation(len(self.source))
+        return self._perms[epoch]
+
+    def _indices(self, i: int) -> np.ndarray:
+        n = len(self.source)
+        flat = np.arange(i * self.batch_size, (i + 1) * self.batch_size, dtype=np.int64)
+        rows = flat[self.local_slice]
+        epochs, pos = rows // n, rows % n
+        return np.array([self._perm(int(e))[p] for e, p in zip(epochs, pos, strict=True)])
+
+    def batch(self, i: int) -> dict:
+        if self.source is None:
+            key = jax.random.fold_in(jax.random.PRNGKey(self.seed), i)
+            x = np.asarray(_sample_toy2d_jit(self.name, self.batch_size, key))
+            return {"x": x[self.local_slice]}
+        idx = self._indices(i)
+        x = to_unit_range(self.source.images[idx], self.source.max_value)
+        if self.flip:
+            rng = np.random.default_rng([self.seed, i, 1])
+            flips = rng.random(self.batch_size)[self.local_slice] < 0.5
+            x = np.where(flips[:, None, None, None], x[:, :, ::-1], x)
+        return {"x": x, "label": self.source.labels[idx]}
+
+    def __iter__(self):
+        return self.iterate(0)
+
+    def iterate(self, cursor: int):
+        """Yields `(i, batch)` for i = cursor, cursor + 1, ..."""
+        i = cursor
+        while True:
+            yield i, self.batch(i)
+            i += 1
+
+
+def make_stream(
+    name: str,
+    batch_size: int,
+    seed: int,
+    *,
+    split: str = "train",
+    flip: bool = False,
+    pad_to_32: bool = False,
+    data_dir: str | None = None,
+    process_index: int | None = None,
+    process_count: int | None = None,
+) -> BatchStream:
+    """A `BatchStream` over data set `name` for this host (jax's process index by default)."""
+    if name not in DATASET_NAMES:
+        raise ValueError(f"unknown data set {name!r}; choose one of {list(DATASET_NAMES)}")
+    source = None
+    if name not in TOY2D_NAMES:
+        source = load_images(name, split, pad_to_32=pad_to_32, data_dir=data_dir)
+    return BatchStream(
+        name,
+        batch_size,
+        seed,
+        source,
+        flip and source is not None,
+        jax.process_index() if process_index is None else process_index,
+        jax.process_count() if process_count is None else process_count,
+    )

@@ -1,0 +1,173 @@
+"""VAPO recipe (Loo et al. 2024): a static potential Φ trained by the energy loss (20)-(21),
+sampled by the potential-flow ODE dx/dt = +∇Φ(x) from N(0, σ0² I) over [0, T] (eq. 12).
+
+Recipe contract: `Config`, `init`, `train_step`, `sample`, plus `potential` and `velocity`.
+"""
+
+import dataclasses
+from functools import partial
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from jaxgen.nn import ScalarMLP
+from jaxgen.objectives.vapo import perturb, potential_flow_loss
+from jaxgen.samplers import solve_adaptive, solve_adaptive_per_sample, solve_fixed
+from jaxgen.train.optim import make_optimizer
+from jaxgen.train.state import ModelState, apply_gradients, init_model_state
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """VAPO hyper-parameters (spec `vapo.md` §7; 2-D defaults from spec §14)."""
+
+    # model
+    network: str = "mlp"
+    hidden: tuple[int, ...] = (128, 128, 128)
+    act: str = "gelu"
+    # method (paper constants: σ0 = 1, σ = 0.01, ε = 1e-4 = σ²/σ0², λ = 1e-4)
+    sigma0: float = 1.0
+    sigma: float = 0.01
+    eps: float = 1e-4
+    lam: float = 1e-4
+    jacobian: bool = True  # False = variant B of spec §3.6 (no τ'(t) factor)
+    loss_per_dim: bool = False  # divide the loss by D (a global scale, spec §4)
+    # optim
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    b1: float = 0.9
+    b2: float = 0.999
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    decay: str = "constant"
+    total_steps: int = 0
+    grad_clip: float = 0.0
+    ema_rate: float = 0.999
+    # sample
+    t_end: float = 1.0  # terminal time T of the ODE
+    solver: str = "dopri5"  # dopri5, tsit5 (adaptive) or euler, heun, rk4 (fixed step)
+    rtol: float = 1e-3
+    atol: float = 1e-3
+    fixed_steps: int = 100
+    per_sample: bool = False  # one step-size controller per sample instead of per batch
+    max_steps: int = 4096
+
+    def __post_init__(self):
+        checks = {
+            "sigma0": self.sigma0 > 0,
+            "sigma": self.sigma > 0,
+            "eps": self.eps > 0,
+            "lam": self.lam >= 0,
+            "lr": self.lr > 0,
+            "t_end": self.t_end > 0,
+            "rtol": self.rtol > 0,
+            "atol": self.atol > 0,
+            "fixed_steps": self.fixed_steps >= 1,
+            "ema_rate": 0 <= self.ema_rate < 1,
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise ValueError(f"{name}={getattr(self, name)!r} is out of range")
+        if self.network not in ("mlp",):
+            raise ValueError(f"network={self.network!r}: this recipe builds 'mlp'")
+
+
+@struct.dataclass
+class State:
+    step: jax.Array
+    key: jax.Array
+    potential: ModelState
+
+
+def make_network(config: Config) -> nn.Module:
+    """The potential network Φ: `[B, ...] -> [B]`."""
+    return ScalarMLP(hidden=tuple(config.hidden), act=config.act)
+
+
+def make_tx(config: Config):
+    return make_optimizer(
+        config.optimizer,
+        config.lr,
+        b1=config.b1,
+        b2=config.b2,
+        weight_decay=config.weight_decay,
+        warmup_steps=config.warmup_steps,
+        decay=config.decay,
+        total_steps=config.total_steps,
+        grad_clip=config.grad_clip,
+    )
+
+
+def init(config: Config, example_batch, *, key) -> State:
+    """Fresh state; `example_batch` is a data batch `{"x": [B, ...]}` (only its shape is used)."""
+    k_init, k_state = jax.random.split(key)
+    x = jnp.zeros((1, *example_batch["x"].shape[1:]), jnp.float32)
+    params = make_network(config).init(k_init, x)["params"]
+    return State(jnp.zeros((), jnp.int32), k_state, init_model_state(params, make_tx(config)))
+
+
+def potential(params, x, *, config: Config):
+    """Φ(x) `[B]` for `x` `[B, ...]` (the OOD score of spec §5.3: higher = more in-distribution)."""
+    return make_network(config).apply({"params": params}, x)
+
+
+def velocity(params, x, *, config: Config):
+    """∇ₓΦ(x), the flow's velocity, `[B, ...]`."""
+    return jax.grad(lambda z: jnp.sum(potential(params, z, config=config)))(x)
+
+
+def loss_fn(params, xbar, key, *, config: Config):
+    """Batch mean of the eq. (20) terms and the per-batch diagnostics."""
+    b = xbar.shape[0]
+    k_t, k_xi = jax.random.split(key)
+    t = jax.random.uniform(k_t, (b,))
+    kw = dict(sigma0=config.sigma0, sigma=config.sigma, eps=config.eps, jacobian=config.jacobian)
+    x, w = jax.vmap(partial(perturb, **kw))(xbar, t, jax.random.split(k_xi, b))
+    terms, phi, grad_sq = potential_flow_loss(
+        partial(potential, params, config=config), x, w, lam=config.lam
+    )
+    scale = 1.0 / xbar[0].size if config.loss_per_dim else 1.0
+    loss = scale * jnp.mean(terms)
+    return loss, {"loss": loss, "phi_mean": jnp.mean(phi), "grad_sq": jnp.mean(grad_sq)}
+
+
+def train_step(state: State, batch, *, config: Config):
+    """One optimizer step on `batch["x"]` `[B, ...]`. Pure and jittable."""
+    key = jax.random.fold_in(state.key, state.step)
+    with jax.default_matmul_precision("float32"):
+        grads, metrics = jax.grad(loss_fn, has_aux=True)(
+            state.potential.params, batch["x"].astype(jnp.float32), key, config=config
+        )
+    ms, gnorm = apply_gradients(
+        state.potential, grads, make_tx(config), step=state.step, ema_rate=config.ema_rate
+    )
+    return state.replace(step=state.step + 1, potential=ms), {**metrics, "grad_norm": gnorm}
+
+
+def solve_flow(params, x0, *, config: Config, t_end: float | None = None):
+    """Integrate dx/dt = ∇Φ(x) from `x0` `[N, ...]` over [0, T]. Returns `(x_T, stats)`."""
+    f = lambda t, x: velocity(params, x, config=config)
+    t1 = config.t_end if t_end is None else t_end
+    if config.solver in ("euler", "heun", "rk4"):
+        return solve_fixed(f, x0, t1=t1, num_steps=config.fixed_steps, method=config.solver)
+    solve = solve_adaptive_per_sample if config.per_sample else solve_adaptive
+    return solve(
+        f,
+        x0,
+        t1=t1,
+        rtol=config.rtol,
+        atol=config.atol,
+        solver=config.solver,
+        max_steps=config.max_steps,
+    )
+
+
+def sample(state: State, num: int, *, config: Config, key, shape=None, use_ema: bool = True):
+    """`num` samples: x(0) ~ N(0, σ0² I), then the ODE to T. `shape` is one example's shape
+    (the training data's; 2-D by default). Returns `(x [num, ...], stats)`."""
+    shape = (2,) if shape is None else tuple(shape)
+    params = state.potential.ema_params if use_ema else state.potential.params
+    x0 = config.sigma0 * jax.random.normal(key, (num, *shape), jnp.float32)
+    return solve_flow(params, x0, config=config)

@@ -1,0 +1,1 @@
+"""Training state, optimizers, the sharded step, checkpoints and logging."""

@@ -1,0 +1,87 @@
+"""Figures written during and after training: 2-D scatter plots, image grids, field plots."""
+
+from pathlib import Path
+
+import numpy as np
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def image_grid(images, ncol: int | None = None) -> np.ndarray:
+    """Tile `[N, H, W, C]` images in [-1, 1] into one uint8 `[rows·H, ncol·W, C]` array."""
+    x = np.clip((np.asarray(images, np.float32) + 1.0) * 127.5, 0, 255).astype(np.uint8)
+    n, h, w, c = x.shape
+    ncol = ncol or int(np.ceil(np.sqrt(n)))
+    nrow = int(np.ceil(n / ncol))
+    grid = np.zeros((nrow * (h + 1) + 1, ncol * (w + 1) + 1, c), np.uint8)
+    for k in range(n):
+        r, q = divmod(k, ncol)
+        grid[1 + r * (h + 1) : 1 + r * (h + 1) + h, 1 + q * (w + 1) : 1 + q * (w + 1) + w] = x[k]
+    return grid
+
+
+def save_image_grid(path, images, ncol: int | None = None, *, scale: int = 1) -> None:
+    from PIL import Image
+
+    g = image_grid(images, ncol)
+    img = Image.fromarray(g[..., 0] if g.shape[-1] == 1 else g)
+    if scale > 1:
+        img = img.resize((img.width * scale, img.height * scale), Image.Resampling.NEAREST)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    img.save(path)
+
+
+def save_scatter(path, samples, reference=None, *, title: str = "", bounds=None) -> None:
+    """Samples `[N, 2]` (red) over reference data `[M, 2]` (grey)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5, 5))
+    if reference is not None:
+        ax.scatter(*np.asarray(reference).T, s=2, c="0.6", alpha=0.5, label="data")
+    ax.scatter(*np.asarray(samples).T, s=2, c="tab:red", alpha=0.6, label="samples")
+    if bounds is not None:
+        ax.set_xlim(bounds), ax.set_ylim(bounds)
+    ax.set_aspect("equal"), ax.legend(loc="upper right", markerscale=4), ax.set_title(title)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+
+
+def save_field_plot(
+    path,
+    potential_fn,
+    velocity_fn,
+    *,
+    data=None,
+    bounds=(-3.0, 3.0),
+    num: int = 25,
+    title: str = "",
+) -> None:
+    """The learned potential Φ as filled contours and its gradient field ∇Φ as arrows (VAPO Fig. 1).
+
+    `potential_fn`, `velocity_fn`: `[N, 2] -> [N]` and `[N, 2] -> [N, 2]` (numpy in, numpy out).
+    """
+    plt = _plt()
+    fine = np.linspace(*bounds, 200, dtype=np.float32)
+    gx, gy = np.meshgrid(fine, fine)
+    phi = np.asarray(potential_fn(np.stack([gx.ravel(), gy.ravel()], 1))).reshape(gx.shape)
+    coarse = np.linspace(*bounds, num, dtype=np.float32)
+    cx, cy = np.meshgrid(coarse, coarse)
+    v = np.asarray(velocity_fn(np.stack([cx.ravel(), cy.ravel()], 1)))
+    norm = np.linalg.norm(v, axis=1, keepdims=True) + 1e-12
+    fig, ax = plt.subplots(figsize=(6, 5))
+    cs = ax.contourf(gx, gy, phi, levels=30, cmap="viridis")
+    fig.colorbar(cs, ax=ax, label="Φ(x)")
+    ax.quiver(cx.ravel(), cy.ravel(), *(v / norm).T, color="white", alpha=0.8, width=0.003)
+    if data is not None:
+        ax.scatter(*np.asarray(data).T, s=1, c="red", alpha=0.3)
+    ax.set_aspect("equal"), ax.set_title(title or "potential Φ and its flow field ∇Φ")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
