@@ -62,6 +62,7 @@ def evaluate(c, workdir: str, *, seed: int = 1) -> dict:
     }
     out = cli.workdir_paths(workdir)["eval"]
     out.mkdir(parents=True, exist_ok=True)
+    np.save(out / "samples.npy", x)
     (out / "metrics.json").write_text(json.dumps(result, indent=1, default=str))
     return result
 
