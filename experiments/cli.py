@@ -36,9 +36,7 @@ def parse_flags(argv: list[str]) -> ml_collections.ConfigDict:
             raise ConfigError("--config is required")
         config = FLAGS.config
         if config.runlocal:
-            from experiments.configs.common import smoke
-
-            config = smoke(config)
+            config = _smoke_keeping_overrides(config, argv)
         validate(config)
         return config
     except AttributeError as e:  # ml_collections: an override names a field the config lacks
@@ -48,6 +46,28 @@ def parse_flags(argv: list[str]) -> ml_collections.ConfigDict:
         _die(f"unknown config field {bad[0] if bad else key!r}. {hint}".strip())
     except (flags.Error, ConfigError, ValueError, TypeError, OSError) as e:
         _die(str(e).splitlines()[0] if str(e) else type(e).__name__)
+
+
+def _smoke_keeping_overrides(config, argv):
+    """The smoke variant, with fields given explicitly on the command line left as given."""
+    from experiments.configs.common import smoke
+
+    paths = [a[len("--config."):].split("=")[0] for a in argv if a.startswith("--config.")]
+    kept = {p: _get(config, p) for p in paths if p != "runlocal"}
+    config = smoke(config)
+    for p, value in kept.items():
+        *parents, leaf = p.split(".")
+        node = config
+        for name in parents:
+            node = node[name]
+        node[leaf] = value
+    return config
+
+
+def _get(config, path: str):
+    for name in path.split("."):
+        config = config[name]
+    return config
 
 
 def _die(message: str) -> None:

@@ -8,15 +8,27 @@ uninterrupted run would have seen. Each host takes its contiguous slice of the g
 """
 
 from dataclasses import dataclass
+from functools import partial
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from jaxgen.data.images import ImageSource, load_digits, load_fashion_mnist
 from jaxgen.data.tfds_sources import TFDS_NAMES, load_tfds_images
 from jaxgen.data.toy2d import TOY2D_NAMES, sample_toy2d
 
-_sample_toy2d_jit = jax.jit(sample_toy2d, static_argnums=(0, 1))
+TOY_CHUNK = 64  # 2-D batches are drawn this many at a time (one dispatch), then served from memory
+
+
+@partial(jax.jit, static_argnums=(0, 1))
+def _toy2d_chunk(name: str, batch_size: int, seed, first):
+    """Batches `first .. first + TOY_CHUNK - 1`, `[TOY_CHUNK, batch_size, 2]`; batch i is
+    `sample_toy2d(name, batch_size, fold_in(PRNGKey(seed), i))`."""
+    keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.PRNGKey(seed), i))(
+        first + jnp.arange(TOY_CHUNK)
+    )
+    return jax.vmap(lambda k: sample_toy2d(name, batch_size, k))(keys)
 IMAGE_NAMES = ("digits", "fashion_mnist", *TFDS_NAMES)
 DATASET_NAMES = (*TOY2D_NAMES, *IMAGE_NAMES)
 
@@ -67,6 +79,7 @@ class BatchStream:
                 f"examples of {self.name}"
             )
         self._perms: dict[int, np.ndarray] = {}
+        self._toy_chunk: tuple[int, np.ndarray | None] = (-1, None)
 
     @property
     def local_slice(self) -> slice:
@@ -90,9 +103,11 @@ class BatchStream:
 
     def batch(self, i: int) -> dict:
         if self.source is None:
-            key = jax.random.fold_in(jax.random.PRNGKey(self.seed), i)
-            x = np.asarray(_sample_toy2d_jit(self.name, self.batch_size, key))
-            return {"x": x[self.local_slice]}
+            c = i // TOY_CHUNK
+            if self._toy_chunk[0] != c:
+                chunk = _toy2d_chunk(self.name, self.batch_size, self.seed, c * TOY_CHUNK)
+                self._toy_chunk = (c, np.asarray(chunk))
+            return {"x": self._toy_chunk[1][i % TOY_CHUNK][self.local_slice]}
         idx = self._indices(i)
         x = to_unit_range(self.source.images[idx], self.source.max_value)
         if self.flip:

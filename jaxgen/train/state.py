@@ -41,11 +41,8 @@ def apply_gradients(
 
 def all_finite(tree) -> jax.Array:
     """True when every floating-point leaf of `tree` is finite (a scalar bool)."""
-    leaves = [
-        jnp.all(jnp.isfinite(x))
-        for x in jax.tree.leaves(tree)
-        if jnp.issubdtype(x.dtype, jnp.inexact)
-    ]
+    arrays = [jnp.asarray(x) for x in jax.tree.leaves(tree)]
+    leaves = [jnp.all(jnp.isfinite(x)) for x in arrays if jnp.issubdtype(x.dtype, jnp.inexact)]
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
 
 

@@ -5,17 +5,23 @@ from collections.abc import Callable
 import jax
 
 from jaxgen.parallel.mesh import batch_sharding, replicated
-from jaxgen.train.state import all_finite, select_tree
+from jaxgen.train.state import all_finite
 
 
 def guard_nonfinite(step_fn: Callable) -> Callable:
-    """Wrap `step_fn(state, batch) -> (state, metrics)` so that a NaN/Inf in any metric (loss,
-    gradient norm) or in the new state keeps the old state; `metrics["finite"]` says which."""
+    """Wrap `step_fn(state, batch) -> (state, metrics)` so that a NaN/Inf in any metric keeps
+    the old state; `metrics["finite"]` says which.
+
+    Recipes report the loss and the global gradient norm, so a non-finite gradient anywhere is
+    caught. Only the metrics are checked (not every leaf of the new state) and the choice is a
+    `lax.cond`: for small models the guard is then nearly free (measured in
+    `benchmarks/step_throughput.py`)."""
 
     def guarded(state, batch):
         new_state, metrics = step_fn(state, batch)
-        ok = all_finite(metrics) & all_finite(new_state)
-        return select_tree(ok, new_state, state), {**metrics, "finite": ok}
+        ok = all_finite(metrics)
+        kept = jax.lax.cond(ok, lambda: new_state, lambda: state)
+        return kept, {**metrics, "finite": ok}
 
     return guarded
 

@@ -1,0 +1,124 @@
+"""Throughput of the generic training step, and the trainer's overhead over a bare jitted step.
+
+    python -m benchmarks.step_throughput [--repeats 5]
+
+Models: the VAPO 2-D MLP potential (3×128 GELU, double backward) on 8gaussians, and a small conv
+classifier (4 × conv3×3 + GroupNorm + SiLU, Adam, cross-entropy) on Fashion-MNIST 28×28; two batch
+sizes each. "bare" = `jax.jit(step, donate)` on batches already on the device, blocking each step;
+"trainer" = `jaxgen.train.loop.fit` (data stream, prefetch, non-finite guard, host check of each
+step, metric logging), timed by its own examples/s log. Both run side by side, medians of repeats.
+"""
+
+import argparse
+import tempfile
+import time
+from functools import partial
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import struct
+
+from benchmarks.common import record
+from jaxgen.data import make_stream
+from jaxgen.methods import vapo
+from jaxgen.parallel import global_batch, make_mesh
+from jaxgen.train.logging import MetricsWriter, read_metrics
+from jaxgen.train.loop import Schedule, fit
+from jaxgen.train.state import ModelState, apply_gradients, init_model_state
+
+
+@struct.dataclass
+class ConvState:
+    step: jax.Array
+    model: ModelState
+
+
+class ConvClassifier(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        for ch, stride in ((32, 1), (64, 2), (128, 2), (128, 2)):
+            x = nn.Conv(ch, (3, 3), strides=stride)(x)
+            x = nn.silu(nn.GroupNorm(8)(x))
+        return nn.Dense(10)(x.mean((1, 2)))
+
+
+def conv_recipe():
+    tx = optax.adam(1e-3)
+    net = ConvClassifier()
+
+    def init(batch, key):
+        params = net.init(key, batch["x"][:1])["params"]
+        return ConvState(jnp.zeros((), jnp.int32), init_model_state(params, tx))
+
+    def step(state, batch):
+        def loss(p):
+            logits = net.apply({"params": p}, batch["x"])
+            return optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]).mean()
+
+        value, grads = jax.value_and_grad(loss)(state.model.params)
+        ms, gnorm = apply_gradients(state.model, grads, tx, step=state.step, ema_rate=0.999)
+        return ConvState(state.step + 1, ms), {"loss": value, "grad_norm": gnorm}
+
+    return init, step
+
+
+def vapo_recipe():
+    cfg = vapo.Config()
+    return (lambda batch, key: vapo.init(cfg, batch, key=key)), partial(vapo.train_step, config=cfg)
+
+
+def bare_seconds_per_step(init, step, stream, n: int) -> float:
+    mesh = make_mesh(1)
+    batches = [global_batch(stream.batch(i), mesh) for i in range(8)]
+    state = init(stream.batch(0), jax.random.PRNGKey(0))
+    f = jax.jit(step, donate_argnums=0)
+    for b in batches[:2]:
+        state, m = f(state, b)
+    jax.block_until_ready(state)
+    t = time.perf_counter()
+    for i in range(n):
+        state, m = f(state, batches[i % 8])
+        jax.block_until_ready(m)
+    return (time.perf_counter() - t) / n
+
+
+def trainer_seconds_per_step(init, step, stream, n: int, log_every: int) -> float:
+    state = init(stream.batch(0), jax.random.PRNGKey(0))
+    with tempfile.TemporaryDirectory() as d:
+        writer = MetricsWriter(d, tensorboard=True)
+        fit(step, state, stream, make_mesh(1), Schedule(n + log_every, log_every, 0),
+            writer=writer, progress=False)
+        writer.close()
+        rates = [r["examples_per_s"] for r in read_metrics(d)][1:]  # first interval has compile
+    return stream.batch_size / float(np.median(rates))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeats", type=int, default=5)
+    args = ap.parse_args()
+    cases = [("vapo_mlp_8gaussians", vapo_recipe, "8gaussians", b, 1000, 100) for b in (256, 2048)]
+    cases += [("conv_fashion_mnist", conv_recipe, "fashion_mnist", b, 60, 20) for b in (32, 128)]
+    rows = []
+    for name, recipe, data, batch, n, log_every in cases:
+        init, step = recipe()
+        stream = make_stream(data, batch, seed=0)
+        bare, trainer = [], []
+        for _ in range(args.repeats):  # interleaved, so both see the same machine load
+            bare.append(bare_seconds_per_step(init, step, stream, n))
+            trainer.append(trainer_seconds_per_step(init, step, stream, n, log_every))
+        b, t = float(np.median(bare)), float(np.median(trainer))
+        row = {"model": name, "batch": batch, "bare_ms_per_step": 1e3 * b,
+               "trainer_ms_per_step": 1e3 * t, "bare_steps_per_s": 1 / b,
+               "trainer_steps_per_s": 1 / t, "examples_per_s": batch / t,
+               "overhead_pct": 100 * (t / b - 1), "repeats": args.repeats}
+        rows.append(row)
+        print({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}, flush=True)
+    print("wrote", record("step_throughput", {"rows": rows}))
+
+
+if __name__ == "__main__":
+    main()

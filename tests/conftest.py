@@ -1,0 +1,25 @@
+"""Test set-up: 8 simulated CPU devices, so sharded code paths run here.
+
+XLA_FLAGS must be set before jax is imported. Multi-device loops must block on every step's
+result (XLA:CPU aborts the process when collective programs pile up un-awaited).
+"""
+
+import os
+
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> str:
+    return REPO
+
+
+def pytest_report_header(config):
+    return f"jax {jax.__version__}, devices: {jax.device_count()} x {jax.devices()[0].platform}"

@@ -1,0 +1,177 @@
+"""The generic trainer: sharded == single-device, exact resume, non-finite guard."""
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxgen.data import make_stream
+from jaxgen.methods import vapo
+from jaxgen.parallel import make_mesh
+from jaxgen.train.checkpoint import Checkpoints
+from jaxgen.train.loop import NonFiniteError, Schedule, fit
+
+CFG = vapo.Config(hidden=(32, 32), lr=3e-3)
+
+
+def _setup(batch_size=64):
+    stream = make_stream("8gaussians", batch_size, seed=3)
+    state = vapo.init(CFG, stream.batch(0), key=jax.random.PRNGKey(0))
+    return stream, state
+
+
+def _params(state):
+    return jax.tree.map(np.asarray, jax.device_get(state.potential))
+
+
+def _assert_trees(a, b, **tol):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        if tol:
+            np.testing.assert_allclose(x, y, **tol)
+        else:
+            np.testing.assert_array_equal(x, y)
+
+
+def test_sharded_step_equals_single_device():
+    assert jax.device_count() == 8
+    step = partial(vapo.train_step, config=CFG)
+    out = {}
+    for n in (1, 8):
+        stream, state = _setup()
+        state, cursor = fit(
+            step,
+            state,
+            stream,
+            make_mesh(n),
+            Schedule(5, log_every=5, ckpt_every=0),
+            progress=False,
+        )
+        assert cursor == 5 and int(state.step) == 5
+        out[n] = _params(state)
+    # Only the order of the batch reductions differs between 1 and 8 devices.
+    _assert_trees(out[1], out[8], rtol=2e-4, atol=2e-5)
+
+
+def test_sharded_state_is_replicated_and_batch_split():
+    stream, state = _setup()
+    mesh = make_mesh(8)
+    state, _ = fit(
+        partial(vapo.train_step, config=CFG),
+        state,
+        stream,
+        mesh,
+        Schedule(1, log_every=1, ckpt_every=0),
+        progress=False,
+    )
+    leaf = jax.tree.leaves(state.potential.params)[0]
+    assert leaf.sharding.is_fully_replicated and len(leaf.sharding.device_set) == 8
+
+
+def test_resume_is_bit_identical(tmp_path):
+    step = partial(vapo.train_step, config=CFG)
+    mesh = make_mesh(8)
+    stream, state = _setup()
+    full, full_cursor = fit(
+        step, state, stream, mesh, Schedule(12, log_every=4, ckpt_every=0), progress=False
+    )
+
+    stream, state = _setup()
+    store = Checkpoints(tmp_path / "ckpt")
+    fit(
+        step,
+        state,
+        stream,
+        mesh,
+        Schedule(7, log_every=7, ckpt_every=7),
+        checkpoints=store,
+        progress=False,
+    )
+    # a fresh process would rebuild the state from scratch, then restore it
+    _, fresh = _setup()
+    restored, meta = Checkpoints(tmp_path / "ckpt").restore(fresh)
+    assert int(restored.step) == 7 and meta["cursor"] == 7
+    resumed, cursor = fit(
+        step,
+        restored,
+        stream,
+        mesh,
+        Schedule(12, log_every=4, ckpt_every=0),
+        cursor=meta["cursor"],
+        progress=False,
+    )
+    assert cursor == full_cursor == 12
+    _assert_trees(_params(full), _params(resumed))
+    np.testing.assert_array_equal(np.asarray(full.key), np.asarray(resumed.key))
+
+
+class _PoisonedStream:
+    """Wraps a stream; batch `bad` contains a NaN."""
+
+    def __init__(self, stream, bad):
+        self.stream, self.bad, self.batch_size = stream, bad, stream.batch_size
+
+    def batch(self, i):
+        b = self.stream.batch(i)
+        if i == self.bad:
+            b = {"x": np.where(np.arange(len(b["x"]))[:, None] == 0, np.nan, b["x"])}
+        return b
+
+
+def test_nonfinite_guard_stops_with_step_number():
+    stream, state = _setup()
+    with pytest.raises(NonFiniteError, match="at step 3"):
+        fit(
+            partial(vapo.train_step, config=CFG),
+            state,
+            _PoisonedStream(stream, 3),
+            make_mesh(8),
+            Schedule(6, log_every=1, ckpt_every=0),
+            progress=False,
+        )
+
+
+def test_nonfinite_skip_drops_the_batch():
+    step = partial(vapo.train_step, config=CFG)
+    stream, state = _setup()
+    skipped, cursor = fit(
+        step,
+        state,
+        _PoisonedStream(stream, 3),
+        make_mesh(8),
+        Schedule(6, nonfinite="skip", log_every=1, ckpt_every=0),
+        progress=False,
+    )
+    assert int(skipped.step) == 6 and cursor == 7  # one batch consumed without a step
+    assert all(np.isfinite(x).all() for x in jax.tree.leaves(_params(skipped)))
+
+
+def test_nonfinite_rollback_restores_checkpoint(tmp_path, capsys):
+    step = partial(vapo.train_step, config=CFG)
+    stream, state = _setup()
+    store = Checkpoints(tmp_path / "ckpt")
+    out, cursor = fit(
+        step,
+        state,
+        _PoisonedStream(stream, 5),
+        make_mesh(8),
+        Schedule(8, nonfinite="rollback", log_every=1, ckpt_every=2),
+        checkpoints=store,
+        progress=False,
+    )
+    assert "rolled back to step 4" in capsys.readouterr().out
+    assert int(out.step) == 8 and cursor == 10  # steps 5..8 redone on batches 6..9
+    assert all(np.isfinite(x).all() for x in jax.tree.leaves(_params(out)))
+
+
+def test_guard_keeps_old_state_inside_jit():
+    from jaxgen.train.step import guard_nonfinite
+
+    def step(state, batch):
+        return jax.tree.map(lambda x: x * jnp.nan, state), {"loss": jnp.nan}
+
+    state = {"w": jnp.ones(3)}
+    new, m = jax.jit(guard_nonfinite(step))(state, None)
+    assert not bool(m["finite"])
+    np.testing.assert_array_equal(new["w"], np.ones(3))
