@@ -27,13 +27,18 @@ def median_time(fn, *, repeats: int = 5, warmup: int = 1) -> float:
 
 def machine() -> dict:
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                                text=True).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        ).stdout.strip()
     except OSError:
         commit = "?"
-    return {"date": date.today().isoformat(), "jax": jax.__version__,
-            "devices": f"{jax.device_count()} x {jax.devices()[0].platform}",
-            "cpu": platform.processor() or platform.machine(), "commit": commit}
+    return {
+        "date": date.today().isoformat(),
+        "jax": jax.__version__,
+        "devices": f"{jax.device_count()} x {jax.devices()[0].platform}",
+        "cpu": platform.processor() or platform.machine(),
+        "commit": commit,
+    }
 
 
 def record(name: str, payload: dict) -> Path:

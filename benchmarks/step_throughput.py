@@ -89,8 +89,15 @@ def trainer_seconds_per_step(init, step, stream, n: int, log_every: int) -> floa
     state = init(stream.batch(0), jax.random.PRNGKey(0))
     with tempfile.TemporaryDirectory() as d:
         writer = MetricsWriter(d, tensorboard=True)
-        fit(step, state, stream, make_mesh(1), Schedule(n + log_every, log_every, 0),
-            writer=writer, progress=False)
+        fit(
+            step,
+            state,
+            stream,
+            make_mesh(1),
+            Schedule(n + log_every, log_every, 0),
+            writer=writer,
+            progress=False,
+        )
         writer.close()
         rates = [r["examples_per_s"] for r in read_metrics(d)][1:]  # first interval has compile
     return stream.batch_size / float(np.median(rates))
@@ -111,10 +118,17 @@ def main():
             bare.append(bare_seconds_per_step(init, step, stream, n))
             trainer.append(trainer_seconds_per_step(init, step, stream, n, log_every))
         b, t = float(np.median(bare)), float(np.median(trainer))
-        row = {"model": name, "batch": batch, "bare_ms_per_step": 1e3 * b,
-               "trainer_ms_per_step": 1e3 * t, "bare_steps_per_s": 1 / b,
-               "trainer_steps_per_s": 1 / t, "examples_per_s": batch / t,
-               "overhead_pct": 100 * (t / b - 1), "repeats": args.repeats}
+        row = {
+            "model": name,
+            "batch": batch,
+            "bare_ms_per_step": 1e3 * b,
+            "trainer_ms_per_step": 1e3 * t,
+            "bare_steps_per_s": 1 / b,
+            "trainer_steps_per_s": 1 / t,
+            "examples_per_s": batch / t,
+            "overhead_pct": 100 * (t / b - 1),
+            "repeats": args.repeats,
+        }
         rows.append(row)
         print({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}, flush=True)
     print("wrote", record("step_throughput", {"rows": rows}))

@@ -35,8 +35,14 @@ def scipy_rk45(params, cfg, x0, t_end):
         nfe[0] += 1
         return np.asarray(vf(jnp.asarray(y.reshape(shape), jnp.float32)), np.float64).ravel()
 
-    sol = solve_ivp(f, (0.0, t_end), np.asarray(x0, np.float64).ravel(), method="RK45",
-                    rtol=cfg.rtol, atol=cfg.atol)
+    sol = solve_ivp(
+        f,
+        (0.0, t_end),
+        np.asarray(x0, np.float64).ravel(),
+        method="RK45",
+        rtol=cfg.rtol,
+        atol=cfg.atol,
+    )
     return sol.y[:, -1].reshape(shape), nfe[0]
 
 
@@ -49,9 +55,14 @@ def sampling_speed(state, cfg, repeats):
     scipy_s = median_time(lambda: scipy_rk45(params, cfg, x0, cfg.t_end), repeats=repeats)
     _, scipy_nfe = scipy_rk45(params, cfg, x0, cfg.t_end)
     _, stats = solve(params, x0)
-    return {"num_samples": 1000, "diffrax_dopri5_s": diffrax_s, "scipy_rk45_host_s": scipy_s,
-            "speedup": scipy_s / diffrax_s, "diffrax_nfe": int(stats["nfe"]),
-            "scipy_nfe": scipy_nfe}
+    return {
+        "num_samples": 1000,
+        "diffrax_dopri5_s": diffrax_s,
+        "scipy_rk45_host_s": scipy_s,
+        "speedup": scipy_s / diffrax_s,
+        "diffrax_nfe": int(stats["nfe"]),
+        "scipy_nfe": scipy_nfe,
+    }
 
 
 def evaluate_t(state, cfg, data, t_end, key):
@@ -61,8 +72,12 @@ def evaluate_t(state, cfg, data, t_end, key):
     x = np.asarray(x)
     seconds = time.perf_counter() - t
     ref = np.asarray(sample_toy2d(data, 2000, jax.random.PRNGKey(99)))
-    row = {"t_end": t_end, "nfe": int(stats["nfe"]), "sample_s_incl_compile": seconds,
-           "mmd_rbf": mmd_rbf(x, ref)}
+    row = {
+        "t_end": t_end,
+        "nfe": int(stats["nfe"]),
+        "sample_s_incl_compile": seconds,
+        "mmd_rbf": mmd_rbf(x, ref),
+    }
     try:
         centers, std = mixture_modes(data)
         row.update(mode_coverage(x, centers, std))
@@ -94,11 +109,18 @@ def main():
         print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
     speed = sampling_speed(state, cfg, args.repeats)
     print(speed)
-    path = record(f"vapo_toy2d_{args.data}", {
-        "data": args.data, "num_steps": c.train.num_steps, "batch_size": c.data.batch_size,
-        "train_s_incl_compile": train_s, "default_t_end": cfg.t_end, "t_sweep": sweep,
-        "sampling_speed": speed,
-    })
+    path = record(
+        f"vapo_toy2d_{args.data}",
+        {
+            "data": args.data,
+            "num_steps": c.train.num_steps,
+            "batch_size": c.data.batch_size,
+            "train_s_incl_compile": train_s,
+            "default_t_end": cfg.t_end,
+            "t_sweep": sweep,
+            "sampling_speed": speed,
+        },
+    )
     print(f"train {train_s:.1f}s; wrote {path}")
 
 

@@ -39,20 +39,29 @@ def parse_flags(argv: list[str]) -> ml_collections.ConfigDict:
             config = _smoke_keeping_overrides(config, argv)
         validate(config)
         return config
-    except AttributeError as e:  # ml_collections: an override names a field the config lacks
-        key = str(e).splitlines()[0].strip("'\"")
-        hint = next((ln for ln in str(e).splitlines()[1:] if ln.strip()), "")
-        bad = [a.split("=")[0] for a in argv if re.search(rf"\.{re.escape(key)}(=|$)", a)]
-        _die(f"unknown config field {bad[0] if bad else key!r}. {hint}".strip())
+    except (AttributeError, KeyError) as e:  # an override names a field the config lacks
+        _die(_unknown_field_message(e, argv))
     except (flags.Error, ConfigError, ValueError, TypeError, OSError) as e:
         _die(str(e).splitlines()[0] if str(e) else type(e).__name__)
+
+
+def _unknown_field_message(e: Exception, argv: list[str]) -> str:
+    """One line for ml_collections' unknown-field errors, whose text arrives repr-escaped."""
+    text = str(e.args[0] if e.args else e)
+    mean = re.search(r'Did you mean "(\w+)" instead of "(\w+)"', text)
+    found = re.search(r"(\w+)", text)
+    key = mean.group(2) if mean else (found.group(1) if found else "?")
+    given = [a.split("=")[0].lstrip("-") for a in argv if a.startswith("--config.")]
+    named = [g for g in given if key in g.split(".")]
+    field = named[0] if named else f"config.{key}"
+    return f"unknown config field {field}" + (f' (did you mean "{mean.group(1)}"?)' if mean else "")
 
 
 def _smoke_keeping_overrides(config, argv):
     """The smoke variant, with fields given explicitly on the command line left as given."""
     from experiments.configs.common import smoke
 
-    paths = [a[len("--config."):].split("=")[0] for a in argv if a.startswith("--config.")]
+    paths = [a[len("--config.") :].split("=")[0] for a in argv if a.startswith("--config.")]
     kept = {p: _get(config, p) for p in paths if p != "runlocal"}
     config = smoke(config)
     for p, value in kept.items():

@@ -42,25 +42,42 @@ def main(argv):
     x = np.load(root / "eval" / "samples.npy")
     data = np.asarray(sample_toy2d(c.data.name, 2000, jax.random.PRNGKey(7)))
     lim = float(np.abs(data).max()) * 1.3
-    save_scatter(root / "samples.png", x, data, bounds=(-lim, lim),
-                 title=f"VAPO on {c.data.name}: {len(x)} samples, "
-                 f"NFE {result['sampler_stats']['nfe_mean']:.0f}")
+    save_scatter(
+        root / "samples.png",
+        x,
+        data,
+        bounds=(-lim, lim),
+        title=f"VAPO on {c.data.name}: {len(x)} samples, "
+        f"NFE {result['sampler_stats']['nfe_mean']:.0f}",
+    )
     rc = cli.recipe_config(c)
     params = state.potential.ema_params
-    save_field_plot(root / "field.png", jax.jit(partial(vapo.potential, params, config=rc)),
-                    jax.jit(partial(vapo.velocity, params, config=rc)), data=data,
-                    bounds=(-lim, lim), title=f"learned potential Φ and flow ∇Φ ({c.data.name})")
+    save_field_plot(
+        root / "field.png",
+        jax.jit(partial(vapo.potential, params, config=rc)),
+        jax.jit(partial(vapo.velocity, params, config=rc)),
+        data=data,
+        bounds=(-lim, lim),
+        title=f"learned potential Φ and flow ∇Φ ({c.data.name})",
+    )
     result["train_seconds"], result["eval_seconds"] = train_s, eval_s
     (root / "metrics.json").write_text(json.dumps(result, indent=1, default=str))
     cov = result.get("mode_coverage", {})
-    print(json.dumps({
-        "workdir": str(root), "train_s": round(train_s, 1), "sample_and_eval_s": round(eval_s, 1),
-        "nfe": result["sampler_stats"]["nfe_mean"],
-        "mode_fractions": [round(f, 4) for f in cov.get("mode_fractions", [])],
-        "high_quality_fraction": cov.get("high_quality_fraction"),
-        "mmd_rbf": result.get("mmd_rbf"),
-        "figures": [str(root / "samples.png"), str(root / "field.png")],
-    }, indent=1))
+    print(
+        json.dumps(
+            {
+                "workdir": str(root),
+                "train_s": round(train_s, 1),
+                "sample_and_eval_s": round(eval_s, 1),
+                "nfe": result["sampler_stats"]["nfe_mean"],
+                "mode_fractions": [round(f, 4) for f in cov.get("mode_fractions", [])],
+                "high_quality_fraction": cov.get("high_quality_fraction"),
+                "mmd_rbf": result.get("mmd_rbf"),
+                "figures": [str(root / "samples.png"), str(root / "field.png")],
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Sample a trained run: `python -m experiments.sample --config C --workdir DIR --num N --out F.npy`.
+"""Sample a trained run: `python -m experiments.sample --config C --workdir D --num N --out F`.
 
 Loads the newest checkpoint (EMA weights) and writes float32 `[N, 2]` (2-D data) or
 `[N, H, W, C]` in [-1, 1] (images), in the dataset's scaling.

@@ -20,15 +20,20 @@ def test_pins_match_the_installed_environment():
         assert metadata.version(name) == version, f"{name}: pinned {version}"
 
 
-@pytest.mark.skipif(shutil.which("git") is None or shutil.which("make") is None, reason="no git/make")
+@pytest.mark.skipif(
+    shutil.which("git") is None or shutil.which("make") is None, reason="no git/make"
+)
 def test_fresh_clone_make_targets(tmp_path):
-    if subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True).returncode:
+    if subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True
+    ).returncode:
         pytest.skip("not a git checkout with commits")
     clone = tmp_path / "clone"
     subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
     for target, command in (("test", "pytest"), ("demo", "experiments.demo")):
-        plan = subprocess.run(["make", "-n", target], cwd=clone, capture_output=True, text=True,
-                              check=True).stdout
+        plan = subprocess.run(
+            ["make", "-n", target], cwd=clone, capture_output=True, text=True, check=True
+        ).stdout
         assert "-m venv .venv" in plan and "pip install -q -e '.[test]'" in plan
         assert command in plan
     ci = (clone / ".ci" / "run").read_text()

@@ -63,30 +63,35 @@ def _read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(dims)
 
 
-def fashion_mnist_dir() -> Path:
-    """The directory holding the Fashion-MNIST IDX files (`JAXGEN_DATA_DIR` overrides)."""
-    override = os.environ.get("JAXGEN_DATA_DIR")
-    candidates = [Path(override), Path(override) / "fashion-mnist"] if override else []
-    candidates += [Path(d) for d in FASHION_MNIST_DIRS]
-    for c in candidates:
-        if (c / _FASHION_FILES["train"][0]).exists():
-            return c
-    where = candidates[0] if candidates else Path(FASHION_MNIST_DIRS[0])
-    raise DatasetMissingError(
-        f"Fashion-MNIST not found: {where / _FASHION_FILES['train'][0]} is missing. Install it with "
-        "`apt-get install dataset-fashion-mnist`, or set JAXGEN_DATA_DIR to a folder with the four "
-        "IDX .gz files."
+def _fashion_missing(path: Path) -> DatasetMissingError:
+    return DatasetMissingError(
+        f"Fashion-MNIST file missing: {path}. Install the data with `apt-get install "
+        "dataset-fashion-mnist`, or set JAXGEN_DATA_DIR to a folder with the four IDX .gz files."
     )
 
 
+def fashion_mnist_dir() -> Path:
+    """The directory holding the Fashion-MNIST IDX files: `JAXGEN_DATA_DIR` (or its
+    `fashion-mnist/` subfolder) when set, else the Debian package's folder."""
+    override = os.environ.get("JAXGEN_DATA_DIR")
+    if override:
+        candidates = [Path(override), Path(override) / "fashion-mnist"]
+    else:
+        candidates = [Path(d) for d in FASHION_MNIST_DIRS]
+    for c in candidates:
+        if (c / _FASHION_FILES["train"][0]).exists():
+            return c
+    raise _fashion_missing(candidates[0] / _FASHION_FILES["train"][0])
+
+
 def load_fashion_mnist(split: str = "train", *, pad_to_32: bool = False) -> ImageSource:
-    """Fashion-MNIST `[N, 28, 28, 1]` uint8 (60k train / 10k test), optionally zero-padded to 32×32."""
+    """Fashion-MNIST `[N, 28, 28, 1]` uint8 (60k train, 10k test), optionally zero-padded to 32²."""
     _check_split(split)
     root = fashion_mnist_dir()
     img_file, lbl_file = _FASHION_FILES[split]
     for name in (img_file, lbl_file):
         if not (root / name).exists():
-            raise DatasetMissingError(f"Fashion-MNIST file missing: {root / name}")
+            raise _fashion_missing(root / name)
     images = _read_idx(root / img_file)[..., None]
     labels = _read_idx(root / lbl_file).astype(np.int32)
     if pad_to_32:

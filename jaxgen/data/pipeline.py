@@ -29,6 +29,8 @@ def _toy2d_chunk(name: str, batch_size: int, seed, first):
         first + jnp.arange(TOY_CHUNK)
     )
     return jax.vmap(lambda k: sample_toy2d(name, batch_size, k))(keys)
+
+
 IMAGE_NAMES = ("digits", "fashion_mnist", *TFDS_NAMES)
 DATASET_NAMES = (*TOY2D_NAMES, *IMAGE_NAMES)
 

@@ -13,9 +13,10 @@ import jax.numpy as jnp
 from flax import struct
 
 from jaxgen.nn import ScalarMLP
+from jaxgen.nn.mlp import ACTIVATIONS
 from jaxgen.objectives.vapo import perturb, potential_flow_loss
 from jaxgen.samplers import solve_adaptive, solve_adaptive_per_sample, solve_fixed
-from jaxgen.train.optim import make_optimizer
+from jaxgen.train.optim import DECAYS, OPTIMIZERS, make_optimizer
 from jaxgen.train.state import ModelState, apply_gradients, init_model_state
 
 
@@ -43,6 +44,8 @@ class Config:
     warmup_steps: int = 0
     decay: str = "constant"
     total_steps: int = 0
+    decay_steps: int = 0  # decay="step": multiply the rate by decay_factor every decay_steps
+    decay_factor: float = 0.1
     grad_clip: float = 0.0
     ema_rate: float = 0.999
     # sample
@@ -67,11 +70,24 @@ class Config:
             "fixed_steps": self.fixed_steps >= 1,
             "ema_rate": 0 <= self.ema_rate < 1,
         }
+        if self.decay == "step":
+            checks["decay_steps"] = self.decay_steps > 0
         for name, ok in checks.items():
             if not ok:
                 raise ValueError(f"{name}={getattr(self, name)!r} is out of range")
-        if self.network not in ("mlp",):
-            raise ValueError(f"network={self.network!r}: this recipe builds 'mlp'")
+        choices = {
+            "network": ("mlp",),
+            "act": tuple(ACTIVATIONS),
+            "optimizer": OPTIMIZERS,
+            "decay": DECAYS,
+            "solver": SOLVERS,
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name}={getattr(self, name)!r}: choose one of {list(allowed)}")
+
+
+SOLVERS = ("dopri5", "tsit5", "euler", "heun", "rk4")  # adaptive, then fixed-step
 
 
 @struct.dataclass
@@ -96,6 +112,8 @@ def make_tx(config: Config):
         warmup_steps=config.warmup_steps,
         decay=config.decay,
         total_steps=config.total_steps,
+        decay_steps=config.decay_steps,
+        decay_factor=config.decay_factor,
         grad_clip=config.grad_clip,
     )
 

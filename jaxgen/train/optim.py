@@ -2,6 +2,9 @@
 
 import optax
 
+OPTIMIZERS = ("adam", "adamw", "lamb")
+DECAYS = ("constant", "cosine", "step")
+
 
 def learning_rate_schedule(
     lr: float,
@@ -43,20 +46,27 @@ def make_optimizer(
     warmup_steps: int = 0,
     decay: str = "constant",
     total_steps: int = 0,
+    decay_steps: int = 0,
+    decay_factor: float = 0.1,
     grad_clip: float = 0.0,
 ) -> optax.GradientTransformation:
     """The optimizer named `name` (adam, adamw, lamb) with schedule and optional clipping."""
+    if name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r}; choose one of {list(OPTIMIZERS)}")
     sched = learning_rate_schedule(
-        lr, warmup_steps=warmup_steps, decay=decay, total_steps=total_steps
+        lr,
+        warmup_steps=warmup_steps,
+        decay=decay,
+        total_steps=total_steps,
+        decay_steps=decay_steps,
+        decay_factor=decay_factor,
     )
     if name == "adam":
         opt = optax.adam(sched, b1=b1, b2=b2, eps=eps)
     elif name == "adamw":
         opt = optax.adamw(sched, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay)
-    elif name == "lamb":
-        opt = optax.lamb(sched, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay)
     else:
-        raise ValueError(f"unknown optimizer {name!r}; choose adam, adamw or lamb")
+        opt = optax.lamb(sched, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay)
     if grad_clip > 0:
         opt = optax.chain(optax.clip_by_global_norm(grad_clip), opt)
     return opt

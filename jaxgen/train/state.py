@@ -36,7 +36,7 @@ def apply_gradients(
     params = optax.apply_updates(ms.params, updates)
     decay = ema_decay(step, ema_rate)
     ema = jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, ms.ema_params, params)
-    return ModelState(params, opt_state, ema), optax.global_norm(grads)
+    return ModelState(params, opt_state, ema), optax.tree.norm(grads)
 
 
 def all_finite(tree) -> jax.Array:

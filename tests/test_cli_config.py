@@ -1,0 +1,278 @@
+"""The CLI contract: a bad flag or config field stops with exit status 2 and ONE line on stderr
+that names the field; sample / evaluate on a run without checkpoints say so in one line.
+
+Most cases run `experiments.cli.parse_flags` in-process on a private `FlagValues` (the same
+parsing code as the CLIs, without jax start-up costs); a few subprocesses prove the behaviour end
+to end.
+"""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import ml_collections
+import pytest
+from absl import flags
+from ml_collections import config_flags
+
+from experiments import cli
+from experiments.configs.vapo import toy2d as vapo_toy2d
+from jaxgen.methods import vapo
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = "experiments/configs/vapo/toy2d.py"
+
+# ml_collections loads config files with the deprecated importlib load_module()
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:the load_module\\(\\) method is deprecated:DeprecationWarning"
+)
+
+
+# --------------------------------------------------------------------------- in-process parsing
+
+
+def _parse(monkeypatch, *overrides, config=CONFIG):
+    """`cli.parse_flags` on a fresh FlagValues defined like `cli.define_common_flags` (which
+    writes to absl's global FLAGS; defining those twice in one process is an error)."""
+    fv = flags.FlagValues()
+    config_flags.DEFINE_config_file(
+        "config", None, "experiment config file", flag_values=fv, lock_config=True
+    )
+    flags.DEFINE_string("workdir", None, "run directory", flag_values=fv)
+    argv = ["train", *(["--config", str(REPO / config)] if config else []), *overrides]
+    monkeypatch.setattr(sys, "argv", argv)  # config_flags reads overrides from sys.argv
+    monkeypatch.setattr(cli, "FLAGS", fv)
+    return cli.parse_flags(argv)
+
+
+def _one_error_line(monkeypatch, capsys, *overrides, **kw) -> str:
+    with pytest.raises(SystemExit) as e:
+        _parse(monkeypatch, *overrides, **kw)
+    assert e.value.code == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: ") and "Traceback" not in err
+    return lines[0]
+
+
+BAD = [
+    # (override, text naming the field)
+    ("--config.optim.lrx=1", "lrx"),  # unknown key
+    ("--config.optim.lr=abc", "config.optim.lr"),  # wrong type
+    ("--config.train.num_steps=1.5", "config.train.num_steps"),
+    ("--config.seed=abc", "config.seed"),
+    ("--config.optim.lr=-1", "config.optim.lr"),  # impossible values
+    ("--config.sample.t_end=0", "config.sample.t_end"),
+    ("--config.method.sigma=0", "config.method.sigma"),
+    ("--config.optim.ema_rate=1.0", "config.optim.ema_rate"),
+    ("--config.data.batch_size=12", "config.data.batch_size"),  # not divisible by 8 devices
+    ("--config.data.batch_size=0", "config.data.batch_size"),
+    ("--config.data.name=nope", "config.data.name"),
+    ("--config.train.nonfinite=maybe", "config.train.nonfinite"),
+    ("--config.train.num_steps=-1", "config.train.num_steps"),
+    ("--config.train.log_every=0", "config.train.log_every"),
+    ("--config.train.num_devices=9", "config.train.num_devices"),
+    ("--config.eval.num_samples=0", "config.eval.num_samples"),
+]
+
+
+@pytest.mark.parametrize("override, field", BAD, ids=[b[0].split("--config.")[1] for b in BAD])
+def test_bad_override_is_one_line_naming_the_field(monkeypatch, capsys, override, field):
+    line = _one_error_line(monkeypatch, capsys, override)
+    assert field in line
+
+
+def test_batch_error_states_the_device_count(monkeypatch, capsys):
+    line = _one_error_line(monkeypatch, capsys, "--config.data.batch_size=12")
+    assert "divisible by the number of devices (8)" in line
+
+
+def test_missing_config_is_one_line(monkeypatch, capsys):
+    line = _one_error_line(monkeypatch, capsys, config=None)
+    assert "--config is required" in line
+
+
+def test_good_overrides_reach_the_recipe_config(monkeypatch):
+    c = _parse(monkeypatch, "--config.optim.lr=0.5", "--config.model.hidden=(64, 64)")
+    assert c.optim.lr == 0.5 and tuple(c.model.hidden) == (64, 64)
+    rc = cli.recipe_config(c)
+    assert isinstance(rc, vapo.Config)
+    assert rc.lr == 0.5 and rc.hidden == (64, 64) and rc.total_steps == c.train.num_steps
+
+
+def test_runlocal_applies_the_smoke_variant(monkeypatch):
+    c = _parse(monkeypatch, "--config.runlocal=True")
+    assert c.train.num_steps == 2 and c.data.batch_size == 16 and c.eval.num_samples == 64
+
+
+def test_validate_and_recipe_config_directly():
+    c = vapo_toy2d.get_config()
+    cli.validate(c)  # the shipped config is valid
+    for name in ("seed", "data", "train", "eval"):
+        assert name in c
+    for field in ("name", "batch_size"):
+        assert field in c.data
+    for field in ("num_steps", "log_every", "ckpt_every", "sample_every"):
+        assert field in c.train
+    c.optim.lr = -1.0
+    with pytest.raises(cli.ConfigError, match=r"config\.optim\.lr="):
+        cli.validate(c)
+    c = vapo_toy2d.get_config()
+    c.sample.t_end = 0.0
+    with pytest.raises(cli.ConfigError, match=r"config\.sample\.t_end="):
+        cli.recipe_config(c)
+    c = vapo_toy2d.get_config()
+    with c.unlocked():
+        c.optim.foo = 1
+    with pytest.raises(cli.ConfigError, match=r"config\.optim\.foo=1: not a field of vapo"):
+        cli.recipe_config(c)
+
+
+# ---- regressions of bugs found while writing these tests
+
+
+def test_unknown_key_message_names_the_full_field(monkeypatch, capsys):
+    line = _one_error_line(monkeypatch, capsys, "--config.optim.lrx=1")
+    assert "config.optim.lrx" in line and "\\" not in line
+
+
+def test_unknown_section_is_one_line(monkeypatch, capsys):
+    line = _one_error_line(monkeypatch, capsys, "--config.nope.x=1")
+    assert "nope" in line
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        "--config.optim.optimizer=sgd",
+        "--config.optim.decay=linear",
+        "--config.model.act=foo",
+        "--config.sample.solver=foo",
+    ],
+)
+def test_unknown_choice_is_rejected_up_front(monkeypatch, capsys, override):
+    line = _one_error_line(monkeypatch, capsys, override)
+    assert override.split("=")[0].lstrip("-") in line
+
+
+# --------------------------------------------------------------------------- end to end
+
+NOISE = re.compile(
+    r"^([WIEF]\d{4} |WARNING:absl:|INFO:absl:|.*tensorflow|.*Tensorflow library not found)"
+)
+
+
+def _env():
+    env = dict(os.environ)
+    env.update(
+        XLA_FLAGS="--xla_force_host_platform_device_count=8",
+        JAX_PLATFORMS="cpu",
+        TF_CPP_MIN_LOG_LEVEL="3",
+        OPENBLAS_NUM_THREADS="1",
+        PYTHONPATH=str(REPO) + os.pathsep + env.get("PYTHONPATH", ""),
+    )
+    return env
+
+
+@pytest.fixture(scope="module")
+def cli_runs(tmp_path_factory):
+    """Three CLI invocations with bad input, started together (each pays ~3 s of imports)."""
+    tmp = tmp_path_factory.mktemp("cli")
+    empty = tmp / "empty_run"
+    cases = {
+        "bad_batch": [
+            "experiments.train",
+            f"--config={CONFIG}",
+            f"--workdir={tmp / 'never'}",
+            "--config.data.batch_size=12",
+        ],
+        "no_workdir": ["experiments.train", f"--config={CONFIG}"],
+        "sample_empty": [
+            "experiments.sample",
+            f"--config={CONFIG}",
+            f"--workdir={empty}",
+            f"--out={tmp / 'x.npy'}",
+        ],
+    }
+    procs = {
+        k: subprocess.Popen(
+            [sys.executable, "-m", *args],
+            cwd=REPO,
+            env=_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for k, args in cases.items()
+    }
+    results = {}
+    for k, p in procs.items():
+        out, err = p.communicate(timeout=240)
+        results[k] = (p.returncode, out, err)
+    return tmp, results
+
+
+def _check_one_line(result) -> str:
+    code, out, err = result
+    assert code == 2, (code, err)
+    assert "Traceback" not in err
+    lines = [ln for ln in err.splitlines() if ln.strip() and not NOISE.match(ln)]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: ")
+    return lines[0]
+
+
+def test_cli_impossible_value_end_to_end(cli_runs):
+    tmp, results = cli_runs
+    line = _check_one_line(results["bad_batch"])
+    assert "config.data.batch_size=12" in line and "(8)" in line  # 8 simulated devices
+    assert not (tmp / "never").exists(), "a rejected config must not create the workdir"
+
+
+def test_cli_missing_workdir_end_to_end(cli_runs):
+    line = _check_one_line(cli_runs[1]["no_workdir"])
+    assert "--workdir" in line and "required" in line
+
+
+def test_sample_without_checkpoints_end_to_end(cli_runs):
+    tmp, results = cli_runs
+    line = _check_one_line(results["sample_empty"])
+    assert "no checkpoints" in line and str(tmp / "empty_run") in line
+    assert not (tmp / "x.npy").exists()
+    assert not (tmp / "empty_run").exists(), "nothing is created in a run without checkpoints"
+
+
+def test_restore_and_evaluate_without_checkpoints_in_process(tmp_path, capsys):
+    from experiments import evaluate
+
+    c = vapo_toy2d.get_config()
+    empty = tmp_path / "run"
+    for call in (
+        lambda: cli.restore_latest(c, str(empty)),
+        lambda: evaluate.evaluate(c, str(empty)),
+    ):
+        with pytest.raises(SystemExit) as e:
+            call()
+        assert e.value.code == 2
+        lines = capsys.readouterr().err.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: no checkpoints in ")
+        assert str(empty / "checkpoints") in lines[0]
+    assert not empty.exists()
+    # an existing but empty checkpoint folder: the same message, nothing deleted
+    (empty / "checkpoints").mkdir(parents=True)
+    (empty / "checkpoints" / "keep.txt").write_text("x")
+    with pytest.raises(SystemExit):
+        cli.restore_latest(c, str(empty))
+    assert "no checkpoints" in capsys.readouterr().err
+    assert (empty / "checkpoints" / "keep.txt").read_text() == "x"
+
+
+def test_config_docstring_states_the_commands():
+    doc = vapo_toy2d.__doc__
+    for tool in ("train", "sample", "evaluate"):
+        assert f"python -m experiments.{tool}" in doc and CONFIG in doc
+    assert isinstance(vapo_toy2d.get_config(), ml_collections.ConfigDict)
