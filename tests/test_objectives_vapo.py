@@ -449,16 +449,22 @@ def test_mixture_trained_loss_and_field(mixture_model):
     tail = losses[-500:]
     se = tail.std() / math.sqrt(len(tail))
     assert abs(tail.mean() - MIX_LOSS_OPT) < Z * se, (tail.mean(), se)
-    assert tail.mean() < losses[:50].mean() - 1.0  # the loss went down from init (≈ 0)
-    # learned Φ' against the quadrature field: measured worst relative error 4% over 4 seeds
-    # (2000 steps, batch 2048); 10% leaves room for seed variation but catches a wrong weight
-    # (e.g. a missing ½ changes Φ' by 2×, variant B by orders of magnitude)
+    # learned Φ' against the quadrature field: measured worst relative error 5.1% (this seed, at
+    # x = −1.5; ≤ 5.1% over 5 seeds at 2000 steps, batch 2048); 10% leaves room for seed
+    # variation but catches a wrong weight (a missing ½ changes Φ' by 2×, variant B by ~500×)
     xs = np.array([-1.5, 0.0, 0.5, 1.0])
     ref = np.array([_mixture_field_reference(x) for x in xs])
     got = np.asarray(
         vapo.velocity(state.potential.params, jnp.asarray(xs)[:, None], config=MIX_CFG)
     )[:, 0]
     np.testing.assert_allclose(got, ref, rtol=0.10)
+    # the learned field changes sign at the split point Φ_N^{-1}(0.3) = −0.524 (measured −0.517;
+    # the slope there is ≈ 20, so a ±0.05 window tolerates a Φ' error of ≈ 1)
+    split = norm.ppf(0.3)
+    v = vapo.velocity(
+        state.potential.params, jnp.array([[split - 0.05], [split + 0.05]]), config=MIX_CFG
+    )
+    assert float(v[0, 0]) < 0 < float(v[1, 0])
     # Φ is high on data: Φ(+2) > Φ(0) and Φ(−2) > Φ(split point)
     phi = vapo.potential(
         state.potential.params, jnp.array([[-2.0], [-0.52], [0.0], [2.0]]), config=MIX_CFG
@@ -475,10 +481,10 @@ def test_mixture_sampling_mode_split_and_direction(mixture_model):
     x = np.asarray(x)[:, 0]
     assert x.shape == (n,) and np.all(np.isfinite(x)) and bool(stats["success"])
     # fraction of prior mass sent to the left mode = 0.30 (exact in 1-D, spec §12.3); binomial
-    # SE is 0.007; measured 0.297–0.314 over 4 seeds; tolerance 0.05 as specified
+    # SE is 0.007; measured 0.297–0.316 over 10 runs (0.309 here); tolerance 0.05 as specified
     frac_left = float(np.mean(x < 0))
     assert abs(frac_left - 0.30) < 0.05, frac_left
-    # samples end near a mode: the exact field gives 0.015 at T = 1, measured 0.044–0.048
+    # samples end near a mode: the exact field gives 0.015 at T = 1, measured 0.040–0.048
     dist = lambda z: np.minimum(np.abs(z - 2.0), np.abs(z + 2.0))
     assert dist(x).mean() < 0.1, dist(x).mean()
     # the flow runs towards the data (+∇Φ): the prior's mean distance (≈ 1.2) shrinks > 10×

@@ -100,7 +100,8 @@ def test_adaptive_error_shrinks_with_tolerance(solver):
         errs.append(float(np.max(np.abs(np.asarray(x) - want))))
         nfes.append(int(stats["nfe"]))
     assert errs[0] > errs[1] > errs[2]
-    assert errs[0] > 30 * errs[2]  # order 5: error ∝ tol^{5/6}·(...); 1e4 tighter ≫ 30×
+    # the global error tracks the tolerance (roughly ∝ tol); 1e4× tighter must gain > 30×
+    assert errs[0] > 30 * errs[2]
     assert nfes[0] < nfes[1] < nfes[2]
 
 
