@@ -71,7 +71,10 @@ def main(argv):
     c = cli.parse_flags(argv)
     if flags_workdir() is None:
         cli._die("--workdir is required")
-    result = evaluate(c, flags_workdir())
+    try:
+        result = evaluate(c, flags_workdir())
+    except RuntimeError as e:
+        cli._die(str(e))
     print(json.dumps({k: v for k, v in result.items() if k != "protocol"}, default=str))
 
 

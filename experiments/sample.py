@@ -28,7 +28,10 @@ def main(argv):
     if f.num <= 0:
         cli._die(f"--num={f.num}: must be positive")
     state, _ = cli.restore_latest(c, f.workdir)
-    x, stats = draw(c, state, f.num, seed=f.seed, shape=cli.example_shape(c), use_ema=not f.raw)
+    try:
+        x, stats = draw(c, state, f.num, seed=f.seed, shape=cli.example_shape(c), use_ema=not f.raw)
+    except RuntimeError as e:
+        cli._die(str(e))
     out = Path(f.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.save(out, x)

@@ -21,6 +21,12 @@ def draw(c, state, num: int, *, seed: int, shape, use_ema: bool = True):
         x, st = fn(state, chunk, key=jax.random.fold_in(jax.random.PRNGKey(seed), i))
         outs.append(np.asarray(x)[: num - start])
         stats.append(jax.device_get(st))
+    failed = sum(int(np.size(s["success"]) - np.sum(s["success"])) for s in stats if "success" in s)
+    if failed:
+        raise RuntimeError(
+            f"the ODE solver stopped early (max_steps reached) on {failed} solve(s); raise "
+            "config.sample.max_steps or the tolerances (sample.rtol/atol)"
+        )
     summary = {}
     for k in stats[0]:
         v = np.concatenate([np.ravel(s[k]) for s in stats]).astype(np.float64)

@@ -37,7 +37,15 @@ def get_config() -> ml_collections.ConfigDict:
         )
     )
     c.sample.update(
-        dict(t_end=1.0, solver="dopri5", rtol=1e-3, atol=1e-3, fixed_steps=100, per_sample=False)
+        dict(
+            t_end=1.0,
+            solver="dopri5",
+            rtol=1e-3,
+            atol=1e-3,
+            fixed_steps=100,
+            per_sample=False,
+            max_steps=4096,
+        )
     )
     c.eval.metrics = ("mode_coverage", "mmd", "energy_distance")
     return c
