@@ -111,7 +111,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
         f"must be positive and divisible by the number of devices ({n_dev})",
     )
     _check(c.train.num_steps >= 0, "train.num_steps", c.train.num_steps, "must be >= 0")
-    for f in ("log_every", "keep"):
+    for f in ("log_every", "keep", "steps_per_call"):
         _check(c.train[f] > 0, f"train.{f}", c.train[f], "must be > 0")
     for f in ("ckpt_every", "sample_every"):
         _check(c.train[f] >= 0, f"train.{f}", c.train[f], "must be >= 0 (0 = never)")

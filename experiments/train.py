@@ -41,6 +41,7 @@ def train(c, workdir: str, *, progress: bool | None = None):
         c.train.ckpt_every,
         c.train.sample_every,
         c.train.nonfinite,
+        c.train.steps_per_call,
     )
     writer = MetricsWriter(workdir)
     try:

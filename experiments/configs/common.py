@@ -25,6 +25,7 @@ def base_config(*, dataset: str, batch_size: int, num_steps: int) -> ml_collecti
             sample_every=1000,
             keep=3,
             nonfinite="stop",
+            steps_per_call=1,
             num_devices=0,
             multihost=False,
         )
@@ -45,6 +46,7 @@ def smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     c.train.log_every = 1
     c.train.ckpt_every = 1
     c.train.sample_every = 2
+    c.train.steps_per_call = 1
     c.data.batch_size = min(c.data.batch_size, 16)
     c.eval.num_samples = 64
     c.eval.batch_size = 64

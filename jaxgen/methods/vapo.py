@@ -10,9 +10,11 @@ from functools import partial
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
 from jaxgen.nn import ScalarMLP
+from jaxgen.nn.energy import EnergyResNet
 from jaxgen.nn.mlp import ACTIVATIONS
 from jaxgen.objectives.vapo import perturb, potential_flow_loss
 from jaxgen.samplers import solve_adaptive, solve_adaptive_per_sample, solve_fixed
@@ -24,10 +26,16 @@ from jaxgen.train.state import ModelState, apply_gradients, init_model_state
 class Config:
     """VAPO hyper-parameters (spec `vapo.md` §7; 2-D defaults from spec §14)."""
 
-    # model
+    # model: "mlp" (2-D / flat data) or "resnet" (the DRL energy ResNet of spec §6, images)
     network: str = "mlp"
-    hidden: tuple[int, ...] = (128, 128, 128)
-    act: str = "gelu"
+    hidden: tuple[int, ...] = (128, 128, 128)  # mlp
+    act: str = "gelu"  # mlp
+    channels: int = 0  # image channels the network is built for (0: not checked)
+    ch: int = 128  # resnet: base width
+    ch_mult: tuple[int, ...] = (1, 2, 2, 2)  # resnet: width multiplier per resolution
+    num_res_blocks: int = 8  # resnet: blocks per resolution
+    zero_init_scale: float = 1e-3  # resnet: initial scale of each block's second conv
+    residual_scale: float = 1.0  # resnet: NVAE-style residual-branch scaling (1 = off)
     # method (paper constants: σ0 = 1, σ = 0.01, ε = 1e-4 = σ²/σ0², λ = 1e-4)
     sigma0: float = 1.0
     sigma: float = 0.01
@@ -69,6 +77,9 @@ class Config:
             "atol": self.atol > 0,
             "fixed_steps": self.fixed_steps >= 1,
             "ema_rate": 0 <= self.ema_rate < 1,
+            "ch": self.ch >= 1,
+            "num_res_blocks": self.num_res_blocks >= 1,
+            "channels": self.channels >= 0,
         }
         if self.decay == "step":
             checks["decay_steps"] = self.decay_steps > 0
@@ -76,7 +87,7 @@ class Config:
             if not ok:
                 raise ValueError(f"{name}={getattr(self, name)!r} is out of range")
         choices = {
-            "network": ("mlp",),
+            "network": ("mlp", "resnet"),
             "act": tuple(ACTIVATIONS),
             "optimizer": OPTIMIZERS,
             "decay": DECAYS,
@@ -99,7 +110,34 @@ class State:
 
 def make_network(config: Config) -> nn.Module:
     """The potential network Φ: `[B, ...] -> [B]`."""
+    if config.network == "resnet":
+        return EnergyResNet(
+            ch=config.ch,
+            ch_mult=tuple(config.ch_mult),
+            num_res_blocks=config.num_res_blocks,
+            zero_init_scale=config.zero_init_scale,
+            residual_scale=config.residual_scale,
+        )
     return ScalarMLP(hidden=tuple(config.hidden), act=config.act)
+
+
+def check_inputs(x, config: Config) -> None:
+    """One clear `ValueError` for data the network cannot take: images need `[B, H, W, C]` with
+    C = `config.channels` and values in [-1, 1]. Host-side (numpy) check."""
+    x = np.asarray(x)
+    if config.network == "resnet":
+        if x.ndim != 4:
+            raise ValueError(f"the resnet potential takes images [B, H, W, C]; got shape {x.shape}")
+        if config.channels and x.shape[-1] != config.channels:
+            raise ValueError(
+                f"images have {x.shape[-1]} channels but the config is built for "
+                f"model.channels={config.channels}"
+            )
+    if x.size and (np.nanmin(x) < -1.0 - 1e-6 or np.nanmax(x) > 1.0 + 1e-6) and x.ndim == 4:
+        raise ValueError(
+            f"images must be scaled to [-1, 1]; got values in [{np.nanmin(x):.3g}, "
+            f"{np.nanmax(x):.3g}]"
+        )
 
 
 def make_tx(config: Config):
@@ -120,6 +158,7 @@ def make_tx(config: Config):
 
 def init(config: Config, example_batch, *, key) -> State:
     """Fresh state; `example_batch` is a data batch `{"x": [B, ...]}` (only its shape is used)."""
+    check_inputs(example_batch["x"], config)
     k_init, k_state = jax.random.split(key)
     x = jnp.zeros((1, *example_batch["x"].shape[1:]), jnp.float32)
     params = make_network(config).init(k_init, x)["params"]

@@ -34,12 +34,18 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
 
 
-def global_batch(local_batch, mesh: Mesh):
+def stacked_batch_sharding(mesh: Mesh) -> NamedSharding:
+    """Sharding of K stacked batches `[K, B, ...]`: split along the batch axis, not along K."""
+    return NamedSharding(mesh, PartitionSpec(None, DATA_AXIS))
+
+
+def global_batch(local_batch, mesh: Mesh, *, stacked: bool = False):
     """Assemble this host's slice of a batch (a pytree of numpy arrays) into global arrays.
 
     On one host this is a sharded `device_put`; on many hosts each contributes its rows.
+    `stacked=True`: leaves are `[K, b, ...]` (K consecutive batches), sharded along axis 1.
     """
-    sharding = batch_sharding(mesh)
+    sharding = stacked_batch_sharding(mesh) if stacked else batch_sharding(mesh)
     if jax.process_count() == 1:
         return jax.device_put(local_batch, sharding)
     return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), local_batch)

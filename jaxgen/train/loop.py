@@ -31,26 +31,43 @@ class Schedule:
     log_every: int = 100
     ckpt_every: int = 1000
     sample_every: int = 0  # 0: never
-    nonfinite: str = "stop"  # stop | skip | rollback
+    nonfinite: str = "stop"  # stop | skip | rollback (newest checkpoint, then the next batch)
+    steps_per_call: int = 1  # K > 1: K steps per dispatch in one lax.scan
 
 
-def _prefetch(stream, mesh, cursor: int):
-    """Yields `(cursor, global_batch)`, preparing the next batch on a thread while a step runs."""
+def _prefetch(stream, cursor: int):
+    """Yields `(cursor, host_batch)`, reading the next batch on a thread while a step runs."""
     with ThreadPoolExecutor(max_workers=1) as pool:
-        future = pool.submit(lambda c: global_batch(stream.batch(c), mesh), cursor)
+        future = pool.submit(stream.batch, cursor)
         while True:
             batch = future.result()
-            future = pool.submit(lambda c: global_batch(stream.batch(c), mesh), cursor + 1)
+            future = pool.submit(stream.batch, cursor + 1)
             yield cursor, batch
             cursor += 1
+
+
+def _next_call(batches, mesh, k: int, stacked: bool):
+    """`(first_cursor, global batch)` of the next `k` batches (stacked `[k, B, ...]` if asked)."""
+    items = [next(batches) for _ in range(k)]
+    local = items[0][1]
+    if stacked:
+        local = {key: np.stack([b[key] for _, b in items]) for key in local}
+    return items[0][0], global_batch(local, mesh, stacked=stacked)
 
 
 def _log(writer, pbar, pending, step, batch_size, seconds):
     if not pending:
         return
     rows = jax.device_get(pending)
-    means = {k: float(np.mean([r[k] for r in rows])) for k in rows[0] if k != "finite"}
-    means["examples_per_s"] = batch_size * len(rows) / max(seconds, 1e-9)
+    keep = [np.ravel(r["finite"]).astype(bool) for r in rows]
+    means = {
+        k: float(
+            np.mean(np.concatenate([np.ravel(r[k])[f] for r, f in zip(rows, keep, strict=True)]))
+        )
+        for k in rows[0]
+        if k != "finite"
+    }
+    means["examples_per_s"] = batch_size * sum(int(f.sum()) for f in keep) / max(seconds, 1e-9)
     if writer is not None:
         writer.write(step, means)
     pbar.set_postfix(
@@ -83,7 +100,8 @@ def fit(
     """
     if schedule.nonfinite not in ("stop", "skip", "rollback"):
         raise ValueError(f"nonfinite={schedule.nonfinite!r}; choose stop, skip or rollback")
-    step_jit = make_sharded_step(step_fn, mesh)
+    K = schedule.steps_per_call
+    step_jit = make_sharded_step(step_fn, mesh, steps_per_call=K)
     state = jax.device_put(state, replicated(mesh))
     step = int(state.step)
     pending, t_last = [], time.perf_counter()
@@ -94,49 +112,58 @@ def fit(
         dynamic_ncols=True,
         desc="train",
     )
+    batches = _prefetch(stream, cursor)
+    try:
+        while step < schedule.num_steps:
+            k = min(K, schedule.num_steps - step)
+            first, batch = _next_call(batches, mesh, k, stacked=K > 1)
+            state, metrics = step_jit(state, batch)
+            cursor = first + k
+            finite = np.ravel(np.asarray(metrics["finite"]))  # blocks on this call
+            if not finite.all():
+                bad = step + int(np.argmin(finite))
+                state, rolled_back = _on_nonfinite(schedule.nonfinite, bad, state, checkpoints)
+                if rolled_back:  # continue from the checkpoint's state after the bad batch
+                    step = int(state.step)
+                    batches.close()
+                    batches = _prefetch(stream, cursor)
+                    continue
+            before, step = step, step + int(finite.sum())
+            pending.append(metrics)
+            pbar.update(step - before)
+            last = step == schedule.num_steps
+            if _crossed(before, step, schedule.log_every) or last:
+                now = time.perf_counter()
+                _log(writer, pbar, pending, step, stream.batch_size, now - t_last)
+                pending, t_last = [], now
+            if checkpoints is not None and (
+                _crossed(before, step, schedule.ckpt_every) or (last and schedule.ckpt_every)
+            ):
+                checkpoints.save(step, state, {**(meta or {}), "cursor": cursor})
+            if on_sample is not None and _crossed(before, step, schedule.sample_every):
+                on_sample(state, step)
+    finally:
+        batches.close()
+        pbar.close()
+    return state, cursor
 
-    def save(at_step, at_cursor):
-        if checkpoints is not None:
-            checkpoints.save(at_step, state, {**(meta or {}), "cursor": at_cursor})
 
-    batches = _prefetch(stream, mesh, cursor)
-    while step < schedule.num_steps:
-        cursor, batch = next(batches)
-        state, metrics = step_jit(state, batch)
-        if not bool(metrics["finite"]):  # blocks on this step
-            state, restored_cursor = _on_nonfinite(schedule.nonfinite, step, state, checkpoints)
-            if restored_cursor is not None:  # rolled back: resume after the offending batch
-                step = int(state.step)
-                batches.close()
-                batches = _prefetch(stream, mesh, cursor + 1)
-            continue
-        step += 1
-        pending.append(metrics)
-        pbar.update(1)
-        if step % schedule.log_every == 0 or step == schedule.num_steps:
-            now = time.perf_counter()
-            _log(writer, pbar, pending, step, stream.batch_size, now - t_last)
-            pending, t_last = [], now
-        if schedule.ckpt_every and (step % schedule.ckpt_every == 0 or step == schedule.num_steps):
-            save(step, cursor + 1)
-        if on_sample is not None and schedule.sample_every and step % schedule.sample_every == 0:
-            on_sample(state, step)
-    batches.close()
-    pbar.close()
-    return state, cursor + 1 if schedule.num_steps > 0 else cursor
+def _crossed(before: int, after: int, every: int) -> bool:
+    """Whether a multiple of `every` lies in (before, after] (`every = 0`: never)."""
+    return bool(every) and after // every > before // every
 
 
 def _on_nonfinite(policy, step, state, checkpoints):
-    """Returns `(state, restored_cursor or None)` or raises `NonFiniteError`."""
+    """Returns `(state, rolled_back)` or raises `NonFiniteError`."""
     if policy == "skip":
         print(f"warning: non-finite loss or gradient at step {step}; batch skipped")
-        return state, None
+        return state, False
     if policy == "rollback" and checkpoints is not None and checkpoints.latest_step() is not None:
-        restored, meta = checkpoints.restore(state)
+        restored, _ = checkpoints.restore(state)
         print(
             f"warning: non-finite loss or gradient at step {step}; rolled back to step "
             f"{int(restored.step)} and skipping the batch"
         )
-        return jax.device_put(restored, jax.tree.leaves(state)[0].sharding), meta["cursor"]
+        return jax.device_put(restored, jax.tree.leaves(state)[0].sharding), True
     where = f" (last good checkpoint: step {checkpoints.latest_step()})" if checkpoints else ""
     raise NonFiniteError(f"non-finite loss or gradient at step {step}{where}")

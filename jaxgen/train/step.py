@@ -4,7 +4,7 @@ from collections.abc import Callable
 
 import jax
 
-from jaxgen.parallel.mesh import batch_sharding, replicated
+from jaxgen.parallel.mesh import batch_sharding, replicated, stacked_batch_sharding
 from jaxgen.train.state import all_finite
 
 
@@ -26,13 +26,28 @@ def guard_nonfinite(step_fn: Callable) -> Callable:
     return guarded
 
 
-def make_sharded_step(step_fn: Callable, mesh, *, donate: bool = True) -> Callable:
+def make_sharded_step(step_fn: Callable, mesh, *, steps_per_call: int = 1, donate: bool = True):
     """`jax.jit` of the guarded step: batch sharded over the mesh's `data` axis, state replicated
-    and donated (its buffers are reused for the new state)."""
+    and donated (its buffers are reused for the new state).
+
+    With `steps_per_call > 1` the jitted function takes K stacked batches `[K, B, ...]` and runs
+    the K guarded steps in one `lax.scan` (one dispatch and one host sync per K steps; metrics
+    come back stacked `[K]`). K may be smaller than `steps_per_call` on the last call.
+    """
+    if steps_per_call < 1:
+        raise ValueError(f"steps_per_call must be >= 1, got {steps_per_call}")
     rep = replicated(mesh)
+    guarded = guard_nonfinite(step_fn)
+    if steps_per_call == 1:
+        fn, batch_spec = guarded, batch_sharding(mesh)
+    else:
+        fn, batch_spec = (
+            (lambda state, batches: jax.lax.scan(guarded, state, batches)),
+            (stacked_batch_sharding(mesh)),
+        )
     return jax.jit(
-        guard_nonfinite(step_fn),
-        in_shardings=(rep, batch_sharding(mesh)),
+        fn,
+        in_shardings=(rep, batch_spec),
         out_shardings=(rep, rep),
         donate_argnums=(0,) if donate else (),
     )

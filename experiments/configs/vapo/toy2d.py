@@ -19,6 +19,7 @@ from experiments.configs.common import base_config
 def get_config() -> ml_collections.ConfigDict:
     c = base_config(dataset="8gaussians", batch_size=256, num_steps=3000)
     c.recipe = "vapo"
+    c.train.steps_per_call = 10  # tiny steps: 10 per dispatch keeps the host out of the way
     c.model.update(dict(network="mlp", hidden=(128, 128, 128), act="gelu"))
     c.method.update(
         dict(sigma0=1.0, sigma=0.01, eps=1e-4, lam=1e-4, jacobian=True, loss_per_dim=False)
