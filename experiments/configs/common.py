@@ -47,6 +47,9 @@ def smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     c.train.ckpt_every = 1
     c.train.sample_every = 2
     c.train.steps_per_call = 1
+    if c.model.get("network") == "resnet":  # the same architecture, narrow and shallow
+        c.model.ch = 8
+        c.model.num_res_blocks = 1
     c.data.batch_size = min(c.data.batch_size, 16)
     c.eval.num_samples = 64
     c.eval.batch_size = 64
