@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -55,19 +56,19 @@ def _next_call(batches, mesh, k: int, stacked: bool):
     return items[0][0], global_batch(local, mesh, stacked=stacked)
 
 
+@jax.jit
+def _concat(metrics: list[dict]) -> dict:
+    return {k: jnp.concatenate([jnp.ravel(m[k]) for m in metrics]) for k in metrics[0]}
+
+
 def _log(writer, pbar, pending, step, batch_size, seconds):
     if not pending:
         return
-    rows = jax.device_get(pending)
-    keep = [np.ravel(r["finite"]).astype(bool) for r in rows]
-    means = {
-        k: float(
-            np.mean(np.concatenate([np.ravel(r[k])[f] for r, f in zip(rows, keep, strict=True)]))
-        )
-        for k in rows[0]
-        if k != "finite"
-    }
-    means["examples_per_s"] = batch_size * sum(int(f.sum()) for f in keep) / max(seconds, 1e-9)
+    # one device-side concatenation per metric, then one transfer each (not one per step)
+    rows = jax.device_get(_concat(pending))
+    keep = rows.pop("finite").astype(bool)
+    means = {k: float(np.mean(v[keep])) for k, v in rows.items()}
+    means["examples_per_s"] = batch_size * int(keep.sum()) / max(seconds, 1e-9)
     if writer is not None:
         writer.write(step, means)
     pbar.set_postfix(
