@@ -89,10 +89,12 @@ def bare_seconds_per_step(init, step, stream, n: int) -> float:
     return (time.perf_counter() - t) / n
 
 
-def trainer_seconds_per_step(init, step, stream, n: int, log_every: int, k: int = 1) -> float:
+def trainer_seconds_per_step(
+    init, step, stream, n: int, log_every: int, k: int = 1, tensorboard: bool = True
+) -> float:
     state = init(stream.batch(0), jax.random.PRNGKey(0))
     with tempfile.TemporaryDirectory() as d:
-        writer = MetricsWriter(d, tensorboard=True)
+        writer = MetricsWriter(d, tensorboard=tensorboard)
         fit(
             step,
             state,
@@ -113,18 +115,22 @@ K = 10  # steps per call for the scanned trainer variant
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--only", default="", help="run only the models whose name contains this")
+    ap.add_argument("--no-tensorboard", action="store_true", help="trainer logs to jsonl only")
     args = ap.parse_args()
     cases = [("vapo_mlp_8gaussians", vapo_recipe, "8gaussians", b, 1000, 100) for b in (256, 2048)]
     cases += [("conv_fashion_mnist", conv_recipe, "fashion_mnist", b, 60, 20) for b in (32, 128)]
     rows = []
+    cases = [case for case in cases if args.only in case[0]]
+    tb = not args.no_tensorboard
     for name, recipe, data, batch, n, log_every in cases:
         init, step = recipe()
         stream = make_stream(data, batch, seed=0)
         bare, trainer, trainer_k = [], [], []
         for _ in range(args.repeats):  # interleaved, so all see the same machine load
             bare.append(bare_seconds_per_step(init, step, stream, n))
-            trainer.append(trainer_seconds_per_step(init, step, stream, n, log_every))
-            trainer_k.append(trainer_seconds_per_step(init, step, stream, n, log_every, K))
+            trainer.append(trainer_seconds_per_step(init, step, stream, n, log_every, 1, tb))
+            trainer_k.append(trainer_seconds_per_step(init, step, stream, n, log_every, K, tb))
         b, t, tk = (float(np.median(v)) for v in (bare, trainer, trainer_k))
         row = {
             "model": name,
@@ -141,7 +147,8 @@ def main():
         }
         rows.append(row)
         print({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}, flush=True)
-    print("wrote", record("step_throughput", {"rows": rows}))
+    name = "step_throughput" + (f"_{args.only}" if args.only else "") + ("" if tb else "_no_tb")
+    print("wrote", record(name, {"rows": rows, "tensorboard": tb}))
 
 
 if __name__ == "__main__":

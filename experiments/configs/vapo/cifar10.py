@@ -8,7 +8,7 @@ iterations; random flips; ODE Dopri5 rtol = atol = 1e-3, T = 2 (the paper's T wa
         --config.data.data_dir=/path/to/tensorflow_datasets
 """
 
-from experiments.configs.vapo_images import vapo_image_config
+from experiments.configs.vapo_common import vapo_image_config
 
 
 def get_config():

@@ -8,7 +8,7 @@ trains on CPU), batch 64, flips, T = 2.
     python -m experiments.train --config experiments/configs/vapo/fashion_mnist.py --workdir runs/vapo_fmnist
 """
 
-from experiments.configs.vapo_images import vapo_image_config
+from experiments.configs.vapo_common import vapo_image_config
 
 
 def get_config():

@@ -14,6 +14,7 @@ Other data: `--config.data.name=25gaussians` (any 2-D set of `jaxgen.data.TOY2D_
 import ml_collections
 
 from experiments.configs.common import base_config
+from experiments.configs.vapo_common import set_vapo_method, set_vapo_sampler
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -21,9 +22,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.recipe = "vapo"
     c.train.steps_per_call = 10  # tiny steps: 10 per dispatch keeps the host out of the way
     c.model.update(dict(network="mlp", hidden=(128, 128, 128), act="gelu"))
-    c.method.update(
-        dict(sigma0=1.0, sigma=0.01, eps=1e-4, lam=1e-4, jacobian=True, loss_per_dim=False)
-    )
+    set_vapo_method(c)
     c.optim.update(
         dict(
             optimizer="adam",
@@ -37,16 +36,6 @@ def get_config() -> ml_collections.ConfigDict:
             ema_rate=0.999,
         )
     )
-    c.sample.update(
-        dict(
-            t_end=1.0,
-            solver="dopri5",
-            rtol=1e-3,
-            atol=1e-3,
-            fixed_steps=100,
-            per_sample=False,
-            max_steps=4096,
-        )
-    )
+    set_vapo_sampler(c, t_end=1.0)
     c.eval.metrics = ("mode_coverage", "mmd", "energy_distance")
     return c

@@ -1,4 +1,4 @@
-"""Shared settings of the VAPO image configs (spec `vapo.md` §6-§9)."""
+"""Settings shared by the VAPO configs (spec `vapo.md` §6-§9)."""
 
 import ml_collections
 
@@ -23,9 +23,7 @@ def vapo_image_config(
             residual_scale=1.0,
         )
     )
-    c.method.update(
-        dict(sigma0=1.0, sigma=0.01, eps=1e-4, lam=1e-4, jacobian=True, loss_per_dim=False)
-    )
+    set_vapo_method(c)
     c.optim.update(
         dict(
             optimizer="lamb",
@@ -39,9 +37,23 @@ def vapo_image_config(
             ema_rate=0.9999,
         )
     )
+    set_vapo_sampler(c, t_end=2.0)
+    c.eval.update(dict(num_samples=50_000, batch_size=500, metrics=("default",)))
+    return c
+
+
+def set_vapo_method(c: ml_collections.ConfigDict) -> None:
+    """The paper's constants: σ0 = 1, σ = 0.01, ε = 1e-4 = σ²/σ0², λ = 1e-4 (spec §7)."""
+    c.method.update(
+        dict(sigma0=1.0, sigma=0.01, eps=1e-4, lam=1e-4, jacobian=True, loss_per_dim=False)
+    )
+
+
+def set_vapo_sampler(c: ml_collections.ConfigDict, *, t_end: float) -> None:
+    """Dopri5 with one step-size controller for the batch, rtol = atol = 1e-3 (spec §5.1)."""
     c.sample.update(
         dict(
-            t_end=2.0,
+            t_end=t_end,
             solver="dopri5",
             rtol=1e-3,
             atol=1e-3,
@@ -50,5 +62,3 @@ def vapo_image_config(
             max_steps=4096,
         )
     )
-    c.eval.update(dict(num_samples=50_000, batch_size=500, metrics=("default",)))
-    return c
