@@ -8,6 +8,7 @@ from pathlib import Path
 
 import jax
 import ml_collections
+import numpy as np
 from absl import flags
 from ml_collections import config_flags
 
@@ -144,10 +145,10 @@ def recipe_config(c: ml_collections.ConfigDict):
         raise ConfigError(f"config.{section_of.get(name, 'method')}.{e}") from None
 
 
-def stream_for(c, *, split: str = "train", batch_size: int | None = None):
+def stream_for(c, *, split: str = "train"):
     return make_stream(
         c.data.name,
-        batch_size or c.data.batch_size,
+        c.data.batch_size,
         c.seed,
         split=split,
         flip=c.data.flip and split == "train",
@@ -161,7 +162,8 @@ def is_toy2d(c) -> bool:
 
 
 def example_shape(c) -> tuple[int, ...]:
-    return tuple(stream_for(c, batch_size=c.data.batch_size).batch(0)["x"].shape[1:])
+    """The shape of one training example (reads the data set)."""
+    return tuple(stream_for(c).batch(0)["x"].shape[1:])
 
 
 def workdir_paths(workdir: str) -> dict[str, Path]:
@@ -174,10 +176,13 @@ def workdir_paths(workdir: str) -> dict[str, Path]:
     }
 
 
-def restore_latest(c, workdir: str):
-    """The newest checkpoint's `(state, meta)`; exits with one line when there is none."""
+def restore_latest(c, workdir: str, *, shape: tuple[int, ...] | None = None):
+    """The newest checkpoint's `(state, meta)`; exits with one line when there is none.
+
+    `shape` is one example's shape (`example_shape(c)`, which reads the data, when None)."""
     recipe, rc = get_recipe(c.recipe), recipe_config(c)
-    first = stream_for(c).batch(0)
+    shape = example_shape(c) if shape is None else tuple(shape)
+    first = {"x": np.zeros((1, *shape), np.float32)}
     abstract = jax.eval_shape(lambda: recipe.init(rc, first, key=jax.random.PRNGKey(0)))
     ckpt = workdir_paths(workdir)["ckpt"]
     if not ckpt.exists():

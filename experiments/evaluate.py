@@ -42,7 +42,8 @@ IMAGE_METRICS = ("sample_grid",)  # image-quality metrics (FD, OOD, ...) are not
 
 
 def evaluate(c, workdir: str, *, seed: int = 1) -> dict:
-    state, _ = cli.restore_latest(c, workdir)
+    shape = cli.example_shape(c)
+    state, _ = cli.restore_latest(c, workdir, shape=shape)
     available = TOY2D_METRICS if cli.is_toy2d(c) else IMAGE_METRICS
     metrics = [m for m in c.eval.metrics if m != "default"] or list(available)
     unknown = [m for m in metrics if m not in available]
@@ -52,7 +53,7 @@ def evaluate(c, workdir: str, *, seed: int = 1) -> dict:
             f"available: {list(available)}"
         )
     t0 = time.perf_counter()
-    x, stats = draw(c, state, c.eval.num_samples, seed=seed, shape=cli.example_shape(c))
+    x, stats = draw(c, state, c.eval.num_samples, seed=seed, shape=shape)
     sample_seconds = time.perf_counter() - t0
     out = cli.workdir_paths(workdir)["eval"]
     out.mkdir(parents=True, exist_ok=True)

@@ -27,9 +27,10 @@ def main(argv):
         cli._die("--workdir and --out are required")
     if f.num <= 0:
         cli._die(f"--num={f.num}: must be positive")
-    state, _ = cli.restore_latest(c, f.workdir)
+    shape = cli.example_shape(c)
+    state, _ = cli.restore_latest(c, f.workdir, shape=shape)
     try:
-        x, stats = draw(c, state, f.num, seed=f.seed, shape=cli.example_shape(c), use_ema=not f.raw)
+        x, stats = draw(c, state, f.num, seed=f.seed, shape=shape, use_ema=not f.raw)
     except RuntimeError as e:
         cli._die(str(e))
     out = Path(f.out)

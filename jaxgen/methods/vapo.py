@@ -133,7 +133,7 @@ def check_inputs(x, config: Config) -> None:
                 f"images have {x.shape[-1]} channels but the config is built for "
                 f"model.channels={config.channels}"
             )
-    if x.size and (np.nanmin(x) < -1.0 - 1e-6 or np.nanmax(x) > 1.0 + 1e-6) and x.ndim == 4:
+    if x.ndim == 4 and x.size and (np.nanmin(x) < -1.0 - 1e-6 or np.nanmax(x) > 1.0 + 1e-6):
         raise ValueError(
             f"images must be scaled to [-1, 1]; got values in [{np.nanmin(x):.3g}, "
             f"{np.nanmax(x):.3g}]"

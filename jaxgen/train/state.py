@@ -44,8 +44,3 @@ def all_finite(tree) -> jax.Array:
     arrays = [jnp.asarray(x) for x in jax.tree.leaves(tree)]
     leaves = [jnp.all(jnp.isfinite(x)) for x in arrays if jnp.issubdtype(x.dtype, jnp.inexact)]
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
-
-
-def select_tree(pred, on_true, on_false):
-    """`on_true` where the scalar `pred` holds, else `on_false` (leaf by leaf, inside jit)."""
-    return jax.tree.map(lambda a, b: jnp.where(pred, a, b), on_true, on_false)
