@@ -11,9 +11,10 @@ import time
 import jax
 import numpy as np
 
-from experiments import cli
+from experiments import cli, image_eval
 from experiments.sampling import draw
-from jaxgen.data import mixture_modes, sample_toy2d
+from jaxgen.data import OOD_NAMES, mixture_modes, sample_toy2d
+from jaxgen.methods import get_recipe
 from jaxgen.metrics import energy_distance, mmd_rbf, mode_coverage
 from jaxgen.train.figures import save_image_grid
 
@@ -38,35 +39,68 @@ def toy2d_metrics(name: str, samples: np.ndarray, metrics, *, seed: int) -> dict
     return out
 
 
-IMAGE_METRICS = ("sample_grid",)  # image-quality metrics (FD, OOD, ...) are not wired in yet
+IMAGE_METRICS = ("sample_grid", "energy_histogram", "ood", "nearest_neighbours", "interpolation")
+_NEEDS = {"energy_histogram": "energy", "ood": "energy", "interpolation": "interpolate"}
 
 
-def evaluate(c, workdir: str, *, seed: int = 1) -> dict:
-    shape = cli.example_shape(c)
-    state, _ = cli.restore_latest(c, workdir, shape=shape)
-    available = TOY2D_METRICS if cli.is_toy2d(c) else IMAGE_METRICS
+def available_metrics(c) -> tuple[str, ...]:
+    """The metrics this data set and recipe support (image metrics need recipe capabilities)."""
+    if cli.is_toy2d(c):
+        return TOY2D_METRICS
+    recipe = get_recipe(c.recipe)
+    return tuple(m for m in IMAGE_METRICS if hasattr(recipe, _NEEDS.get(m, "sample")))
+
+
+def chosen_metrics(c) -> list[str]:
+    available = available_metrics(c)
     metrics = [m for m in c.eval.metrics if m != "default"] or list(available)
     unknown = [m for m in metrics if m not in available]
     if unknown:
         cli._die(
-            f"config.eval.metrics: {unknown} not available for {c.data.name}; "
+            f"config.eval.metrics: {unknown} not available for {c.data.name} with {c.recipe}; "
             f"available: {list(available)}"
         )
+    for name in c.eval.ood_sets if "ood" in metrics else ():
+        if name not in OOD_NAMES:
+            cli._die(f"config.eval.ood_sets: unknown set {name!r}; choose from {list(OOD_NAMES)}")
+    return metrics
+
+
+def image_metrics(c, state, x, metrics, out, *, shape, seed: int) -> dict:
+    scores = {}
+    for m in metrics:
+        if m == "sample_grid":
+            save_image_grid(out / "samples.png", x[:64], scale=max(1, 64 // x.shape[1]))
+            scores[m] = str(out / "samples.png")
+        elif m == "energy_histogram":
+            scores[m] = image_eval.energy_histogram(c, state, out)
+        elif m == "ood":
+            scores[m] = image_eval.ood(c, state, out, seed=10_000 + seed)
+        elif m == "nearest_neighbours":
+            scores[m] = image_eval.neighbours(c, x, out)
+        elif m == "interpolation":
+            scores[m] = image_eval.interpolation(c, state, out, shape=shape, seed=20_000 + seed)
+    return scores
+
+
+def evaluate(c, workdir: str, *, seed: int = 1) -> dict:
+    shape = cli.example_shape(c)
+    metrics = chosen_metrics(c)
+    state, _ = cli.restore_latest(c, workdir, shape=shape)
     t0 = time.perf_counter()
-    x, stats = draw(c, state, c.eval.num_samples, seed=seed, shape=shape)
+    x, stats = draw(c, state, c.eval.num_samples, seed=seed, shape=shape, use_ema=c.eval.ema)
     sample_seconds = time.perf_counter() - t0
     out = cli.workdir_paths(workdir)["eval"]
     out.mkdir(parents=True, exist_ok=True)
     if cli.is_toy2d(c):
         scores = toy2d_metrics(c.data.name, x, metrics, seed=10_000 + seed)
     else:
-        save_image_grid(out / "samples.png", x[:64], scale=max(1, 64 // x.shape[1]))
-        scores = {"sample_grid": str(out / "samples.png")}
+        scores = image_metrics(c, state, x, metrics, out, shape=shape, seed=seed)
     result = {
         "protocol": {
             "num_samples": int(c.eval.num_samples),
             "checkpoint_step": int(state.step),
-            "ema": True,
+            "ema": bool(c.eval.ema),
             "sampler": dict(cli.recipe_config(c).__dict__),
             "seed": seed,
         },

@@ -1,5 +1,6 @@
 """Sampling a trained state in chunks, and the figures written during training."""
 
+import inspect
 from functools import partial
 
 import jax
@@ -8,6 +9,7 @@ import numpy as np
 from experiments import cli
 from jaxgen.data import sample_toy2d
 from jaxgen.methods import get_recipe
+from jaxgen.parallel import batch_sharding, make_mesh, replicated
 from jaxgen.train.figures import save_image_grid, save_scatter
 
 
@@ -15,7 +17,14 @@ def draw(c, state, num: int, *, seed: int, shape, use_ema: bool = True):
     """`num` samples as float32 numpy `[num, ...]`, and the sampler's stats (mean/max per key)."""
     recipe, rc = get_recipe(c.recipe), cli.recipe_config(c)
     chunk = min(num, c.eval.batch_size)
-    fn = jax.jit(partial(recipe.sample, config=rc, shape=shape, use_ema=use_ema), static_argnums=1)
+    kwargs = dict(config=rc, shape=shape, use_ema=use_ema)
+    n_dev = jax.device_count()
+    can_shard = "sharding" in inspect.signature(recipe.sample).parameters
+    if can_shard and n_dev > 1 and chunk % n_dev == 0:  # split each chunk over all devices
+        mesh = make_mesh()
+        state = jax.device_put(state, replicated(mesh))
+        kwargs["sharding"] = batch_sharding(mesh)
+    fn = jax.jit(partial(recipe.sample, **kwargs), static_argnums=1)
     outs, stats = [], []
     for i, start in enumerate(range(0, num, chunk)):
         x, st = fn(state, chunk, key=jax.random.fold_in(jax.random.PRNGKey(seed), i))

@@ -63,6 +63,13 @@ def test_config_smoke(config, tmp_path):
     run("evaluate", config, wd, "--config.runlocal=True")
     metrics = json.loads((wd / "eval" / "metrics.json").read_text())
     assert metrics["protocol"]["checkpoint_step"] == 3
+    if "energy_histogram" in metrics:  # image runs: every downstream procedure ran
+        assert 0.0 <= metrics["energy_histogram"]["auroc_train_vs_test"] <= 1.0
+        assert all(
+            0.0 <= v["auroc"] <= 1.0 for k, v in metrics["ood"].items() if k != "in_distribution"
+        )
+        for name in ("energy_histogram", "nearest_neighbours", "interpolation"):
+            assert Path(metrics[name]["figure"]).stat().st_size > 0
 
 
 @pytest.mark.slow

@@ -31,7 +31,19 @@ def base_config(*, dataset: str, batch_size: int, num_steps: int) -> ml_collecti
         )
     )
     c.eval = ml_collections.ConfigDict(
-        dict(num_samples=2000, batch_size=2000, metrics=("default",))
+        dict(
+            num_samples=2000,
+            batch_size=2000,
+            metrics=("default",),  # "default" = every metric available for the data and recipe
+            ema=True,  # evaluate the EMA parameters (False: the raw ones)
+            histogram_max=0,  # energy histogram: images per split (0 = all)
+            ood_sets=("interpolated", "uniform_noise"),  # see jaxgen.data.OOD_NAMES
+            ood_num=2000,  # test images (and OOD images) scored per set
+            nn_queries=10,  # samples shown with their nearest training images
+            nn_k=5,
+            interp_rows=4,  # slerp strips
+            interp_steps=10,
+        )
     )
     c.model = ml_collections.ConfigDict()
     c.method = ml_collections.ConfigDict()
@@ -53,4 +65,5 @@ def smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     c.data.batch_size = min(c.data.batch_size, 16)
     c.eval.num_samples = 64
     c.eval.batch_size = 64
+    c.eval.update(dict(histogram_max=64, ood_num=64, nn_queries=2, interp_rows=1, interp_steps=3))
     return c

@@ -1,6 +1,7 @@
 """Data sets (generated 2-D, digits, Fashion-MNIST, tfds-backed images) and batch streams."""
 
 from jaxgen.data.images import DatasetMissingError, ImageSource, load_digits, load_fashion_mnist
+from jaxgen.data.ood import OOD_NAMES, ood_images
 from jaxgen.data.pipeline import (
     DATASET_NAMES,
     IMAGE_NAMES,
@@ -14,6 +15,7 @@ from jaxgen.data.toy2d import TOY2D_NAMES, mixture_modes, sample_toy2d
 __all__ = [
     "DATASET_NAMES",
     "IMAGE_NAMES",
+    "OOD_NAMES",
     "TOY2D_NAMES",
     "BatchStream",
     "DatasetMissingError",
@@ -23,6 +25,7 @@ __all__ = [
     "load_images",
     "make_stream",
     "mixture_modes",
+    "ood_images",
     "sample_toy2d",
     "to_unit_range",
 ]

@@ -221,10 +221,53 @@ def solve_flow(params, x0, *, config: Config, t_end: float | None = None):
     )
 
 
-def sample(state: State, num: int, *, config: Config, key, shape=None, use_ema: bool = True):
+def sample(
+    state: State,
+    num: int,
+    *,
+    config: Config,
+    key,
+    shape=None,
+    use_ema: bool = True,
+    sharding=None,
+):
     """`num` samples: x(0) ~ N(0, σ0² I), then the ODE to T. `shape` is one example's shape
-    (the training data's; 2-D by default). Returns `(x [num, ...], stats)`."""
+    (the training data's; 2-D by default). `sharding` (e.g. `batch_sharding(mesh)`) splits the
+    samples over devices; the batch-shared step-size control then reduces across them.
+    Returns `(x [num, ...], stats)`."""
     shape = (2,) if shape is None else tuple(shape)
     params = state.potential.ema_params if use_ema else state.potential.params
     x0 = config.sigma0 * jax.random.normal(key, (num, *shape), jnp.float32)
+    if sharding is not None:
+        x0 = jax.lax.with_sharding_constraint(x0, sharding)
     return solve_flow(params, x0, config=config)
+
+
+# Downstream procedures (spec §5.2-§5.4)
+
+
+def slerp(z1, z2, num: int):
+    """Spherical interpolation of two noise draws `[...]` → `[num, ...]` (spec §5.2, Fig. 3):
+    unit-vector slerp between z1/‖z1‖ and z2/‖z2‖, scaled by the mean norm (‖z1‖ + ‖z2‖)/2."""
+    n1, n2 = jnp.linalg.norm(z1), jnp.linalg.norm(z2)
+    u1, u2 = z1 / n1, z2 / n2
+    theta = jnp.arccos(jnp.clip(jnp.vdot(u1, u2), -1.0, 1.0))
+    alpha = jnp.linspace(0.0, 1.0, num).reshape((num,) + (1,) * z1.ndim)
+    path = (jnp.sin((1 - alpha) * theta) * u1 + jnp.sin(alpha * theta) * u2) / jnp.sin(theta)
+    return 0.5 * (n1 + n2) * path
+
+
+def interpolate(state: State, num: int, *, config: Config, key, shape, use_ema: bool = True):
+    """Decode a slerp path between two prior draws: `([num, *shape] images, solver stats)`."""
+    k1, k2 = jax.random.split(key)
+    z1, z2 = (config.sigma0 * jax.random.normal(k, tuple(shape), jnp.float32) for k in (k1, k2))
+    params = state.potential.ema_params if use_ema else state.potential.params
+    return solve_flow(params, slerp(z1, z2, num), config=config)
+
+
+def energy(state: State, x, *, config: Config, use_ema: bool = True):
+    """The OOD / histogram score Φ(x) `[B]` for data `x` `[B, ...]` in [-1, 1] (spec §5.3-§5.4;
+    higher = more in-distribution)."""
+    params = state.potential.ema_params if use_ema else state.potential.params
+    with jax.default_matmul_precision("float32"):
+        return potential(params, x, config=config)

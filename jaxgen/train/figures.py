@@ -85,3 +85,26 @@ def save_field_plot(
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
+
+
+def save_histograms(path, scores: dict, *, bins: int = 100, xlabel: str = "", title: str = ""):
+    """Overlaid normalised histograms of named score arrays (VAPO Fig. 4: train vs test Φ)."""
+    plt = _plt()
+    arrays = {k: np.asarray(v, np.float64).ravel() for k, v in scores.items()}
+    lo = min(a.min() for a in arrays.values())
+    hi = max(a.max() for a in arrays.values())
+    edges = np.linspace(lo, hi, bins + 1)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, a in arrays.items():
+        ax.hist(a, bins=edges, density=True, alpha=0.5, label=f"{name} (n={a.size})")
+    ax.set_xlabel(xlabel), ax.set_ylabel("density"), ax.legend(), ax.set_title(title)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+
+
+def save_image_rows(path, rows, *, scale: int = 1) -> None:
+    """Image rows `[R, K, H, W, C]` in [-1, 1] as one grid with R rows of K images
+    (nearest-neighbour grids: a sample then its neighbours; interpolation strips)."""
+    rows = np.asarray(rows)
+    save_image_grid(path, rows.reshape(-1, *rows.shape[2:]), ncol=rows.shape[1], scale=scale)

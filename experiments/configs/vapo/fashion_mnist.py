@@ -23,5 +23,11 @@ def get_config():
     c.model.ch = 32
     c.optim.update(dict(optimizer="adam", lr=1e-3, warmup_steps=0, grad_clip=1.0, ema_rate=0.999))
     c.train.update(dict(num_steps=20_000, ckpt_every=1000, sample_every=1000))
-    c.eval.update(dict(num_samples=2000, batch_size=500))
+    c.eval.update(
+        dict(
+            num_samples=2000,
+            batch_size=500,
+            ood_sets=("digits", "interpolated", "uniform_noise", "gaussian_noise"),
+        )
+    )
     return c

@@ -1,0 +1,100 @@
+"""Image evaluations of a trained run (VAPO spec §5.2-§5.5): energy histograms, OOD AUROC,
+nearest neighbours and interpolation strips. Each takes the run's config `c`, its restored
+`state` and the output folder, writes its figure, and returns a JSON-able dict.
+"""
+
+from functools import partial
+
+import jax
+import numpy as np
+
+from experiments import cli
+from jaxgen.data import ood_images
+from jaxgen.data.pipeline import load_images, to_unit_range
+from jaxgen.methods import get_recipe
+from jaxgen.metrics import auroc, nearest_neighbours, score_summary
+from jaxgen.train.figures import save_histograms, save_image_rows
+
+
+def split_images(c, split: str, limit: int = 0) -> np.ndarray:
+    """The run's data set split as float32 `[N, H, W, C]` in [-1, 1], no flips (`limit` > 0:
+    the first `limit` images)."""
+    src = load_images(
+        c.data.name, split, pad_to_32=c.data.pad_to_32, data_dir=c.data.data_dir or None
+    )
+    images = src.images[:limit] if limit else src.images
+    return to_unit_range(images, src.max_value)
+
+
+def energies(c, state, x, *, use_ema: bool = True) -> np.ndarray:
+    """The recipe's energy score of each image `[N, ...]` → `[N]`, in fixed-size jitted batches."""
+    recipe = get_recipe(c.recipe)
+    fn = jax.jit(partial(recipe.energy, config=cli.recipe_config(c), use_ema=use_ema))
+    b = c.eval.batch_size
+    out = []
+    for start in range(0, len(x), b):
+        chunk = x[start : start + b]
+        pad = b - len(chunk)
+        padded = np.concatenate([chunk, np.zeros((pad, *chunk.shape[1:]), chunk.dtype)])
+        out.append(np.asarray(fn(state, padded))[: len(chunk)])
+    return np.concatenate(out).astype(np.float64)
+
+
+def energy_histogram(c, state, out) -> dict:
+    """Φ on train and test images: overlaid histograms and the train-vs-test AUROC (Fig. 4)."""
+    limit = c.eval.histogram_max
+    train, test = split_images(c, "train", limit), split_images(c, "test", limit)
+    e_train, e_test = energies(c, state, train), energies(c, state, test)
+    path = out / "energy_histogram.png"
+    save_histograms(path, {"train": e_train, "test": e_test}, xlabel="Φ(x)", title=c.data.name)
+    return {
+        "train": score_summary(e_train),
+        "test": score_summary(e_test),
+        "auroc_train_vs_test": auroc(e_train, e_test),
+        "figure": str(path),
+    }
+
+
+def ood(c, state, out, *, seed: int) -> dict:
+    """AUROC of Φ separating the test split (positive) from each OOD set in `eval.ood_sets`."""
+    test = split_images(c, "test", c.eval.ood_num)
+    e_test = energies(c, state, test)
+    result = {"in_distribution": f"{c.data.name} test ({len(test)})"}
+    for i, name in enumerate(c.eval.ood_sets):
+        x = ood_images(
+            name, test, len(test), jax.random.PRNGKey(seed + i), data_dir=c.data.data_dir or None
+        )
+        e = energies(c, state, x)
+        result[name] = {"auroc": auroc(e_test, e), "num": len(x), "energy": score_summary(e)}
+    return result
+
+
+def neighbours(c, samples, out) -> dict:
+    """Each of the first `eval.nn_queries` samples followed by its `eval.nn_k` nearest training
+    images by pixel L2 (Fig. 5); also the same distance for real test images, for scale."""
+    train = split_images(c, "train")
+    q = samples[: c.eval.nn_queries]
+    idx, dist = nearest_neighbours(q, train, c.eval.nn_k)
+    path = out / "nearest_neighbours.png"
+    save_image_rows(path, np.concatenate([q[:, None], train[idx]], 1), scale=2)
+    test = split_images(c, "test", len(q))
+    _, test_dist = nearest_neighbours(test, train, 1)
+    return {
+        "mean_nn_distance": float(dist[:, 0].mean()),
+        "test_mean_nn_distance": float(test_dist[:, 0].mean()),
+        "figure": str(path),
+    }
+
+
+def interpolation(c, state, out, *, shape, seed: int) -> dict:
+    """`eval.interp_rows` slerp strips of `eval.interp_steps` images each (Fig. 3)."""
+    recipe, rc = get_recipe(c.recipe), cli.recipe_config(c)
+    fn = jax.jit(partial(recipe.interpolate, config=rc, shape=shape), static_argnums=1)
+    rows, nfe = [], []
+    for r in range(c.eval.interp_rows):
+        x, stats = fn(state, c.eval.interp_steps, key=jax.random.PRNGKey(seed + r))
+        rows.append(np.asarray(x))
+        nfe.append(float(np.mean(stats["nfe"])))
+    path = out / "interpolation.png"
+    save_image_rows(path, np.stack(rows), scale=2)
+    return {"figure": str(path), "nfe_mean": float(np.mean(nfe))}
