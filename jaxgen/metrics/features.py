@@ -1,0 +1,214 @@
+"""Small deterministic CNN classifiers used as feature extractors for the image data sets here.
+
+Fréchet distance in these features is reported as "FD-<dataset>", never as FID: the networks are
+the project's own (trained by `benchmarks/train_feature_extractors.py`, accuracy in
+`docs/bench/feature_extractors.json`), not Inception-v3, so the numbers are not comparable to
+published FIDs.
+
+Architecture (per spec in `FEATURE_EXTRACTORS`): [conv 3x3 -> ReLU -> max-pool 2x2] per entry of
+`channels`, flatten, Dense(feature_dim) -> ReLU (the feature), Dense(num_classes) (the logits).
+Weights live in `jaxgen/metrics/weights/<name>.msgpack` (`flax.serialization` msgpack of the
+params dict); an extractor's `hash` is the SHA-256 of that file.
+"""
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import serialization
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+_RANGE_TOL = 1e-4  # slack on the [-1, 1] range check (float rounding of rescaled pixels)
+
+
+class FeatureCNN(nn.Module):
+    """`[B, H, W, C]` images in [-1, 1] -> (features `[B, feature_dim]`, logits `[B, K]`)."""
+
+    channels: tuple[int, ...]
+    feature_dim: int = 128
+    num_classes: int = 10
+
+    @nn.compact
+    def __call__(self, x):
+        for c in self.channels:
+            x = nn.relu(nn.Conv(c, (3, 3), padding="SAME")(x))
+            x = nn.max_pool(x, (2, 2), strides=(2, 2))
+        x = x.reshape(x.shape[0], -1)
+        features = nn.relu(nn.Dense(self.feature_dim)(x))
+        return features, nn.Dense(self.num_classes)(features)
+
+
+@dataclass(frozen=True)
+class ExtractorSpec:
+    """A registered extractor: its name, data set, input shape `(H, W, C)` and architecture."""
+
+    name: str
+    dataset: str
+    image_shape: tuple[int, int, int]
+    channels: tuple[int, ...]
+    feature_dim: int = 128
+    num_classes: int = 10
+
+    @property
+    def weights_path(self) -> Path:
+        return WEIGHTS_DIR / f"{self.name}.msgpack"
+
+    def module(self) -> FeatureCNN:
+        return FeatureCNN(self.channels, self.feature_dim, self.num_classes)
+
+    def init_params(self, key):
+        """Fresh parameters (a dict of arrays) from the PRNG `key`."""
+        dummy = jnp.zeros((1, *self.image_shape), jnp.float32)
+        return self.module().init(key, dummy)["params"]
+
+
+FEATURE_EXTRACTORS: dict[str, ExtractorSpec] = {
+    "fashion_mnist": ExtractorSpec("fashion_mnist_cnn_v1", "fashion_mnist", (28, 28, 1), (32, 64)),
+    "digits": ExtractorSpec("digits_cnn_v1", "digits", (8, 8, 1), (32, 64)),
+}
+
+
+def _spec(dataset: str) -> ExtractorSpec:
+    if dataset not in FEATURE_EXTRACTORS:
+        raise ValueError(
+            f"no feature extractor for data set {dataset!r}; choose one of "
+            f"{sorted(FEATURE_EXTRACTORS)}"
+        )
+    return FEATURE_EXTRACTORS[dataset]
+
+
+def file_sha256(path) -> str:
+    """Hex SHA-256 of the file at `path`."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def save_extractor_weights(spec: ExtractorSpec, params, path=None) -> Path:
+    """Write `params` as flax msgpack to `path` (default: the spec's package file), atomically."""
+    path = Path(path) if path is not None else spec.weights_path
+    params = jax.tree.map(np.asarray, params)
+    _check_structure(spec, params, path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(serialization.to_bytes(params))
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600 files
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def _check_structure(spec: ExtractorSpec, params, path) -> None:
+    """ValueError unless `params` has the tree structure and shapes of `spec`'s network."""
+    expected = jax.eval_shape(spec.init_params, jax.random.PRNGKey(0))
+    exp_shapes = jax.tree.map(lambda a: tuple(a.shape), expected)
+    try:
+        got_shapes = jax.tree.map(lambda a: tuple(np.shape(a)), params)
+        same = jax.tree.structure(exp_shapes) == jax.tree.structure(got_shapes)
+    except (TypeError, ValueError):
+        same = False
+    if not same or exp_shapes != got_shapes:
+        raise ValueError(
+            f"weights {path} do not match the architecture of {spec.name} "
+            f"(expected parameter shapes {exp_shapes})"
+        )
+
+
+class Extractor:
+    """A loaded feature extractor. `features`/`logits` take float images `[N, H, W, C]` in [-1, 1]
+    and return float32 numpy arrays, computed by one jitted function on fixed-size batches (the
+    last batch is padded), so results do not depend on N or on the call."""
+
+    def __init__(self, spec: ExtractorSpec, params, weights_hash: str, *, batch_size: int = 256):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.spec = spec
+        self.name = spec.name
+        self.hash = weights_hash
+        self.params = jax.tree.map(jnp.asarray, params)
+        self.batch_size = int(batch_size)
+        module = spec.module()
+        self._apply = jax.jit(lambda p, x: module.apply({"params": p}, x))
+
+    @property
+    def feature_dim(self) -> int:
+        return self.spec.feature_dim
+
+    def _check_images(self, images) -> np.ndarray:
+        """`images` as float32 `[N, H, W, C]` in [-1, 1] of the spec's (H, W, C) or ValueError."""
+        x = np.asarray(images)
+        want = self.spec.image_shape
+        if x.ndim != 4 or tuple(x.shape[1:]) != want or x.shape[0] < 1:
+            raise ValueError(
+                f"{self.name} expects images [N, {want[0]}, {want[1]}, {want[2]}] with N >= 1, "
+                f"got shape {x.shape}"
+            )
+        if not np.issubdtype(x.dtype, np.floating):
+            raise ValueError(
+                f"{self.name} expects float images in [-1, 1], got dtype {x.dtype}; scale raw "
+                "pixels with jaxgen.data.to_unit_range(images, max_value)"
+            )
+        x = x.astype(np.float32)
+        if not np.all(np.isfinite(x)):
+            raise ValueError(f"{self.name}: images contain non-finite values (nan or inf)")
+        lo, hi = float(x.min()), float(x.max())
+        if lo < -1.0 - _RANGE_TOL or hi > 1.0 + _RANGE_TOL:
+            raise ValueError(
+                f"{self.name} expects images in [-1, 1], got values in [{lo:g}, {hi:g}]; scale "
+                "raw pixels with jaxgen.data.to_unit_range(images, max_value)"
+            )
+        return x
+
+    def features_and_logits(self, images) -> tuple[np.ndarray, np.ndarray]:
+        """(features `[N, feature_dim]`, logits `[N, num_classes]`) of `images` `[N, H, W, C]`."""
+        x = self._check_images(images)
+        n, b = x.shape[0], self.batch_size
+        feats, logits = [], []
+        for start in range(0, n, b):
+            chunk = x[start : start + b]
+            valid = chunk.shape[0]
+            if valid < b:
+                pad = np.zeros((b - valid, *chunk.shape[1:]), np.float32)
+                chunk = np.concatenate([chunk, pad])
+            f, z = self._apply(self.params, chunk)
+            feats.append(np.asarray(f)[:valid])
+            logits.append(np.asarray(z)[:valid])
+        return np.concatenate(feats), np.concatenate(logits)
+
+    def features(self, images) -> np.ndarray:
+        """Penultimate-layer features `[N, feature_dim]` (float32) of `images` `[N, H, W, C]`."""
+        return self.features_and_logits(images)[0]
+
+    def logits(self, images) -> np.ndarray:
+        """Class logits `[N, num_classes]` (float32) of `images` `[N, H, W, C]`."""
+        return self.features_and_logits(images)[1]
+
+
+def load_extractor(dataset: str, *, weights_path=None, batch_size: int = 256) -> Extractor:
+    """The feature extractor of `dataset` ("fashion_mnist" or "digits") with its weights loaded.
+
+    `weights_path` overrides the packaged file `jaxgen/metrics/weights/<name>.msgpack`.
+    """
+    spec = _spec(dataset)
+    path = Path(weights_path) if weights_path is not None else spec.weights_path
+    if not path.exists():
+        raise FileNotFoundError(
+            f"feature-extractor weights missing: {path}. Train them with "
+            "`python -m benchmarks.train_feature_extractors`"
+        )
+    raw = path.read_bytes()
+    try:
+        params = serialization.msgpack_restore(raw)
+    except Exception as e:  # msgpack raises several unrelated types on corrupt input
+        raise ValueError(f"weights {path} are not a flax msgpack file: {e}") from e
+    _check_structure(spec, params, path)
+    return Extractor(spec, params, hashlib.sha256(raw).hexdigest(), batch_size=batch_size)
