@@ -114,7 +114,10 @@ def validate(c: ml_collections.ConfigDict) -> None:
     _check(c.train.num_steps >= 0, "train.num_steps", c.train.num_steps, "must be >= 0")
     for f in ("log_every", "keep", "steps_per_call"):
         _check(c.train[f] > 0, f"train.{f}", c.train[f], "must be > 0")
-    for f in ("ckpt_every", "sample_every"):
+    _check(
+        c.train.select_samples > 0, "train.select_samples", c.train.select_samples, "must be > 0"
+    )
+    for f in ("ckpt_every", "sample_every", "select_every"):
         _check(c.train[f] >= 0, f"train.{f}", c.train[f], "must be >= 0 (0 = never)")
     _check(
         c.train.nonfinite in ("stop", "skip", "rollback"),

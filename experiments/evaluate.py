@@ -12,6 +12,7 @@ import jax
 import numpy as np
 
 from experiments import cli, image_eval
+from experiments import protocol as protocol_lib
 from experiments.sampling import draw
 from jaxgen.data import OOD_NAMES, mixture_modes, sample_toy2d
 from jaxgen.methods import get_recipe
@@ -39,7 +40,14 @@ def toy2d_metrics(name: str, samples: np.ndarray, metrics, *, seed: int) -> dict
     return out
 
 
-IMAGE_METRICS = ("sample_grid", "energy_histogram", "ood", "nearest_neighbours", "interpolation")
+IMAGE_METRICS = (
+    "fd",
+    "sample_grid",
+    "energy_histogram",
+    "ood",
+    "nearest_neighbours",
+    "interpolation",
+)
 _NEEDS = {"energy_histogram": "energy", "ood": "energy", "interpolation": "interpolate"}
 
 
@@ -87,30 +95,67 @@ def evaluate(c, workdir: str, *, seed: int = 1) -> dict:
     shape = cli.example_shape(c)
     metrics = chosen_metrics(c)
     state, _ = cli.restore_latest(c, workdir, shape=shape)
-    t0 = time.perf_counter()
-    x, stats = draw(c, state, c.eval.num_samples, seed=seed, shape=shape, use_ema=c.eval.ema)
-    sample_seconds = time.perf_counter() - t0
     out = cli.workdir_paths(workdir)["eval"]
     out.mkdir(parents=True, exist_ok=True)
+    protocol = {
+        "num_samples": int(c.eval.num_samples),
+        "checkpoint_step": int(state.step),
+        "ema": bool(c.eval.ema),
+        "sampler": dict(cli.recipe_config(c).__dict__),
+        "seed": seed,
+    }
+    t0 = time.perf_counter()
     if cli.is_toy2d(c):
+        x, stats = draw(c, state, c.eval.num_samples, seed=seed, shape=shape, use_ema=c.eval.ema)
         scores = toy2d_metrics(c.data.name, x, metrics, seed=10_000 + seed)
+        np.save(out / "samples.npy", x)
     else:
-        scores = image_metrics(c, state, x, metrics, out, shape=shape, seed=seed)
+        net, fd_name, net_hash = protocol_lib.feature_network(c) if "fd" in metrics else (None,) * 3
+        if net is not None:
+            protocol["feature_network"] = {"name": net.name, "hash": net_hash}
+        protocol["round_size"] = int(c.eval.round_size)
+        rounds = protocol_lib.sample_rounds(
+            c, state, net, out, seed=seed, shape=shape, protocol=protocol
+        )
+        stats = {"nfe_mean": float(np.mean(rounds.nfe)), "nfe_max": float(np.max(rounds.nfe))}
+        x = protocol_lib.dequantise(rounds.cat("samples"))
+        scores = image_metrics(
+            c, state, x, [m for m in metrics if m != "fd"], out, shape=shape, seed=seed
+        )
+        if "fd" in metrics:
+            scores["fd"] = (
+                protocol_lib.feature_metrics(c, net, fd_name, rounds, out)
+                if net is not None
+                else {fd_name: net_hash}  # the one-line reason it is unavailable
+            )
     result = {
-        "protocol": {
-            "num_samples": int(c.eval.num_samples),
-            "checkpoint_step": int(state.step),
-            "ema": bool(c.eval.ema),
-            "sampler": dict(cli.recipe_config(c).__dict__),
-            "seed": seed,
-        },
+        "protocol": protocol,
         "sampler_stats": stats,
-        "sample_seconds": sample_seconds,
+        "seconds": time.perf_counter() - t0,
         **scores,
     }
-    np.save(out / "samples.npy", x)
     (out / "metrics.json").write_text(json.dumps(result, indent=1, default=str))
+    (out / "metrics.md").write_text(metrics_table(result))
     return result
+
+
+def metrics_table(result: dict) -> str:
+    """A two-column markdown table of every scalar in `result` (nested keys joined by '.')."""
+    rows = []
+
+    def walk(prefix, v):
+        if isinstance(v, dict):
+            for k, sub in v.items():
+                walk(f"{prefix}.{k}" if prefix else k, sub)
+        elif isinstance(v, float):
+            rows.append((prefix, f"{v:.4g}"))
+        elif isinstance(v, (int, str, bool)):
+            rows.append((prefix, str(v)))
+
+    walk("", {k: v for k, v in result.items() if k != "protocol"})
+    walk("protocol", {k: v for k, v in result["protocol"].items() if k != "sampler"})
+    lines = ["| metric | value |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)]
+    return "\n".join(lines) + "\n"
 
 
 def main(argv):
@@ -119,9 +164,10 @@ def main(argv):
         cli._die("--workdir is required")
     try:
         result = evaluate(c, flags_workdir())
-    except RuntimeError as e:
+    except (RuntimeError, ValueError) as e:
         cli._die(str(e))
-    print(json.dumps({k: v for k, v in result.items() if k != "protocol"}, default=str))
+    print(metrics_table(result), end="")
+    print(f"written: {cli.workdir_paths(flags_workdir())['eval'] / 'metrics.json'}")
 
 
 def flags_workdir():

@@ -12,6 +12,7 @@ from absl import flags
 
 from experiments import cli
 from experiments.sampling import sample_figure
+from experiments.selection import selection_hook
 from jaxgen.methods import get_recipe
 from jaxgen.parallel import initialize_distributed, make_mesh
 from jaxgen.train.checkpoint import CheckpointError, Checkpoints
@@ -56,6 +57,7 @@ def train(c, workdir: str, *, progress: bool | None = None):
             meta={"recipe": c.recipe},
             writer=writer,
             on_sample=sample_figure(c, workdir, first["x"].shape[1:]),
+            hooks=tuple(h for h in [selection_hook(c, workdir, first["x"].shape[1:])] if h),
             progress=progress,
         )
     finally:

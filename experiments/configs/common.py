@@ -28,6 +28,8 @@ def base_config(*, dataset: str, batch_size: int, num_steps: int) -> ml_collecti
             steps_per_call=1,
             num_devices=0,
             multihost=False,
+            select_every=0,  # > 0: FD of select_samples EMA samples every N steps; best kept
+            select_samples=2500,
         )
     )
     c.eval = ml_collections.ConfigDict(
@@ -43,6 +45,12 @@ def base_config(*, dataset: str, batch_size: int, num_steps: int) -> ml_collecti
             nn_k=5,
             interp_rows=4,  # slerp strips
             interp_steps=10,
+            round_size=1000,  # samples per preemption-safe round (features saved per round)
+            reference_split="train",  # statistics the FD / FID compares against
+            kid_reference_max=10_000,  # features kept for KID and precision/recall
+            kid_subset_size=1000,
+            kid_subsets=100,
+            inception_weights="",  # FID weights file ("" = $JAXGEN_INCEPTION_WEIGHTS)
         )
     )
     c.model = ml_collections.ConfigDict()
@@ -63,7 +71,8 @@ def smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
         c.model.ch = 8
         c.model.num_res_blocks = 1
     c.data.batch_size = min(c.data.batch_size, 16)
-    c.eval.num_samples = 64
-    c.eval.batch_size = 64
+    c.eval.num_samples = 160  # > 128 + 1, so the 128-d feature covariance has full rank
+    c.eval.batch_size = 80
     c.eval.update(dict(histogram_max=64, ood_num=64, nn_queries=2, interp_rows=1, interp_steps=3))
+    c.eval.round_size = 80  # two rounds
     return c

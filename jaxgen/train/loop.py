@@ -90,6 +90,7 @@ def fit(
     meta: dict | None = None,
     writer: MetricsWriter | None = None,
     on_sample: Callable | None = None,
+    hooks: tuple[tuple[int, Callable], ...] = (),
     progress: bool | None = None,
 ):
     """Train until `state.step == schedule.num_steps`. Returns `(state, cursor)`.
@@ -97,7 +98,8 @@ def fit(
     `step_fn(state, batch) -> (state, metrics)` is pure; it is jitted here with shardings and a
     non-finite guard. `cursor` is the stream index of the next batch; it is saved with the
     state (with `meta`) so a resumed run sees the same batches. `on_sample(state, step)` is called
-    every `sample_every` steps. `progress=None` shows a bar only on a terminal.
+    every `sample_every` steps, and each `(every, fn)` of `hooks` as `fn(state, step)` every `every`
+    steps (e.g. model selection). `progress=None` shows a bar only on a terminal.
     """
     if schedule.nonfinite not in ("stop", "skip", "rollback"):
         raise ValueError(f"nonfinite={schedule.nonfinite!r}; choose stop, skip or rollback")
@@ -143,6 +145,9 @@ def fit(
                 checkpoints.save(step, state, {**(meta or {}), "cursor": cursor})
             if on_sample is not None and _crossed(before, step, schedule.sample_every):
                 on_sample(state, step)
+            for every, fn in hooks:
+                if _crossed(before, step, every):
+                    fn(state, step)
     finally:
         batches.close()
         pbar.close()

@@ -1,0 +1,172 @@
+"""Sample-quality metrics in feature space with a preemption-safe sampling protocol.
+
+Samples are drawn in rounds of `eval.round_size`; each round is quantised to 8 bits (the FID
+convention: (x+1)/2 clipped to [0, 1], ×255, rounded), its features are computed, and the round
+is written to `eval/rounds_<fingerprint>/round_XXXX.npz` before the next one starts. A resumed
+`evaluate` reuses the finished rounds of the same protocol (checkpoint step, seed, sample count,
+round size, EMA, sampler, feature network) and draws only the missing ones.
+
+Feature networks: the project's extractors for `fashion_mnist` and `digits` ("fd_<dataset>"),
+the FID Inception-v3 for the other image sets ("fid", when its weights file is present).
+"""
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from experiments.sampling import draw
+from jaxgen.data.pipeline import load_images, to_unit_range
+from jaxgen.metrics import (
+    FEATURE_EXTRACTORS,
+    FeatureStats,
+    feature_statistics,
+    frechet_distance,
+    inception_score,
+    kernel_inception_distance,
+    load_extractor,
+    load_stats,
+    precision_recall,
+    save_stats,
+)
+
+
+def feature_network(c):
+    """`(network, metric_name, weights_hash)` for the run's data set, or `(None, metric_name,
+    reason)` when the network's weights are unavailable (then the metric reports the reason)."""
+    if c.data.name in FEATURE_EXTRACTORS:
+        ext = load_extractor(c.data.name)
+        return ext, f"fd_{c.data.name}", ext.hash
+    from jaxgen.metrics.inception import load_fid_inception
+    from jaxgen.metrics.inception_weights import PT_FID_WEIGHTS_SHA256, unavailable_reason
+
+    path = c.eval.inception_weights or None
+    reason = unavailable_reason(path)
+    if reason is not None:
+        return None, "fid", reason
+    return load_fid_inception(path), "fid", PT_FID_WEIGHTS_SHA256
+
+
+def quantise(x) -> np.ndarray:
+    """Images in [-1, 1] → uint8 (the FID convention)."""
+    return np.round(np.clip((np.asarray(x) + 1.0) * 0.5, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def dequantise(u8) -> np.ndarray:
+    return to_unit_range(u8, 255.0)
+
+
+def _atomic_savez(path: Path, **arrays) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
+    os.close(fd)
+    with open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+    os.replace(tmp, path)
+
+
+class RoundResults:
+    """What the rounds produced: at most `keep` samples (uint8) and features, the streamed
+    feature statistics of all samples, all logits (for IS), and the NFE of each round."""
+
+    def __init__(self, keep: int):
+        self.keep, self.samples, self.features, self.logits, self.nfe = keep, [], [], [], []
+        self.stats = FeatureStats()
+
+    def add(self, z) -> None:
+        held = sum(len(s) for s in self.samples)
+        self.samples.append(z["samples"][: max(0, self.keep - held)])
+        self.nfe.append(float(z["nfe"]))
+        if "features" in z:
+            self.stats.update(z["features"])
+            self.features.append(z["features"][: max(0, self.keep - held)])
+            self.logits.append(z["logits"])
+
+    def cat(self, name: str):
+        parts = getattr(self, name)
+        return np.concatenate(parts) if parts else None
+
+
+def sample_rounds(c, state, net, out: Path, *, seed: int, shape, protocol: dict) -> RoundResults:
+    """Draw `eval.num_samples` samples in rounds of `eval.round_size`, resuming finished rounds."""
+    fingerprint = hashlib.sha256(json.dumps(protocol, sort_keys=True).encode()).hexdigest()[:12]
+    rdir = out / f"rounds_{fingerprint}"
+    rdir.mkdir(parents=True, exist_ok=True)
+    (rdir / "protocol.json").write_text(json.dumps(protocol, indent=1, default=str))
+    n, size = c.eval.num_samples, c.eval.round_size
+    results = RoundResults(keep=c.eval.kid_reference_max)
+    for r in tqdm(range(-(-n // size)), desc="eval rounds", disable=None):
+        path = rdir / f"round_{r:04d}.npz"
+        if not path.exists():
+            x, stats = draw(
+                c,
+                state,
+                min(size, n - r * size),
+                seed=seed * 100_003 + r,
+                shape=shape,
+                use_ema=c.eval.ema,
+            )
+            u8 = quantise(x)
+            arrays = {"samples": u8, "nfe": np.float64(stats.get("nfe_mean", np.nan))}
+            if net is not None:
+                arrays["features"], arrays["logits"] = net.features_and_logits(dequantise(u8))
+            _atomic_savez(path, **arrays)
+        with np.load(path) as z:
+            results.add({k: z[k] for k in z.files})
+    return results
+
+
+def reference(c, net, out: Path):
+    """`(ReferenceStats, features subset for KID / precision-recall)` of the reference split
+    (`eval.reference_split`), computed once and cached next to the evaluation."""
+    split = c.eval.reference_split
+    stats_path = out / f"reference_{c.data.name}_{split}_{net.name}.npz"
+    feats_path = stats_path.with_suffix(".features.npy")
+    if not stats_path.exists() or not feats_path.exists():
+        out.mkdir(parents=True, exist_ok=True)
+        src = load_images(
+            c.data.name, split, pad_to_32=c.data.pad_to_32, data_dir=c.data.data_dir or None
+        )
+        feats = net.features(to_unit_range(src.images, src.max_value))
+        mu, sigma = feature_statistics(feats)
+        keep = np.random.default_rng(0).permutation(len(feats))[: c.eval.kid_reference_max]
+        tmp = feats_path.with_suffix(".tmp.npy")
+        np.save(tmp, feats[keep])
+        os.replace(tmp, feats_path)
+        save_stats(stats_path, mu, sigma, len(feats), net.name, feature_hash(net))
+    ref = load_stats(stats_path, expect_extractor=net.name, expect_hash=feature_hash(net))
+    return ref, np.load(feats_path)
+
+
+def feature_hash(net) -> str:
+    return getattr(net, "hash", None) or net.name
+
+
+def feature_metrics(c, net, name: str, rounds: RoundResults, out: Path) -> dict:
+    """FD / FID against the reference statistics, KID and precision/recall against reference
+    features (on at most `eval.kid_reference_max` samples), and IS (Inception only)."""
+    ref, ref_feats = reference(c, net, out)
+    mu, sigma, n = rounds.stats.finalize()
+    feats = rounds.cat("features")
+    n_kid = min(len(feats), len(ref_feats), c.eval.kid_subset_size)
+    kid, kid_std = kernel_inception_distance(
+        feats, ref_feats, num_subsets=c.eval.kid_subsets, subset_size=n_kid
+    )
+    n_pr = min(len(feats), len(ref_feats))
+    result = {
+        name: frechet_distance(mu, sigma, ref.mu, ref.sigma),
+        "num_samples": int(n),
+        "kid": kid,
+        "kid_std": kid_std,
+        **precision_recall(ref_feats[:n_pr], feats[:n_pr], k=3),
+        "reference": {"split": c.eval.reference_split, "num_samples": int(ref.num_samples)},
+        "feature_network": {"name": net.name, "hash": feature_hash(net)},
+    }
+    if name == "fid":
+        result["inception_score"], result["inception_score_std"] = inception_score(
+            rounds.cat("logits")
+        )
+    return result

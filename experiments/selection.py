@@ -1,0 +1,54 @@
+"""Model selection during training (VAPO's protocol, spec §9): every `train.select_every` steps,
+the FD (or FID) of `train.select_samples` EMA samples; the best state is kept in `DIR/best/`
+and every evaluation is appended to `DIR/selection.jsonl`."""
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from experiments import cli
+from experiments import protocol as protocol_lib
+from experiments.sampling import draw
+from jaxgen.metrics import feature_statistics, frechet_distance
+from jaxgen.train.checkpoint import Checkpoints
+
+
+def best_so_far(log: Path, name: str) -> float:
+    """The smallest score recorded in `log` (inf when there is none), so a resumed run keeps it."""
+    if not log.exists():
+        return math.inf
+    rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    return min((r[name] for r in rows), default=math.inf)
+
+
+def selection_hook(c, workdir: str, shape):
+    """`(every, callback)` for `fit(hooks=...)`; `None` when `train.select_every` is 0."""
+    if not c.train.select_every:
+        return None
+    if cli.is_toy2d(c):
+        cli._die("config.train.select_every: model selection needs an image data set")
+    net, name, why = protocol_lib.feature_network(c)
+    if net is None:
+        cli._die(f"config.train.select_every: {name} {why}")
+    root = cli.workdir_paths(workdir)["root"]
+    log, best_dir = root / "selection.jsonl", root / "best"
+    ref, _ = protocol_lib.reference(c, net, cli.workdir_paths(workdir)["eval"])
+    best = {"score": best_so_far(log, name)}
+
+    def callback(state, step: int):
+        x, stats = draw(c, state, c.train.select_samples, seed=c.seed + 7, shape=shape)
+        feats = net.features(protocol_lib.dequantise(protocol_lib.quantise(x)))
+        mu, sigma = feature_statistics(feats)
+        score = frechet_distance(mu, sigma, ref.mu, ref.sigma)
+        row = {"step": step, name: score, "num_samples": len(x), "nfe": stats.get("nfe_mean")}
+        with open(log, "a") as f:
+            f.write(json.dumps(row) + "\n")
+        if score < best["score"] and np.isfinite(score):
+            best["score"] = score
+            store = Checkpoints(best_dir, max_to_keep=1)
+            store.save(step, state, {"recipe": c.recipe, name: score})
+            store.close()
+
+    return c.train.select_every, callback
