@@ -3,8 +3,9 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 WORKDIR ?= runs/demo
+WEIGHTS ?= $(JAXGEN_INCEPTION_WEIGHTS)
 
-.PHONY: demo test test-fast bench lint format clean
+.PHONY: demo test test-fast bench eval lint format clean
 
 $(BIN)/activate: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -20,6 +21,10 @@ test: $(BIN)/activate
 
 test-fast: $(BIN)/activate
 	$(BIN)/python -m pytest -q -m "not slow" tests
+
+# make eval CONFIG=experiments/configs/vapo/cifar10.py WORKDIR=runs/vapo_cifar10 [WEIGHTS=inception.npz]
+eval: $(BIN)/activate
+	JAXGEN_INCEPTION_WEIGHTS=$(WEIGHTS) $(BIN)/python -m experiments.evaluate --config $(CONFIG) --workdir $(WORKDIR) $(ARGS)
 
 bench: $(BIN)/activate
 	$(BIN)/python -m benchmarks.step_throughput

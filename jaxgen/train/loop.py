@@ -106,52 +106,110 @@ def fit(
     K = schedule.steps_per_call
     step_jit = make_sharded_step(step_fn, mesh, steps_per_call=K)
     state = jax.device_put(state, replicated(mesh))
-    step = int(state.step)
-    pending, t_last = [], time.perf_counter()
+    run = _Run(int(state.step), cursor, time.perf_counter())
     pbar = tqdm(
         total=schedule.num_steps,
-        initial=step,
+        initial=run.step,
         disable=None if progress is None else not progress,
         dynamic_ncols=True,
         desc="train",
     )
     batches = _prefetch(stream, cursor)
+    inflight = None  # the dispatched call whose `finite` flags are not read yet
+    planned = run.step  # steps once every dispatched call has run
     try:
-        while step < schedule.num_steps:
-            k = min(K, schedule.num_steps - step)
-            first, batch = _next_call(batches, mesh, k, stacked=K > 1)
-            state, metrics = step_jit(state, batch)
-            cursor = first + k
-            finite = np.ravel(np.asarray(metrics["finite"]))  # blocks on this call
-            if not finite.all():
-                bad = step + int(np.argmin(finite))
-                state, rolled_back = _on_nonfinite(schedule.nonfinite, bad, state, checkpoints)
-                if rolled_back:  # continue from the checkpoint's state after the bad batch
-                    step = int(state.step)
+        while True:
+            call = None
+            if planned < schedule.num_steps:
+                k = min(K, schedule.num_steps - planned)
+                first, batch = _next_call(batches, mesh, k, stacked=K > 1)
+                state, metrics = step_jit(state, batch)
+                call, planned = (first, k, metrics), planned + k
+            if inflight is not None:  # read the previous call while this one runs
+                state, restart = _settle(inflight, state, run, schedule, checkpoints, pbar)
+                if restart:  # rolled back: drop the call just dispatched, re-read the stream
                     batches.close()
-                    batches = _prefetch(stream, cursor)
+                    batches, planned, inflight = _prefetch(stream, run.cursor), run.step, None
                     continue
-            before, step = step, step + int(finite.sum())
-            pending.append(metrics)
-            pbar.update(step - before)
-            last = step == schedule.num_steps
-            if _crossed(before, step, schedule.log_every) or last:
-                now = time.perf_counter()
-                _log(writer, pbar, pending, step, stream.batch_size, now - t_last)
-                pending, t_last = [], now
-            if checkpoints is not None and (
-                _crossed(before, step, schedule.ckpt_every) or (last and schedule.ckpt_every)
-            ):
-                checkpoints.save(step, state, {**(meta or {}), "cursor": cursor})
-            if on_sample is not None and _crossed(before, step, schedule.sample_every):
-                on_sample(state, step)
-            for every, fn in hooks:
-                if _crossed(before, step, every):
-                    fn(state, step)
+            inflight = call
+            if inflight is None:
+                break
+            # the state of a step boundary is needed now (checkpoint / sample / hooks / end)
+            everies = (schedule.ckpt_every, schedule.sample_every, *(e for e, _ in hooks))
+            ends = planned == schedule.num_steps
+            if ends or run.forced or any(_crossed(run.checked, planned, e) for e in everies):
+                state, restart = _settle(inflight, state, run, schedule, checkpoints, pbar)
+                inflight, planned = None, run.step
+                if restart:
+                    batches.close()
+                    batches = _prefetch(stream, run.cursor)
+                    continue
+                _at_boundary(state, run, schedule, checkpoints, meta, on_sample, hooks)
+            if run.step >= schedule.num_steps or run.log_due:
+                _log(writer, pbar, run.pending, run.step, stream.batch_size, run.seconds())
+                run.pending, run.log_due = [], False
     finally:
         batches.close()
         pbar.close()
-    return state, cursor
+    return state, run.cursor
+
+
+@dataclass
+class _Run:
+    """Host-side progress of `fit`: confirmed steps, stream cursor, pending metrics."""
+
+    step: int
+    cursor: int
+    t_last: float
+    checked: int = -1  # boundaries up to this step have been handled
+    forced: bool = False  # a call was skipped: check boundaries at the next call
+    log_due: bool = False
+    pending: list = None
+
+    def __post_init__(self):
+        self.checked, self.pending = self.step, []
+
+    def seconds(self) -> float:
+        now, last = time.perf_counter(), self.t_last
+        self.t_last = now
+        return now - last
+
+
+def _settle(call, state, run: _Run, schedule, checkpoints, pbar):
+    """Read a finished call's `finite` flags (blocking on it) and account for its steps.
+    Returns `(state, restarted)`; a rollback returns the checkpoint's state."""
+    first, k, metrics = call
+    finite = np.ravel(np.asarray(metrics["finite"]))
+    run.cursor = first + k
+    if not finite.all():
+        bad = run.step + int(np.argmin(finite))
+        state, rolled_back = _on_nonfinite(schedule.nonfinite, bad, state, checkpoints)
+        if rolled_back:  # continue from the checkpoint's state after the bad batch
+            run.step = run.checked = int(state.step)
+            return state, True
+        run.forced = True
+    before = run.step
+    run.step += int(finite.sum())
+    run.pending.append(metrics)
+    pbar.update(run.step - before)
+    run.log_due |= _crossed(before, run.step, schedule.log_every)
+    return state, False
+
+
+def _at_boundary(state, run: _Run, schedule, checkpoints, meta, on_sample, hooks):
+    """Checkpoint, sample and run hooks for the boundaries in (run.checked, run.step]; `state`
+    is the state at `run.step` (no later call has been dispatched)."""
+    before, step, last = run.checked, run.step, run.step == schedule.num_steps
+    if checkpoints is not None and (
+        _crossed(before, step, schedule.ckpt_every) or (last and schedule.ckpt_every)
+    ):
+        checkpoints.save(step, state, {**(meta or {}), "cursor": run.cursor})
+    if on_sample is not None and _crossed(before, step, schedule.sample_every):
+        on_sample(state, step)
+    for every, fn in hooks:
+        if _crossed(before, step, every):
+            fn(state, step)
+    run.checked, run.forced = step, False
 
 
 def _crossed(before: int, after: int, every: int) -> bool:

@@ -1,0 +1,108 @@
+"""The terminal time T of the VAPO sampling ODE on a trained image run (the paper's "T > 1 is
+best" claim, spec §5.1): per T, the NFE per sample, FD-<dataset> (and KID, precision/recall) in
+the project's features, and the mean pixel distance of a sample to its nearest training image;
+EMA and raw weights. Writes one figure with a row of samples per T.
+
+    python -m benchmarks.vapo_t_sweep --workdir runs/vapo_fmnist [--num 1000] [--t 1 1.5 2 3]
+
+The run's config is read from `WORKDIR/config.json` (written by `experiments.train`), on top of
+the current defaults of `experiments/configs/common.py` (so older runs gain new eval fields).
+"""
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import ml_collections
+import numpy as np
+
+from benchmarks.common import record
+from experiments import cli
+from experiments import protocol as protocol_lib
+from experiments.configs.common import base_config
+from experiments.image_eval import split_images
+from experiments.sampling import draw
+from jaxgen.metrics import (
+    feature_statistics,
+    frechet_distance,
+    kernel_inception_distance,
+    nearest_neighbours,
+    precision_recall,
+)
+from jaxgen.train.figures import save_image_rows
+
+
+def sweep_row(c, state, net, name, ref, ref_feats, train, *, t_end, num, ema, shape):
+    c.sample.t_end, c.eval.ema = float(t_end), ema
+    t0 = time.perf_counter()
+    x, stats = draw(c, state, num, seed=1, shape=shape, use_ema=ema)
+    seconds = time.perf_counter() - t0
+    x = protocol_lib.dequantise(protocol_lib.quantise(x))
+    feats = net.features(x)
+    mu, sigma = feature_statistics(feats)
+    kid, _ = kernel_inception_distance(feats, ref_feats, num_subsets=50, subset_size=min(num, 1000))
+    pr = precision_recall(ref_feats[:num], feats, k=3)
+    _, nn_dist = nearest_neighbours(x[:200], train, 1)
+    row = {
+        "t_end": t_end,
+        "ema": ema,
+        "nfe_per_sample": stats["nfe_mean"],
+        name: frechet_distance(mu, sigma, ref.mu, ref.sigma),
+        "kid": kid,
+        **pr,
+        "mean_nn_distance": float(nn_dist.mean()),
+        "sample_seconds": seconds,
+    }
+    return row, x[:10]
+
+
+def run_config(workdir: str) -> ml_collections.ConfigDict:
+    """The config saved by `experiments.train` in `workdir`, with missing fields defaulted."""
+    saved = json.loads((Path(workdir) / "config.json").read_text())
+    c = base_config(dataset=saved["data"]["name"], batch_size=1, num_steps=0)
+    for key, value in saved.items():
+        if isinstance(value, dict):
+            c[key].unlock() if hasattr(c[key], "unlock") else None
+            for k, v in value.items():
+                c[key][k] = v
+        else:
+            c[key] = value
+    return c
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--workdir", required=True)
+    ap.add_argument("--num", type=int, default=1000)
+    ap.add_argument("--t", type=float, nargs="+", default=[1.0, 1.5, 2.0, 3.0])
+    args = ap.parse_args()
+    c = run_config(args.workdir)
+    shape = cli.example_shape(c)
+    state, _ = cli.restore_latest(c, args.workdir, shape=shape)
+    net, name, _ = protocol_lib.feature_network(c)
+    ref, ref_feats = protocol_lib.reference(c, net, cli.workdir_paths(args.workdir)["eval"])
+    train = split_images(c, "train")
+    rows, strips = [], []
+    for ema in (True, False):
+        for t_end in args.t:
+            row, strip = sweep_row(
+                c, state, net, name, ref, ref_feats, train,
+                t_end=t_end, num=args.num, ema=ema, shape=shape,
+            )  # fmt: skip
+            rows.append(row)
+            strips.append(strip)
+            print(
+                {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}, flush=True
+            )
+    fig = Path("docs/figures") / f"vapo_{c.data.name}_t_sweep.png"
+    save_image_rows(fig, np.stack(strips), scale=2)
+    record(
+        f"vapo_{c.data.name}_t_sweep",
+        {"workdir": args.workdir, "step": int(state.step), "num_samples": args.num, "rows": rows},
+    )
+    print(f"figure: {fig} (rows: EMA T={args.t}, then raw T={args.t})")
+
+
+if __name__ == "__main__":
+    main()
