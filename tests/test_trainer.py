@@ -226,3 +226,22 @@ def test_nonfinite_inside_a_call_reports_its_step():
             Schedule(12, log_every=4, ckpt_every=0, steps_per_call=4),
             progress=False,
         )
+
+
+@pytest.mark.parametrize("k", [1, 4])
+def test_hooks_see_the_exact_state_of_their_step(k):
+    """With one call in flight, every hook still receives the state at its own step, also after
+    a skipped batch (the boundary is then handled at the first call that reaches it)."""
+    seen = []
+    stream, state = _setup()
+    fit(
+        partial(vapo.train_step, config=CFG),
+        state,
+        _PoisonedStream(stream, 4),
+        make_mesh(8),
+        Schedule(12, log_every=5, ckpt_every=0, nonfinite="skip", steps_per_call=k),
+        hooks=((3, lambda s, step: seen.append((step, int(s.step)))),),
+        progress=False,
+    )
+    assert all(step == state_step for step, state_step in seen)
+    assert [step // 3 for step, _ in seen] == [1, 2, 3, 4]  # each multiple of 3 crossed once
