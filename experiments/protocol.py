@@ -12,8 +12,6 @@ the FID Inception-v3 for the other image sets ("fid", when its weights file is p
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +19,7 @@ from tqdm.auto import tqdm
 
 from experiments.sampling import draw
 from jaxgen.data.pipeline import load_images, to_unit_range
+from jaxgen.io import atomic_write
 from jaxgen.metrics import (
     FEATURE_EXTRACTORS,
     FeatureStats,
@@ -58,14 +57,6 @@ def quantise(x) -> np.ndarray:
 
 def dequantise(u8) -> np.ndarray:
     return to_unit_range(u8, 255.0)
-
-
-def _atomic_savez(path: Path, **arrays) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
-    os.close(fd)
-    with open(tmp, "wb") as f:
-        np.savez(f, **arrays)
-    os.replace(tmp, path)
 
 
 class RoundResults:
@@ -113,7 +104,7 @@ def sample_rounds(c, state, net, out: Path, *, seed: int, shape, protocol: dict)
             arrays = {"samples": u8, "nfe": np.float64(stats.get("nfe_mean", np.nan))}
             if net is not None:
                 arrays["features"], arrays["logits"] = net.features_and_logits(dequantise(u8))
-            _atomic_savez(path, **arrays)
+            atomic_write(path, lambda f, a=arrays: np.savez(f, **a))
         with np.load(path) as z:
             results.add({k: z[k] for k in z.files})
     return results
@@ -133,9 +124,7 @@ def reference(c, net, out: Path):
         feats = net.features(to_unit_range(src.images, src.max_value))
         mu, sigma = feature_statistics(feats)
         keep = np.random.default_rng(0).permutation(len(feats))[: c.eval.kid_reference_max]
-        tmp = feats_path.with_suffix(".tmp.npy")
-        np.save(tmp, feats[keep])
-        os.replace(tmp, feats_path)
+        atomic_write(feats_path, lambda f: np.save(f, feats[keep]))
         save_stats(stats_path, mu, sigma, len(feats), net.name, feature_hash(net))
     ref = load_stats(stats_path, expect_extractor=net.name, expect_hash=feature_hash(net))
     return ref, np.load(feats_path)

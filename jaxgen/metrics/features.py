@@ -12,8 +12,6 @@ params dict); an extractor's `hash` is the SHA-256 of that file.
 """
 
 import hashlib
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import serialization
+
+from jaxgen.io import atomic_write
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 _RANGE_TOL = 1e-4  # slack on the [-1, 1] range check (float rounding of rescaled pixels)
@@ -93,18 +93,7 @@ def save_extractor_weights(spec: ExtractorSpec, params, path=None) -> Path:
     path = Path(path) if path is not None else spec.weights_path
     params = jax.tree.map(np.asarray, params)
     _check_structure(spec, params, path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(serialization.to_bytes(params))
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600 files
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return atomic_write(path, lambda f: f.write(serialization.to_bytes(params)))
 
 
 def _check_structure(spec: ExtractorSpec, params, path) -> None:

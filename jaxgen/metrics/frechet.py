@@ -14,14 +14,13 @@ Fréchet distance is reported as "FD-<dataset>", never as FID.
 """
 
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 from scipy.special import log_softmax, logsumexp
 
+from jaxgen.io import atomic_write
 from jaxgen.metrics.toy2d import _MAX_BLOCK, _as_points, _check_same_dim, _sq_dists
 
 
@@ -167,26 +166,14 @@ def save_stats(path, mu, sigma, num_samples: int, extractor: str, extractor_hash
     for value, field in ((extractor, "extractor"), (extractor_hash, "extractor_hash")):
         if not isinstance(value, str) or not value:
             raise ValueError(f"{field} must be a non-empty string, got {value!r}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(
-                f,
-                mu=m,
-                sigma=s,
-                num_samples=np.int64(num_samples),
-                extractor=np.str_(extractor),
-                extractor_hash=np.str_(extractor_hash),
-            )
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600 files
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    arrays = dict(
+        mu=m,
+        sigma=s,
+        num_samples=np.int64(num_samples),
+        extractor=np.str_(extractor),
+        extractor_hash=np.str_(extractor_hash),
+    )
+    return atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
 def load_stats(path, expect_extractor: str | None = None, expect_hash: str | None = None):
