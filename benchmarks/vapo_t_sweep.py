@@ -3,7 +3,8 @@ best" claim, spec §5.1): per T, the NFE per sample, FD-<dataset> (and KID, prec
 the project's features, and the mean pixel distance of a sample to its nearest training image;
 EMA and raw weights. Writes one figure with a row of samples per T.
 
-    python -m benchmarks.vapo_t_sweep --workdir runs/vapo_fmnist [--num 1000] [--t 1 1.5 2 3]
+    python -m benchmarks.vapo_t_sweep --workdir runs/vapo_fmnist [--num 1000] [--t 1 1.5 2 3] \
+        [--raw-t 2]
 
 The run's config is read from `WORKDIR/config.json` (written by `experiments.train`), on top of
 the current defaults of `experiments/configs/common.py` (so older runs gain new eval fields).
@@ -76,6 +77,7 @@ def main():
     ap.add_argument("--workdir", required=True)
     ap.add_argument("--num", type=int, default=1000)
     ap.add_argument("--t", type=float, nargs="+", default=[1.0, 1.5, 2.0, 3.0])
+    ap.add_argument("--raw-t", type=float, nargs="*", default=[2.0], help="T values, raw weights")
     args = ap.parse_args()
     c = run_config(args.workdir)
     shape = cli.example_shape(c)
@@ -84,24 +86,22 @@ def main():
     ref, ref_feats = protocol_lib.reference(c, net, cli.workdir_paths(args.workdir)["eval"])
     train = split_images(c, "train")
     rows, strips = [], []
-    for ema in (True, False):
-        for t_end in args.t:
-            row, strip = sweep_row(
-                c, state, net, name, ref, ref_feats, train,
-                t_end=t_end, num=args.num, ema=ema, shape=shape,
-            )  # fmt: skip
-            rows.append(row)
-            strips.append(strip)
-            print(
-                {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}, flush=True
-            )
+    runs = [(True, t) for t in args.t] + [(False, t) for t in args.raw_t]
+    for ema, t_end in runs:
+        row, strip = sweep_row(
+            c, state, net, name, ref, ref_feats, train,
+            t_end=t_end, num=args.num, ema=ema, shape=shape,
+        )  # fmt: skip
+        rows.append(row)
+        strips.append(strip)
+        print({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}, flush=True)
     fig = Path("docs/figures") / f"vapo_{c.data.name}_t_sweep.png"
     save_image_rows(fig, np.stack(strips), scale=2)
     record(
         f"vapo_{c.data.name}_t_sweep",
         {"workdir": args.workdir, "step": int(state.step), "num_samples": args.num, "rows": rows},
     )
-    print(f"figure: {fig} (rows: EMA T={args.t}, then raw T={args.t})")
+    print(f"figure: {fig} (rows: EMA T={args.t}, then raw weights T={args.raw_t})")
 
 
 if __name__ == "__main__":
