@@ -323,3 +323,15 @@ def torch_reference_outputs(state_dict, images):
         pool3 = x.mean(dim=(2, 3))
         logits = pool3 @ w["fc.weight"].T + w["fc.bias"]
     return pool3.numpy(), logits.numpy()
+
+
+def test_bad_images_give_one_clear_error():
+    from jaxgen.metrics.inception import FIDInception
+
+    net = FIDInception({}, name="fid_inception")  # the checks run before the network
+    with pytest.raises(ValueError, match=r"in \[-1, 1\], got values in \[255, 255\]"):
+        net.features(np.full((2, 8, 8, 3), 255.0, np.float32))
+    with pytest.raises(ValueError, match="float images"):
+        net.features(np.zeros((2, 8, 8, 3), np.uint8))
+    with pytest.raises(ValueError, match="non-finite"):
+        net.features(np.full((1, 8, 8, 3), np.nan, np.float32))

@@ -112,6 +112,30 @@ def _check_structure(spec: ExtractorSpec, params, path) -> None:
         )
 
 
+def check_images(images, who: str, image_shape=None) -> np.ndarray:
+    """`images` as float32 `[N, H, W, C]` in [-1, 1] (of `image_shape` = (H, W, C) if given), or
+    one ValueError naming `who` and the problem (shape, integer dtype, nan/inf, range)."""
+    x = np.asarray(images)
+    if x.ndim != 4 or x.shape[0] < 1 or (image_shape and tuple(x.shape[1:]) != tuple(image_shape)):
+        want = "[N, {}, {}, {}]".format(*image_shape) if image_shape else "[N, H, W, C]"
+        raise ValueError(f"{who} expects images {want} with N >= 1, got shape {x.shape}")
+    if not np.issubdtype(x.dtype, np.floating):
+        raise ValueError(
+            f"{who} expects float images in [-1, 1], got dtype {x.dtype}; scale raw "
+            "pixels with jaxgen.data.to_unit_range(images, max_value)"
+        )
+    x = x.astype(np.float32)
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"{who}: images contain non-finite values (nan or inf)")
+    lo, hi = float(x.min()), float(x.max())
+    if lo < -1.0 - _RANGE_TOL or hi > 1.0 + _RANGE_TOL:
+        raise ValueError(
+            f"{who} expects images in [-1, 1], got values in [{lo:g}, {hi:g}]; scale "
+            "raw pixels with jaxgen.data.to_unit_range(images, max_value)"
+        )
+    return x
+
+
 class Extractor:
     """A loaded feature extractor. `features`/`logits` take float images `[N, H, W, C]` in [-1, 1]
     and return float32 numpy arrays, computed by one jitted function on fixed-size batches (the
@@ -133,29 +157,7 @@ class Extractor:
         return self.spec.feature_dim
 
     def _check_images(self, images) -> np.ndarray:
-        """`images` as float32 `[N, H, W, C]` in [-1, 1] of the spec's (H, W, C) or ValueError."""
-        x = np.asarray(images)
-        want = self.spec.image_shape
-        if x.ndim != 4 or tuple(x.shape[1:]) != want or x.shape[0] < 1:
-            raise ValueError(
-                f"{self.name} expects images [N, {want[0]}, {want[1]}, {want[2]}] with N >= 1, "
-                f"got shape {x.shape}"
-            )
-        if not np.issubdtype(x.dtype, np.floating):
-            raise ValueError(
-                f"{self.name} expects float images in [-1, 1], got dtype {x.dtype}; scale raw "
-                "pixels with jaxgen.data.to_unit_range(images, max_value)"
-            )
-        x = x.astype(np.float32)
-        if not np.all(np.isfinite(x)):
-            raise ValueError(f"{self.name}: images contain non-finite values (nan or inf)")
-        lo, hi = float(x.min()), float(x.max())
-        if lo < -1.0 - _RANGE_TOL or hi > 1.0 + _RANGE_TOL:
-            raise ValueError(
-                f"{self.name} expects images in [-1, 1], got values in [{lo:g}, {hi:g}]; scale "
-                "raw pixels with jaxgen.data.to_unit_range(images, max_value)"
-            )
-        return x
+        return check_images(images, self.name, self.spec.image_shape)
 
     def features_and_logits(self, images) -> tuple[np.ndarray, np.ndarray]:
         """(features `[N, feature_dim]`, logits `[N, num_classes]`) of `images` `[N, H, W, C]`."""

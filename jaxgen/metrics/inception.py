@@ -251,7 +251,9 @@ class FIDInception:
         self.name = name
 
     def features_and_logits(self, images) -> tuple[np.ndarray, np.ndarray]:
-        images = np.asarray(images, np.float32)
+        from jaxgen.metrics.features import check_images
+
+        images = check_images(images, self.name)
         n = images.shape[0]
         size = min(self.batch_size, max(n, 1))
         feats, logits = [], []
