@@ -36,6 +36,9 @@ class Config:
     num_res_blocks: int = 8  # resnet: blocks per resolution
     zero_init_scale: float = 1e-3  # resnet: initial scale of each block's second conv
     residual_scale: float = 1.0  # resnet: NVAE-style residual-branch scaling (1 = off)
+    # resnet: run the layers on this many batch slices, which XLA's CPU runtime executes
+    # concurrently (one conv kernel uses one core); 2 on a 2-core CPU, 1 on accelerators
+    batch_splits: int = 1
     # method (paper constants: σ0 = 1, σ = 0.01, ε = 1e-4 = σ²/σ0², λ = 1e-4)
     sigma0: float = 1.0
     sigma: float = 0.01
@@ -80,6 +83,7 @@ class Config:
             "ch": self.ch >= 1,
             "num_res_blocks": self.num_res_blocks >= 1,
             "channels": self.channels >= 0,
+            "batch_splits": self.batch_splits >= 1,
         }
         if self.decay == "step":
             checks["decay_steps"] = self.decay_steps > 0
@@ -117,6 +121,7 @@ def make_network(config: Config) -> nn.Module:
             num_res_blocks=config.num_res_blocks,
             zero_init_scale=config.zero_init_scale,
             residual_scale=config.residual_scale,
+            batch_splits=config.batch_splits,
         )
     return ScalarMLP(hidden=tuple(config.hidden), act=config.act)
 

@@ -7,11 +7,21 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from jaxgen.nn.activations import gelu_exact
 from jaxgen.nn.weight_norm import WNConv, WNDense
 
+# "erf": `gelu_exact` (erf form, hand-written derivatives; fast double backward);
+# "flax": `nn.gelu(approximate=False)` (erfc form, autodiff derivatives; the reference)
+GELU_IMPLS = ("erf", "flax")
 
-def gelu(x):
-    return nn.gelu(x, approximate=False)
+
+def gelu(x, impl: str = "erf"):
+    """Exact GELU x Φ(x), elementwise; `impl` picks the formulation (same values)."""
+    if impl == "erf":
+        return gelu_exact(x)
+    if impl == "flax":
+        return nn.gelu(x, approximate=False)
+    raise ValueError(f"gelu impl {impl!r}: choose one of {list(GELU_IMPLS)}")
 
 
 class ResBlock(nn.Module):
@@ -19,17 +29,21 @@ class ResBlock(nn.Module):
 
     The second conv starts near zero (`zero_init_scale`); `skip` is a 3×3 conv when the channel
     count changes (DRL's `res_conv_shortcut`). `residual_scale` < 1 is NVAE's branch scaling.
+    Input `[B, H, W, C]`, output `[B, H, W, features]`.
     """
 
     features: int
     zero_init_scale: float = 1e-3
     residual_scale: float = 1.0
+    conv_impl: str = "xla"
+    gelu_impl: str = "erf"
 
     @nn.compact
     def __call__(self, x):
-        r = WNConv(self.features, name="conv1")(gelu(x))
-        r = WNConv(self.features, init_scale=self.zero_init_scale, name="conv2")(gelu(r))
-        skip = x if x.shape[-1] == self.features else WNConv(self.features, name="skip")(x)
+        conv = lambda name, **kw: WNConv(self.features, conv_impl=self.conv_impl, name=name, **kw)
+        r = conv("conv1")(gelu(x, self.gelu_impl))
+        r = conv("conv2", init_scale=self.zero_init_scale)(gelu(r, self.gelu_impl))
+        skip = x if x.shape[-1] == self.features else conv("skip")(x)
         return skip + self.residual_scale * r
 
 
@@ -37,7 +51,13 @@ class EnergyResNet(nn.Module):
     """Φ(x): images `[B, H, W, C]` in [-1, 1] -> `[B]`.
 
     `ch_mult` sets the channels per resolution (ch · mult); average pooling halves the resolution
-    between levels; `num_res_blocks` blocks per level (spec §6.1 table).
+    between levels; `num_res_blocks` blocks per level (spec §6.1 table). `conv_impl` and
+    `gelu_impl` choose kernels only (`weight_norm.conv_same`, `gelu`): same parameters, same
+    values to float32 rounding.
+
+    `batch_splits` > 1 runs the layers on that many slices of the batch (the same parameters):
+    independent graphs XLA's CPU runtime can execute concurrently, one per core, where a single
+    convolution kernel runs on one core. Same values (examples are independent).
     """
 
     ch: int = 128
@@ -46,19 +66,36 @@ class EnergyResNet(nn.Module):
     zero_init_scale: float = 1e-3
     residual_scale: float = 1.0
     dtype: jnp.dtype = jnp.float32
+    conv_impl: str = "xla"
+    gelu_impl: str = "erf"
+    batch_splits: int = 1
 
     @nn.compact
     def __call__(self, x):
-        h = WNConv(self.ch, name="conv_in")(x.astype(self.dtype))
+        layers = self._layers()
+        slices = jnp.array_split(x, max(1, min(self.batch_splits, x.shape[0])))
+        return jnp.concatenate([self._forward(layers, xs) for xs in slices])
+
+    def _layers(self) -> list:
+        """The modules in order; `None` marks a 2× average pooling. Called inside `__call__`."""
+        kw = dict(conv_impl=self.conv_impl, gelu_impl=self.gelu_impl)
+        layers = [WNConv(self.ch, conv_impl=self.conv_impl, name="conv_in")]
         for level, mult in enumerate(self.ch_mult):
             for b in range(self.num_res_blocks):
-                h = ResBlock(
-                    self.ch * mult,
-                    self.zero_init_scale,
-                    self.residual_scale,
-                    name=f"level{level}_block{b}",
-                )(h)
+                scales = dict(
+                    zero_init_scale=self.zero_init_scale, residual_scale=self.residual_scale
+                )
+                layers.append(
+                    ResBlock(self.ch * mult, **scales, **kw, name=f"level{level}_block{b}")
+                )
             if level != len(self.ch_mult) - 1:
-                h = nn.avg_pool(h, (2, 2), strides=(2, 2))
-        h = jnp.sum(gelu(h), axis=(1, 2))  # global sum pooling -> [B, C]
-        return WNDense(1, name="readout")(h.astype(jnp.float32))[:, 0]
+                layers.append(None)
+        return layers + [WNDense(1, name="readout")]
+
+    def _forward(self, layers, x):
+        """`x` `[b, H, W, C]` -> `[b]` through `layers` (shared between batch slices)."""
+        h = x.astype(self.dtype)
+        for layer in layers[:-1]:
+            h = nn.avg_pool(h, (2, 2), strides=(2, 2)) if layer is None else layer(h)
+        h = jnp.sum(gelu(h, self.gelu_impl), axis=(1, 2))  # global sum pooling -> [b, C]
+        return layers[-1](h.astype(jnp.float32))[:, 0]

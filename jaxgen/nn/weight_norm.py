@@ -6,24 +6,53 @@ At initialisation g = init_scale · ‖v‖, so the effective weight is `init_sc
 
 import flax.linen as nn
 import jax.numpy as jnp
+from jax import lax
 
 # DRL's default_init: variance scaling, fan_avg, uniform
 default_init = nn.initializers.variance_scaling(1.0, "fan_avg", "uniform")
+
+CONV_IMPLS = ("xla", "im2col")
 
 
 def _normalise(v, g, axes):
     return g * v / jnp.sqrt(jnp.sum(v**2, axis=axes, keepdims=True) + 1e-12)
 
 
+def conv_same(x, w, impl: str = "xla"):
+    """Stride-1 'SAME' convolution of `x` `[B, H, W, C_in]` with `w` `[k, k, C_in, C_out]`
+    (odd k) -> `[B, H, W, C_out]`.
+
+    `impl="xla"`: XLA's convolution (on CPU a YNNPACK/Eigen kernel). `impl="im2col"`: pad,
+    gather the k² shifted windows into patches `[B, H, W, k² C_in]` and do one matmul with
+    `w` reshaped to `[k² C_in, C_out]` (same result to float32 rounding; kept as a measured
+    alternative, it is several times slower on CPU, see docs/results.md).
+    """
+    if impl == "xla":
+        return lax.conv_general_dilated(
+            x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+        )
+    if impl != "im2col":
+        raise ValueError(f"conv impl {impl!r}: choose one of {list(CONV_IMPLS)}")
+    k, _, c_in, c_out = w.shape
+    b, h, wd, _ = x.shape
+    p = k // 2
+    xp = jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))
+    windows = [xp[:, i : i + h, j : j + wd, :] for i in range(k) for j in range(k)]
+    patches = jnp.stack(windows, axis=3).reshape(b, h, wd, k * k * c_in)
+    return patches @ w.reshape(k * k * c_in, c_out)
+
+
 class WNConv(nn.Module):
     """Weight-normalised 2-D convolution, NHWC, 'SAME' padding, stride 1.
 
-    Input `[B, H, W, C_in]`, output `[B, H, W, features]`.
+    Input `[B, H, W, C_in]`, output `[B, H, W, features]`. `conv_impl` picks the convolution
+    kernel (`conv_same`); parameters and values do not depend on it.
     """
 
     features: int
     kernel_size: int = 3
     init_scale: float = 1.0
+    conv_impl: str = "xla"
 
     @nn.compact
     def __call__(self, x):
@@ -33,10 +62,7 @@ class WNConv(nn.Module):
         g = self.param("g", lambda _: self.init_scale * jnp.sqrt(jnp.sum(v**2, axis=(0, 1, 2))))
         b = self.param("bias", nn.initializers.zeros, (self.features,))
         w = _normalise(v, g, (0, 1, 2)).astype(x.dtype)
-        y = nn.Conv(self.features, (k, k), padding="SAME", use_bias=False).apply(
-            {"params": {"kernel": w}}, x
-        )
-        return y + b.astype(x.dtype)
+        return conv_same(x, w, self.conv_impl) + b.astype(x.dtype)
 
 
 class WNDense(nn.Module):

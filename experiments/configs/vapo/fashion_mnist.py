@@ -20,7 +20,7 @@ def get_config():
         b1=0.9,
         channels=1,
     )
-    c.model.ch = 32
+    c.model.update(dict(ch=32, batch_splits=2))  # 2 concurrent batch slices: 2 CPU cores
     c.optim.update(dict(optimizer="adam", lr=1e-3, warmup_steps=0, grad_clip=1.0, ema_rate=0.999))
     c.train.update(dict(num_steps=20_000, ckpt_every=1000, sample_every=1000))
     c.eval.update(
