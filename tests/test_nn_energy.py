@@ -59,3 +59,20 @@ def test_weight_norm_layers_start_at_init_scale_times_the_raw_weight():
     h = jax.random.normal(jax.random.PRNGKey(3), (4, 7))
     q = dense.init(jax.random.PRNGKey(0), h)["params"]
     np.testing.assert_allclose(dense.apply({"params": q}, h), h @ q["v"], rtol=1e-5, atol=1e-6)
+
+
+def test_data_dependent_init_normalises_each_unit_on_the_batch():
+    x = jax.random.uniform(jax.random.PRNGKey(0), (16, 8, 8, 3), minval=-1.0, maxval=1.0)
+    for layer, inp, axes in (
+        (WNConv(5, init_scale=0.5, data_init=True), x, (0, 1, 2)),
+        (WNDense(4, init_scale=2.0, data_init=True), x.reshape(16, -1), (0,)),
+    ):
+        params = layer.init(jax.random.PRNGKey(1), inp)
+        y = layer.apply(params, inp)
+        np.testing.assert_allclose(y.mean(axes), 0.0, atol=1e-5)
+        np.testing.assert_allclose(y.std(axes), layer.init_scale, rtol=1e-4)
+    net = EnergyResNet(ch=8, ch_mult=(1, 2), num_res_blocks=1, data_init=True)
+    params = net.init(jax.random.PRNGKey(2), x)
+    default = EnergyResNet(ch=8, ch_mult=(1, 2), num_res_blocks=1).init(jax.random.PRNGKey(2), x)
+    assert jax.tree.structure(params) == jax.tree.structure(default)  # same checkpoints
+    assert np.isfinite(np.asarray(net.apply(params, x))).all()

@@ -21,6 +21,7 @@ def vapo_image_config(
             num_res_blocks=num_res_blocks,
             zero_init_scale=1e-3,
             residual_scale=1.0,
+            data_init=False,  # NVAE-style data-dependent weight-norm init (off in the paper)
         )
     )
     set_vapo_method(c)

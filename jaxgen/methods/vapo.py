@@ -39,6 +39,7 @@ class Config:
     # resnet: run the layers on this many batch slices, which XLA's CPU runtime executes
     # concurrently (one conv kernel uses one core); 2 on a 2-core CPU, 1 on accelerators
     batch_splits: int = 1
+    data_init: bool = False  # resnet: data-dependent weight-norm init from the first batch
     # method (paper constants: σ0 = 1, σ = 0.01, ε = 1e-4 = σ²/σ0², λ = 1e-4)
     sigma0: float = 1.0
     sigma: float = 0.01
@@ -122,6 +123,7 @@ def make_network(config: Config) -> nn.Module:
             zero_init_scale=config.zero_init_scale,
             residual_scale=config.residual_scale,
             batch_splits=config.batch_splits,
+            data_init=config.data_init,
         )
     return ScalarMLP(hidden=tuple(config.hidden), act=config.act)
 
@@ -166,6 +168,8 @@ def init(config: Config, example_batch, *, key) -> State:
     check_inputs(example_batch["x"], config)
     k_init, k_state = jax.random.split(key)
     x = jnp.zeros((1, *example_batch["x"].shape[1:]), jnp.float32)
+    if config.data_init:  # the initial weight-norm scales come from this batch's statistics
+        x = jnp.asarray(example_batch["x"], jnp.float32)
     params = make_network(config).init(k_init, x)["params"]
     return State(jnp.zeros((), jnp.int32), k_state, init_model_state(params, make_tx(config)))
 

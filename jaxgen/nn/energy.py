@@ -37,10 +37,13 @@ class ResBlock(nn.Module):
     residual_scale: float = 1.0
     conv_impl: str = "xla"
     gelu_impl: str = "erf"
+    data_init: bool = False
 
     @nn.compact
     def __call__(self, x):
-        conv = lambda name, **kw: WNConv(self.features, conv_impl=self.conv_impl, name=name, **kw)
+        conv = lambda name, **kw: WNConv(
+            self.features, conv_impl=self.conv_impl, data_init=self.data_init, name=name, **kw
+        )
         r = conv("conv1")(gelu(x, self.gelu_impl))
         r = conv("conv2", init_scale=self.zero_init_scale)(gelu(r, self.gelu_impl))
         skip = x if x.shape[-1] == self.features else conv("skip")(x)
@@ -69,6 +72,7 @@ class EnergyResNet(nn.Module):
     conv_impl: str = "xla"
     gelu_impl: str = "erf"
     batch_splits: int = 1
+    data_init: bool = False  # data-dependent weight-norm initialisation (init with a data batch)
 
     @nn.compact
     def __call__(self, x):
@@ -78,8 +82,10 @@ class EnergyResNet(nn.Module):
 
     def _layers(self) -> list:
         """The modules in order; `None` marks a 2× average pooling. Called inside `__call__`."""
-        kw = dict(conv_impl=self.conv_impl, gelu_impl=self.gelu_impl)
-        layers = [WNConv(self.ch, conv_impl=self.conv_impl, name="conv_in")]
+        kw = dict(conv_impl=self.conv_impl, gelu_impl=self.gelu_impl, data_init=self.data_init)
+        layers = [
+            WNConv(self.ch, conv_impl=self.conv_impl, data_init=self.data_init, name="conv_in")
+        ]
         for level, mult in enumerate(self.ch_mult):
             for b in range(self.num_res_blocks):
                 scales = dict(
@@ -90,7 +96,7 @@ class EnergyResNet(nn.Module):
                 )
             if level != len(self.ch_mult) - 1:
                 layers.append(None)
-        return layers + [WNDense(1, name="readout")]
+        return layers + [WNDense(1, data_init=self.data_init, name="readout")]
 
     def _forward(self, layers, x):
         """`x` `[b, H, W, C]` -> `[b]` through `layers` (shared between batch slices)."""

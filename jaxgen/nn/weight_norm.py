@@ -2,6 +2,9 @@
 
 At initialisation g = init_scale · ‖v‖, so the effective weight is `init_scale · v` (PyTorch's
 `weight_norm` convention; `init_scale ≈ 1e-3` gives the near-zero residual branches of DRL/VAPO).
+With `data_init=True` (NVAE/Salimans-Kingma data-dependent initialisation, off by default) the
+layer instead sets g and the bias from the initialisation batch so that each output unit has
+mean 0 and standard deviation `init_scale` on that batch.
 """
 
 import flax.linen as nn
@@ -16,6 +19,20 @@ CONV_IMPLS = ("xla", "im2col")
 
 def _normalise(v, g, axes):
     return g * v / jnp.sqrt(jnp.sum(v**2, axis=axes, keepdims=True) + 1e-12)
+
+
+def _wn_params(module, x, v, apply, axes, reduce_axes):
+    """`(g, bias)` of a weight-normalised layer: the default (g = init_scale·‖v‖, bias 0), or from
+    the statistics of `apply(x, v/‖v‖)` over `reduce_axes` when `data_init` is on."""
+    n_out = v.shape[-1]
+    if module.data_init and module.is_initializing():
+        y = apply(x, _normalise(v, jnp.ones((n_out,), v.dtype), axes))
+        scale = module.init_scale / (jnp.std(y, axis=reduce_axes) + 1e-6)
+        g = module.param("g", lambda _: scale)
+        b = module.param("bias", lambda _: -jnp.mean(y, axis=reduce_axes) * scale)
+        return g, b
+    g = module.param("g", lambda _: module.init_scale * jnp.sqrt(jnp.sum(v**2, axis=axes)))
+    return g, module.param("bias", nn.initializers.zeros, (n_out,))
 
 
 def conv_same(x, w, impl: str = "xla"):
@@ -53,14 +70,15 @@ class WNConv(nn.Module):
     kernel_size: int = 3
     init_scale: float = 1.0
     conv_impl: str = "xla"
+    data_init: bool = False
 
     @nn.compact
     def __call__(self, x):
         k = self.kernel_size
         shape = (k, k, x.shape[-1], self.features)
         v = self.param("v", default_init, shape)
-        g = self.param("g", lambda _: self.init_scale * jnp.sqrt(jnp.sum(v**2, axis=(0, 1, 2))))
-        b = self.param("bias", nn.initializers.zeros, (self.features,))
+        conv = lambda x, w: conv_same(x, w.astype(x.dtype), self.conv_impl)
+        g, b = _wn_params(self, x, v, conv, (0, 1, 2), (0, 1, 2))
         w = _normalise(v, g, (0, 1, 2)).astype(x.dtype)
         return conv_same(x, w, self.conv_impl) + b.astype(x.dtype)
 
@@ -70,10 +88,10 @@ class WNDense(nn.Module):
 
     features: int
     init_scale: float = 1.0
+    data_init: bool = False
 
     @nn.compact
     def __call__(self, x):
         v = self.param("v", default_init, (x.shape[-1], self.features))
-        g = self.param("g", lambda _: self.init_scale * jnp.sqrt(jnp.sum(v**2, axis=0)))
-        b = self.param("bias", nn.initializers.zeros, (self.features,))
+        g, b = _wn_params(self, x, v, lambda x, w: x @ w.astype(x.dtype), (0,), (0,))
         return x @ _normalise(v, g, (0,)).astype(x.dtype) + b.astype(x.dtype)

@@ -1,14 +1,14 @@
-"""The training loop: sharded steps, prefetching, logging, checkpoints, non-finite handling.
+"""The training loop: sharded steps, one call in flight, logging, checkpoints, non-finite handling.
 
 `fit` knows nothing about methods or configs: it takes a step function, a state, a batch
-stream and explicit intervals. Each step's `finite` flag is read on the host, which both drives
-the non-finite guard and keeps collective programs from piling up un-awaited (an XLA:CPU abort
-on multi-device runs, see ecosystem notes §5).
+stream and explicit intervals. Each call's `finite` flags are read on the host while the next
+call runs: this drives the non-finite guard, hides the host's work behind the device's, and
+keeps at most two collective programs in flight (more, un-awaited, abort XLA:CPU on multi-device
+runs, see ecosystem notes §5).
 """
 
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import jax
@@ -37,14 +37,13 @@ class Schedule:
 
 
 def _prefetch(stream, cursor: int):
-    """Yields `(cursor, host_batch)`, reading the next batch on a thread while a step runs."""
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        future = pool.submit(stream.batch, cursor)
-        while True:
-            batch = future.result()
-            future = pool.submit(stream.batch, cursor + 1)
-            yield cursor, batch
-            cursor += 1
+    """Yields `(cursor, host_batch)` from `cursor` on. Batches are read on the main thread while
+    the device runs the calls already dispatched (one call is always in flight, see `fit`); a
+    reader thread measured slower here (a thread hand-off per batch costs more than an in-memory
+    batch, `benchmarks/step_throughput.py`)."""
+    while True:
+        yield cursor, stream.batch(cursor)
+        cursor += 1
 
 
 def _next_call(batches, mesh, k: int, stacked: bool):
