@@ -106,7 +106,7 @@ def test_good_overrides_reach_the_recipe_config(monkeypatch):
 
 def test_runlocal_applies_the_smoke_variant(monkeypatch):
     c = _parse(monkeypatch, "--config.runlocal=True")
-    assert c.train.num_steps == 2 and c.data.batch_size == 16 and c.eval.num_samples == 64
+    assert c.train.num_steps == 2 and c.data.batch_size == 16 and c.eval.num_samples == 160
 
 
 def test_validate_and_recipe_config_directly():

@@ -125,3 +125,16 @@ def test_figures_are_written(tmp_path):
     save_histograms(tmp_path / "h.png", {"train": np.arange(50.0), "test": np.arange(30.0)})
     save_image_rows(tmp_path / "r.png", np.zeros((2, 3, 8, 8, 1)))
     assert (tmp_path / "h.png").stat().st_size > 0 and (tmp_path / "r.png").stat().st_size > 0
+
+
+def test_bad_image_input_gives_one_clear_error():
+    cfg = vapo.Config(network="resnet", ch=8, ch_mult=(1,), num_res_blocks=1, channels=1)
+    key = jax.random.PRNGKey(0)
+    with pytest.raises(ValueError, match=r"scaled to \[-1, 1\]; got values in \[0, 255\]"):
+        vapo.init(cfg, {"x": np.linspace(0, 255, 64).reshape(1, 8, 8, 1)}, key=key)
+    with pytest.raises(ValueError, match="3 channels but the config is built for model.channels=1"):
+        vapo.init(cfg, {"x": np.zeros((1, 8, 8, 3))}, key=key)
+    with pytest.raises(ValueError, match=r"takes images \[B, H, W, C\]"):
+        vapo.init(cfg, {"x": np.zeros((1, 64))}, key=key)
+    with pytest.raises(ValueError, match="t_end=0"):
+        vapo.Config(t_end=0.0)
