@@ -110,9 +110,9 @@ def evaluate(c, workdir: str, *, seed: int = 1) -> dict:
         scores = toy2d_metrics(c.data.name, x, metrics, seed=10_000 + seed)
         np.save(out / "samples.npy", x)
     else:
-        net, fd_name, net_hash = protocol_lib.feature_network(c) if "fd" in metrics else (None,) * 3
+        net, fd_name, why = protocol_lib.feature_network(c) if "fd" in metrics else (None,) * 3
         if net is not None:
-            protocol["feature_network"] = {"name": net.name, "hash": net_hash}
+            protocol["feature_network"] = {"name": net.name, "hash": net.hash}
         protocol["round_size"] = int(c.eval.round_size)
         rounds = protocol_lib.sample_rounds(
             c, state, net, out, seed=seed, shape=shape, protocol=protocol
@@ -126,7 +126,7 @@ def evaluate(c, workdir: str, *, seed: int = 1) -> dict:
             scores["fd"] = (
                 protocol_lib.feature_metrics(c, net, fd_name, rounds, out)
                 if net is not None
-                else {fd_name: net_hash}  # the one-line reason it is unavailable
+                else {fd_name: why}  # the one-line reason it is unavailable
             )
     result = {
         "protocol": protocol,

@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from experiments.image_eval import split_images
 from experiments.sampling import draw
-from jaxgen.data.pipeline import load_images, to_unit_range
+from jaxgen.data.pipeline import to_unit_range
 from jaxgen.io import atomic_write
 from jaxgen.metrics import (
     FEATURE_EXTRACTORS,
@@ -35,19 +36,19 @@ from jaxgen.metrics import (
 
 
 def feature_network(c):
-    """`(network, metric_name, weights_hash)` for the run's data set, or `(None, metric_name,
-    reason)` when the network's weights are unavailable (then the metric reports the reason)."""
+    """`(network, metric_name, None)` for the run's data set, or `(None, metric_name, reason)`
+    when the network's weights are unavailable (then the metric reports the reason). The network
+    has `.name` and `.hash` (the SHA-256 of its weights), recorded with every statistic."""
     if c.data.name in FEATURE_EXTRACTORS:
-        ext = load_extractor(c.data.name)
-        return ext, f"fd_{c.data.name}", ext.hash
+        return load_extractor(c.data.name), f"fd_{c.data.name}", None
     from jaxgen.metrics.inception import load_fid_inception
-    from jaxgen.metrics.inception_weights import PT_FID_WEIGHTS_SHA256, unavailable_reason
+    from jaxgen.metrics.inception_weights import unavailable_reason
 
     path = c.eval.inception_weights or None
     reason = unavailable_reason(path)
     if reason is not None:
         return None, "fid", reason
-    return load_fid_inception(path), "fid", PT_FID_WEIGHTS_SHA256
+    return load_fid_inception(path), "fid", None
 
 
 def quantise(x) -> np.ndarray:
@@ -117,21 +118,13 @@ def reference(c, net, out: Path):
     stats_path = out / f"reference_{c.data.name}_{split}_{net.name}.npz"
     feats_path = stats_path.with_suffix(".features.npy")
     if not stats_path.exists() or not feats_path.exists():
-        out.mkdir(parents=True, exist_ok=True)
-        src = load_images(
-            c.data.name, split, pad_to_32=c.data.pad_to_32, data_dir=c.data.data_dir or None
-        )
-        feats = net.features(to_unit_range(src.images, src.max_value))
+        feats = net.features(split_images(c, split))
         mu, sigma = feature_statistics(feats)
         keep = np.random.default_rng(0).permutation(len(feats))[: c.eval.kid_reference_max]
         atomic_write(feats_path, lambda f: np.save(f, feats[keep]))
-        save_stats(stats_path, mu, sigma, len(feats), net.name, feature_hash(net))
-    ref = load_stats(stats_path, expect_extractor=net.name, expect_hash=feature_hash(net))
+        save_stats(stats_path, mu, sigma, len(feats), net.name, net.hash)
+    ref = load_stats(stats_path, expect_extractor=net.name, expect_hash=net.hash)
     return ref, np.load(feats_path)
-
-
-def feature_hash(net) -> str:
-    return getattr(net, "hash", None) or net.name
 
 
 def feature_metrics(c, net, name: str, rounds: RoundResults, out: Path) -> dict:
@@ -152,7 +145,7 @@ def feature_metrics(c, net, name: str, rounds: RoundResults, out: Path) -> dict:
         "kid_std": kid_std,
         **precision_recall(ref_feats[:n_pr], feats[:n_pr], k=3),
         "reference": {"split": c.eval.reference_split, "num_samples": int(ref.num_samples)},
-        "feature_network": {"name": net.name, "hash": feature_hash(net)},
+        "feature_network": {"name": net.name, "hash": net.hash},
     }
     if name == "fid":
         result["inception_score"], result["inception_score_std"] = inception_score(

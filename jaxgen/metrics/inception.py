@@ -245,10 +245,18 @@ class FIDInception:
     image size); outputs are float32 numpy arrays.
     """
 
-    def __init__(self, variables: Variables, *, batch_size: int = 32, name: str = "inception"):
+    def __init__(
+        self,
+        variables: Variables,
+        *,
+        batch_size: int = 32,
+        name: str = "inception",
+        weights_hash: str = "unverified",
+    ):
         self.variables = jax.tree.map(jnp.asarray, variables)
         self.batch_size = int(batch_size)
         self.name = name
+        self.hash = weights_hash  # SHA-256 the weights were checked against (reference stats)
 
     def features_and_logits(self, images) -> tuple[np.ndarray, np.ndarray]:
         from jaxgen.metrics.features import check_images
@@ -288,4 +296,10 @@ def load_fid_inception(
     from jaxgen.metrics import inception_weights
 
     variables = inception_weights.load_variables(path, **kwargs)
-    return FIDInception(variables, batch_size=batch_size, name="fid_inception_pt_2015_12_05")
+    pinned = kwargs.get("expected_sha256", inception_weights.PT_FID_WEIGHTS_SHA256)
+    return FIDInception(
+        variables,
+        batch_size=batch_size,
+        name="fid_inception_pt_2015_12_05",
+        weights_hash=pinned or "unverified",
+    )
