@@ -1,16 +1,8 @@
 """Pixel-space nearest neighbours of samples in a training set (VAPO Fig. 5; spec §5.5)."""
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-
-@jax.jit
-def _block_sq_dist(q, r):
-    """Squared L2 distances `[Q, R]` between rows of `q` `[Q, D]` and `r` `[R, D]`."""
-    with jax.default_matmul_precision("float32"):
-        d = jnp.sum(q**2, 1)[:, None] - 2.0 * q @ r.T + jnp.sum(r**2, 1)[None, :]
-    return jnp.maximum(d, 0.0)
+from jaxgen.metrics.toy2d import _sq_dists
 
 
 def nearest_neighbours(queries, reference, k: int = 5, *, chunk: int = 4096):
@@ -20,7 +12,7 @@ def nearest_neighbours(queries, reference, k: int = 5, *, chunk: int = 4096):
     Args: `queries` `[Q, ...]`, `reference` `[N, ...]` (same per-example shape), `k <= N`.
     Returns: `(indices [Q, k] int64, distances [Q, k] float64)`, nearest first.
     """
-    q = np.asarray(queries, np.float32).reshape(len(queries), -1)
+    q = np.asarray(queries, np.float64).reshape(len(queries), -1)
     r = np.asarray(reference, np.float32)
     if r.shape[1:] != np.shape(queries)[1:]:
         raise ValueError(
@@ -32,7 +24,7 @@ def nearest_neighbours(queries, reference, k: int = 5, *, chunk: int = 4096):
     best_d = np.full((len(q), 0), np.inf)
     best_i = np.zeros((len(q), 0), np.int64)
     for start in range(0, len(r), chunk):
-        d = np.asarray(_block_sq_dist(q, r[start : start + chunk]), np.float64)
+        d = _sq_dists(q, r[start : start + chunk].astype(np.float64))
         cand_d = np.concatenate([best_d, d], 1)
         cand_i = np.concatenate([best_i, start + np.arange(d.shape[1])[None].repeat(len(q), 0)], 1)
         top = np.argsort(cand_d, axis=1, kind="stable")[:, :k]
