@@ -13,6 +13,7 @@ from jaxgen.data import ood_images
 from jaxgen.data.pipeline import load_images, to_unit_range
 from jaxgen.methods import get_recipe
 from jaxgen.metrics import auroc, nearest_neighbours, score_summary
+from jaxgen.metrics.features import apply_in_batches
 from jaxgen.train.figures import save_histograms, save_image_rows
 
 
@@ -30,14 +31,9 @@ def energies(c, state, x, *, use_ema: bool = True) -> np.ndarray:
     """The recipe's energy score of each image `[N, ...]` → `[N]`, in fixed-size jitted batches."""
     recipe = get_recipe(c.recipe)
     fn = jax.jit(partial(recipe.energy, config=cli.recipe_config(c), use_ema=use_ema))
-    b = c.eval.batch_size
-    out = []
-    for start in range(0, len(x), b):
-        chunk = x[start : start + b]
-        pad = b - len(chunk)
-        padded = np.concatenate([chunk, np.zeros((pad, *chunk.shape[1:]), chunk.dtype)])
-        out.append(np.asarray(fn(state, padded))[: len(chunk)])
-    return np.concatenate(out).astype(np.float64)
+    return apply_in_batches(lambda b: fn(state, b), np.asarray(x), c.eval.batch_size).astype(
+        np.float64
+    )
 
 
 def energy_histogram(c, state, out) -> dict:

@@ -112,6 +112,21 @@ def _check_structure(spec: ExtractorSpec, params, path) -> None:
         )
 
 
+def apply_in_batches(fn, x: np.ndarray, batch_size: int):
+    """`fn` over rows of `x` `[N, ...]` (N >= 1) in batches of exactly `batch_size` (the last one
+    zero-padded, so a jitted `fn` compiles once); returns `fn`'s output pytree as numpy arrays
+    with N rows."""
+    outs = []
+    for start in range(0, len(x), batch_size):
+        chunk = x[start : start + batch_size]
+        valid = len(chunk)
+        if valid < batch_size:
+            pad = np.zeros((batch_size - valid, *chunk.shape[1:]), chunk.dtype)
+            chunk = np.concatenate([chunk, pad])
+        outs.append(jax.tree.map(lambda a, v=valid: np.asarray(a)[:v], fn(chunk)))
+    return jax.tree.map(lambda *parts: np.concatenate(parts), *outs)
+
+
 def check_images(images, who: str, image_shape=None) -> np.ndarray:
     """`images` as float32 `[N, H, W, C]` in [-1, 1] (of `image_shape` = (H, W, C) if given), or
     one ValueError naming `who` and the problem (shape, integer dtype, nan/inf, range)."""
@@ -162,18 +177,7 @@ class Extractor:
     def features_and_logits(self, images) -> tuple[np.ndarray, np.ndarray]:
         """(features `[N, feature_dim]`, logits `[N, num_classes]`) of `images` `[N, H, W, C]`."""
         x = self._check_images(images)
-        n, b = x.shape[0], self.batch_size
-        feats, logits = [], []
-        for start in range(0, n, b):
-            chunk = x[start : start + b]
-            valid = chunk.shape[0]
-            if valid < b:
-                pad = np.zeros((b - valid, *chunk.shape[1:]), np.float32)
-                chunk = np.concatenate([chunk, pad])
-            f, z = self._apply(self.params, chunk)
-            feats.append(np.asarray(f)[:valid])
-            logits.append(np.asarray(z)[:valid])
-        return np.concatenate(feats), np.concatenate(logits)
+        return apply_in_batches(lambda b: self._apply(self.params, b), x, self.batch_size)
 
     def features(self, images) -> np.ndarray:
         """Penultimate-layer features `[N, feature_dim]` (float32) of `images` `[N, H, W, C]`."""

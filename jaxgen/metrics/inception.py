@@ -259,23 +259,11 @@ class FIDInception:
         self.hash = weights_hash  # SHA-256 the weights were checked against (reference stats)
 
     def features_and_logits(self, images) -> tuple[np.ndarray, np.ndarray]:
-        from jaxgen.metrics.features import check_images
+        from jaxgen.metrics.features import apply_in_batches, check_images
 
         images = check_images(images, self.name)
-        n = images.shape[0]
-        size = min(self.batch_size, max(n, 1))
-        feats, logits = [], []
-        for start in range(0, n, size):
-            batch = images[start : start + size]
-            pad = size - batch.shape[0]
-            if pad:
-                batch = np.concatenate([batch, np.zeros((pad, *batch.shape[1:]), np.float32)])
-            f, l = _forward_jit(self.variables, batch)
-            feats.append(np.asarray(f)[: size - pad])
-            logits.append(np.asarray(l)[: size - pad])
-        if not feats:
-            return np.zeros((0, FEATURE_DIM), np.float32), np.zeros((0, NUM_LOGITS), np.float32)
-        return np.concatenate(feats), np.concatenate(logits)
+        size = min(self.batch_size, len(images))
+        return apply_in_batches(lambda b: _forward_jit(self.variables, b), images, size)
 
     def features(self, images) -> np.ndarray:
         return self.features_and_logits(images)[0]
