@@ -25,8 +25,6 @@ from experiments.configs.common import base_config
 from experiments.image_eval import split_images
 from experiments.sampling import draw
 from jaxgen.metrics import (
-    feature_statistics,
-    frechet_distance,
     kernel_inception_distance,
     nearest_neighbours,
     precision_recall,
@@ -41,7 +39,6 @@ def sweep_row(c, state, net, name, ref, ref_feats, train, *, t_end, num, ema, sh
     seconds = time.perf_counter() - t0
     x = protocol_lib.dequantise(protocol_lib.quantise(x))
     feats = net.features(x)
-    mu, sigma = feature_statistics(feats)
     kid, _ = kernel_inception_distance(feats, ref_feats, num_subsets=50, subset_size=min(num, 1000))
     pr = precision_recall(ref_feats[:num], feats, k=3)
     _, nn_dist = nearest_neighbours(x[:200], train, 1)
@@ -49,7 +46,7 @@ def sweep_row(c, state, net, name, ref, ref_feats, train, *, t_end, num, ema, sh
         "t_end": t_end,
         "ema": ema,
         "nfe_per_sample": stats["nfe_mean"],
-        name: frechet_distance(mu, sigma, ref.mu, ref.sigma),
+        name: protocol_lib.frechet_to_reference(feats, ref),
         "kid": kid,
         **pr,
         "mean_nn_distance": float(nn_dist.mean()),
@@ -64,9 +61,7 @@ def run_config(workdir: str) -> ml_collections.ConfigDict:
     c = base_config(dataset=saved["data"]["name"], batch_size=1, num_steps=0)
     for key, value in saved.items():
         if isinstance(value, dict):
-            c[key].unlock() if hasattr(c[key], "unlock") else None
-            for k, v in value.items():
-                c[key][k] = v
+            c[key].update(value)
         else:
             c[key] = value
     return c

@@ -60,6 +60,12 @@ def dequantise(u8) -> np.ndarray:
     return to_unit_range(u8, 255.0)
 
 
+def frechet_to_reference(features, ref) -> float:
+    """FD / FID of features `[N, F]` (N > F) against `ReferenceStats` `ref`."""
+    mu, sigma = feature_statistics(features)
+    return frechet_distance(mu, sigma, ref.mu, ref.sigma)
+
+
 class RoundResults:
     """What the rounds produced: at most `keep` samples (uint8) and features, the streamed
     feature statistics of all samples, all logits (for IS), and the NFE of each round."""

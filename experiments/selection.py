@@ -11,7 +11,6 @@ import numpy as np
 from experiments import cli
 from experiments import protocol as protocol_lib
 from experiments.sampling import draw
-from jaxgen.metrics import feature_statistics, frechet_distance
 from jaxgen.train.checkpoint import Checkpoints
 
 
@@ -40,8 +39,7 @@ def selection_hook(c, workdir: str, shape):
     def callback(state, step: int):
         x, stats = draw(c, state, c.train.select_samples, seed=c.seed + 7, shape=shape)
         feats = net.features(protocol_lib.dequantise(protocol_lib.quantise(x)))
-        mu, sigma = feature_statistics(feats)
-        score = frechet_distance(mu, sigma, ref.mu, ref.sigma)
+        score = protocol_lib.frechet_to_reference(feats, ref)
         row = {"step": step, name: score, "num_samples": len(x), "nfe": stats.get("nfe_mean")}
         with open(log, "a") as f:
             f.write(json.dumps(row) + "\n")

@@ -9,7 +9,7 @@ runs, see ecosystem notes §5).
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import jax
 import jax.numpy as jnp
@@ -160,13 +160,13 @@ class _Run:
     step: int
     cursor: int
     t_last: float
-    checked: int = -1  # boundaries up to this step have been handled
+    checked: int = 0  # boundaries up to this step have been handled (starts at `step`)
     forced: bool = False  # a call was skipped: check boundaries at the next call
     log_due: bool = False
-    pending: list = None
+    pending: list = field(default_factory=list)  # metrics of settled calls not yet logged
 
     def __post_init__(self):
-        self.checked, self.pending = self.step, []
+        self.checked = self.step
 
     def seconds(self) -> float:
         now, last = time.perf_counter(), self.t_last
