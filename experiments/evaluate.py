@@ -1,7 +1,8 @@
 """Evaluate a trained run: `python -m experiments.evaluate --config C --workdir DIR`.
 
-Computes the metrics listed in `config.eval.metrics` on `eval.num_samples` EMA samples and writes
-`DIR/eval/metrics.json` (with the protocol: sample count, sampler statistics, checkpoint step).
+Computes the metrics listed in `config.eval.metrics` on `eval.num_samples` samples (EMA weights
+unless `eval.ema=False`) and writes `DIR/eval/metrics.json` (with the protocol: sample count,
+sampler statistics, checkpoint step, feature network) and `DIR/eval/metrics.md`.
 """
 
 import json
