@@ -1,14 +1,17 @@
 """Throughput of the generic training step, and the trainer's overhead over a bare jitted step.
 
-    python -m benchmarks.step_throughput [--repeats 5]
+    python -m benchmarks.step_throughput [--repeats 9] [--only conv]
 
 Models: the VAPO 2-D MLP potential (3×128 GELU, double backward) on 8gaussians, and a small
 conv classifier (4 × conv3×3 + GroupNorm + SiLU, Adam, cross-entropy) on Fashion-MNIST 28×28;
 two batch sizes each.
-- "bare": `jax.jit(step, donate)` on distinct batches already on the device, blocking each step;
-- "trainer": `jaxgen.train.loop.fit` (data stream, prefetch, non-finite guard, host check of
-  each call, metric logging), timed by its own examples/s log, with 1 and K = 10 steps per call.
-All three run interleaved in one process; medians of the repeats.
+- "bare": `jax.jit(step, donate)` on distinct batches already on the device, blocking each
+  step or only at the end (dispatch runs ahead); overheads are over the faster of the two;
+- "trainer": `jaxgen.train.loop.fit` (data stream, non-finite guard, host check of each call,
+  metric logging), timed by its own examples/s log (the first interval, with the compile, is
+  dropped), with 1 and K = 10 steps per call.
+All variants run interleaved in one process; overheads are paired per repeat, then the median
+(and quartiles) over the repeats.
 """
 
 import argparse
@@ -72,9 +75,10 @@ def vapo_recipe():
     return (lambda batch, key: vapo.init(cfg, batch, key=key)), partial(vapo.train_step, config=cfg)
 
 
-def bare_seconds_per_step(init, step, stream, n: int) -> float:
+def bare_seconds_per_step(init, step, stream, n: int, block_each: bool = True) -> float:
     """A bare `jax.jit(step, donate)` loop over `n` distinct batches placed on the device
-    beforehand (no data work, no guard, no logging), blocking on every step."""
+    beforehand (no data work, no guard, no logging), blocking on every step's metrics, or
+    (`block_each=False`) only at the end, letting dispatch run ahead of the device."""
     mesh = make_mesh(1)
     batches = [global_batch(stream.batch(i), mesh) for i in range(n + 2)]
     state = init(stream.batch(0), jax.random.PRNGKey(0))
@@ -85,7 +89,9 @@ def bare_seconds_per_step(init, step, stream, n: int) -> float:
     t = time.perf_counter()
     for b in batches[2:]:
         state, m = f(state, b)
-        jax.block_until_ready(m)
+        if block_each:
+            jax.block_until_ready(m)
+    jax.block_until_ready((state, m))
     return (time.perf_counter() - t) / n
 
 
@@ -100,7 +106,7 @@ def trainer_seconds_per_step(
             state,
             stream,
             make_mesh(1),
-            Schedule(n + log_every, log_every, 0),
+            Schedule(n + log_every, log_every, 0, steps_per_call=k),
             writer=writer,
             progress=False,
         )
@@ -110,43 +116,60 @@ def trainer_seconds_per_step(
 
 
 K = 10  # steps per call for the scanned trainer variant
+# (name, recipe, data, batch, timed steps, log interval): about 2-3 s of timed steps per variant
+CASES = [
+    ("vapo_mlp_8gaussians", vapo_recipe, "8gaussians", 256, 2000, 400),
+    ("vapo_mlp_8gaussians", vapo_recipe, "8gaussians", 2048, 500, 100),
+    ("conv_fashion_mnist", conv_recipe, "fashion_mnist", 32, 150, 30),
+    ("conv_fashion_mnist", conv_recipe, "fashion_mnist", 128, 30, 10),
+]
+
+
+def measure_case(recipe, data, batch, n, log_every, repeats, tb) -> dict:
+    """Seconds per step of each variant, interleaved repeat by repeat (so all see the same
+    machine load); the overheads are paired: each repeat's trainer time over the faster bare
+    loop of the same repeat."""
+    init, step = recipe()
+    stream = make_stream(data, batch, seed=0)
+    variants = {
+        "bare_blocking": lambda: bare_seconds_per_step(init, step, stream, n),
+        "bare_async": lambda: bare_seconds_per_step(init, step, stream, n, block_each=False),
+        "trainer_k1": lambda: trainer_seconds_per_step(init, step, stream, n, log_every, 1, tb),
+        f"trainer_k{K}": lambda: trainer_seconds_per_step(init, step, stream, n, log_every, K, tb),
+    }
+    times = {v: [] for v in variants}
+    for _ in range(repeats):
+        for v, fn in variants.items():
+            times[v].append(fn())
+    times = {v: np.asarray(t) for v, t in times.items()}
+    bare = np.minimum(times["bare_blocking"], times["bare_async"])
+    row = {f"{v}_ms_per_step": 1e3 * float(np.median(t)) for v, t in times.items()}
+    for v in ("trainer_k1", f"trainer_k{K}"):
+        paired = 100 * (times[v] / bare - 1)
+        row[f"overhead_{v}_pct_median"] = float(np.median(paired))
+        row[f"overhead_{v}_pct_quartiles"] = np.percentile(paired, [25, 75]).tolist()
+    row["trainer_k1_steps_per_s"] = 1e3 / row["trainer_k1_ms_per_step"]
+    row["examples_per_s"] = batch * row["trainer_k1_steps_per_s"]
+    row["raw_seconds_per_step"] = {v: t.tolist() for v, t in times.items()}
+    return row
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=9)
     ap.add_argument("--only", default="", help="run only the models whose name contains this")
     ap.add_argument("--no-tensorboard", action="store_true", help="trainer logs to jsonl only")
     args = ap.parse_args()
-    cases = [("vapo_mlp_8gaussians", vapo_recipe, "8gaussians", b, 1000, 100) for b in (256, 2048)]
-    cases += [("conv_fashion_mnist", conv_recipe, "fashion_mnist", b, 60, 20) for b in (32, 128)]
-    rows = []
-    cases = [case for case in cases if args.only in case[0]]
     tb = not args.no_tensorboard
-    for name, recipe, data, batch, n, log_every in cases:
-        init, step = recipe()
-        stream = make_stream(data, batch, seed=0)
-        bare, trainer, trainer_k = [], [], []
-        for _ in range(args.repeats):  # interleaved, so all see the same machine load
-            bare.append(bare_seconds_per_step(init, step, stream, n))
-            trainer.append(trainer_seconds_per_step(init, step, stream, n, log_every, 1, tb))
-            trainer_k.append(trainer_seconds_per_step(init, step, stream, n, log_every, K, tb))
-        b, t, tk = (float(np.median(v)) for v in (bare, trainer, trainer_k))
-        row = {
-            "model": name,
-            "batch": batch,
-            "bare_ms_per_step": 1e3 * b,
-            "trainer_ms_per_step": 1e3 * t,
-            f"trainer_k{K}_ms_per_step": 1e3 * tk,
-            "bare_steps_per_s": 1 / b,
-            "trainer_steps_per_s": 1 / t,
-            "examples_per_s": batch / t,
-            "overhead_pct": 100 * (t / b - 1),
-            f"overhead_k{K}_pct": 100 * (tk / b - 1),
-            "repeats": args.repeats,
-        }
+    rows = []
+    for name, recipe, data, batch, n, log_every in CASES:
+        if args.only not in name:
+            continue
+        row = {"model": name, "batch": batch, "steps_timed": n, "repeats": args.repeats}
+        row.update(measure_case(recipe, data, batch, n, log_every, args.repeats, tb))
         rows.append(row)
-        print({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}, flush=True)
+        shown = {k: v for k, v in row.items() if k != "raw_seconds_per_step"}
+        print(jax.tree.map(lambda v: round(v, 3) if isinstance(v, float) else v, shown), flush=True)
     name = "step_throughput" + (f"_{args.only}" if args.only else "") + ("" if tb else "_no_tb")
     print("wrote", record(name, {"rows": rows, "tensorboard": tb}))
 

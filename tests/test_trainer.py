@@ -177,6 +177,36 @@ def test_guard_keeps_old_state_inside_jit():
     np.testing.assert_array_equal(new["w"], np.ones(3))
 
 
+def test_steps_per_call_on_cpu_compiles_no_loop_and_matches_single_steps():
+    """On CPU the K-step scan is unrolled: a conv's weight gradient inside a loop body is left
+    a naive `convolution` by XLA:CPU (16x slower here, jax#12868)."""
+    from jaxgen.train.step import make_sharded_step
+
+    def step(state, batch):
+        def loss(w):
+            y = jax.lax.conv_general_dilated(
+                batch["x"], w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+            )
+            return jnp.mean(jnp.tanh(y) ** 2)
+
+        value, g = jax.value_and_grad(loss)(state["w"])
+        return {"w": state["w"] - 0.1 * g}, {"loss": value}
+
+    mesh = make_mesh(1)
+    w = jax.random.normal(jax.random.PRNGKey(0), (3, 3, 2, 4))
+    xs = jax.random.normal(jax.random.PRNGKey(1), (3, 4, 6, 6, 2))
+    k3 = make_sharded_step(step, mesh, steps_per_call=3, donate=False)
+    hlo = k3.lower({"w": w}, {"x": xs}).compile().as_text()
+    assert " while(" not in hlo
+    one = make_sharded_step(step, mesh, donate=False)
+    state = {"w": w}
+    for i in range(3):
+        state, _ = one(state, {"x": xs[i]})
+    scanned, metrics = k3({"w": w}, {"x": xs})
+    assert metrics["loss"].shape == (3,) and bool(metrics["finite"].all())
+    np.testing.assert_allclose(scanned["w"], state["w"], rtol=1e-5, atol=1e-6)
+
+
 def test_steps_per_call_matches_single_steps_and_resumes(tmp_path):
     step = partial(vapo.train_step, config=CFG)
     mesh = make_mesh(8)

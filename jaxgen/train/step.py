@@ -32,7 +32,10 @@ def make_sharded_step(step_fn: Callable, mesh, *, steps_per_call: int = 1, donat
 
     With `steps_per_call > 1` the jitted function takes K stacked batches `[K, B, ...]` and runs
     the K guarded steps in one `lax.scan` (one dispatch and one host sync per K steps; metrics
-    come back stacked `[K]`). K may be smaller than `steps_per_call` on the last call.
+    come back stacked `[K]`). K may be smaller than `steps_per_call` on the last call. On CPU the
+    scan is unrolled: XLA:CPU leaves a convolution inside a loop body un-rewritten (the
+    weight-gradient conv stays a naive `convolution` instead of a library call; jax#12868), which
+    measured 16x slower per step for a small conv net here. Unrolling costs 3-4x compile time.
     """
     if steps_per_call < 1:
         raise ValueError(f"steps_per_call must be >= 1, got {steps_per_call}")
@@ -41,8 +44,9 @@ def make_sharded_step(step_fn: Callable, mesh, *, steps_per_call: int = 1, donat
     if steps_per_call == 1:
         fn, batch_spec = guarded, batch_sharding(mesh)
     else:
+        unroll = mesh.devices.flat[0].platform == "cpu"
         fn, batch_spec = (
-            (lambda state, batches: jax.lax.scan(guarded, state, batches)),
+            (lambda state, batches: jax.lax.scan(guarded, state, batches, unroll=unroll)),
             (stacked_batch_sharding(mesh)),
         )
     return jax.jit(
