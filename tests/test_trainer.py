@@ -178,8 +178,8 @@ def test_guard_keeps_old_state_inside_jit():
 
 
 def test_steps_per_call_on_cpu_compiles_no_loop_and_matches_single_steps():
-    """On CPU the K-step scan is unrolled: a conv's weight gradient inside a loop body is left
-    a naive `convolution` by XLA:CPU (16x slower here, jax#12868)."""
+    """On CPU a K-step scan whose step has a convolution is unrolled: a conv's weight gradient
+    inside a loop body is left a naive `convolution` by XLA:CPU (16x slower here, jax#12868)."""
     from jaxgen.train.step import make_sharded_step
 
     def step(state, batch):
@@ -198,6 +198,9 @@ def test_steps_per_call_on_cpu_compiles_no_loop_and_matches_single_steps():
     k3 = make_sharded_step(step, mesh, steps_per_call=3, donate=False)
     hlo = k3.lower({"w": w}, {"x": xs}).compile().as_text()
     assert " while(" not in hlo
+    # a step without a convolution stays a rolled loop (unrolled it is slower on CPU)
+    dense = make_sharded_step(lambda s, b: (s, {"loss": b["x"].sum()}), mesh, steps_per_call=3)
+    assert " while(" in dense.lower({"w": w}, {"x": xs}).compile().as_text()
     one = make_sharded_step(step, mesh, donate=False)
     state = {"w": w}
     for i in range(3):

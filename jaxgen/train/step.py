@@ -3,6 +3,7 @@
 from collections.abc import Callable
 
 import jax
+from jax.extend.core import Jaxpr, subjaxprs
 
 from jaxgen.parallel.mesh import batch_sharding, replicated, stacked_batch_sharding
 from jaxgen.train.state import all_finite
@@ -32,10 +33,7 @@ def make_sharded_step(step_fn: Callable, mesh, *, steps_per_call: int = 1, donat
 
     With `steps_per_call > 1` the jitted function takes K stacked batches `[K, B, ...]` and runs
     the K guarded steps in one `lax.scan` (one dispatch and one host sync per K steps; metrics
-    come back stacked `[K]`). K may be smaller than `steps_per_call` on the last call. On CPU the
-    scan is unrolled: XLA:CPU leaves a convolution inside a loop body un-rewritten (the
-    weight-gradient conv stays a naive `convolution` instead of a library call; jax#12868), which
-    measured 16x slower per step for a small conv net here. Unrolling costs 3-4x compile time.
+    come back stacked `[K]`). K may be smaller than `steps_per_call` on the last call.
     """
     if steps_per_call < 1:
         raise ValueError(f"steps_per_call must be >= 1, got {steps_per_call}")
@@ -44,14 +42,33 @@ def make_sharded_step(step_fn: Callable, mesh, *, steps_per_call: int = 1, donat
     if steps_per_call == 1:
         fn, batch_spec = guarded, batch_sharding(mesh)
     else:
-        unroll = mesh.devices.flat[0].platform == "cpu"
-        fn, batch_spec = (
-            (lambda state, batches: jax.lax.scan(guarded, state, batches, unroll=unroll)),
-            (stacked_batch_sharding(mesh)),
-        )
+        cpu = mesh.devices.flat[0].platform == "cpu"
+
+        def fn(state, batches):
+            return jax.lax.scan(
+                guarded, state, batches, unroll=cpu and _has_conv(guarded, state, batches)
+            )
+
+        batch_spec = stacked_batch_sharding(mesh)
     return jax.jit(
         fn,
         in_shardings=(rep, batch_spec),
         out_shardings=(rep, rep),
         donate_argnums=(0,) if donate else (),
     )
+
+
+def _has_conv(step_fn: Callable, state, batches) -> bool:
+    """Whether one step (on `batches[0]`) contains a convolution. On CPU such steps are unrolled
+    in the K-step scan: XLA:CPU leaves a convolution inside a loop body un-rewritten (the weight
+    gradient stays a naive `convolution`, not a library call; jax#12868), measured 16x slower per
+    step for a small conv net here. Steps without one stay rolled: unrolled, the 2-D MLP measured
+    10% slower per step (and compiles 3-4x slower)."""
+    first = jax.tree.map(lambda b: b[0], batches)
+    return _jaxpr_has_conv(jax.make_jaxpr(step_fn)(state, first).jaxpr)
+
+
+def _jaxpr_has_conv(jaxpr: Jaxpr) -> bool:
+    if any(e.primitive.name == "conv_general_dilated" for e in jaxpr.eqns):
+        return True
+    return any(_jaxpr_has_conv(sub) for sub in subjaxprs(jaxpr))
