@@ -2,9 +2,9 @@
 
     python -m benchmarks.step_throughput [--repeats 9] [--only conv]
 
-Models: the VAPO 2-D MLP potential (3×128 GELU, double backward) on 8gaussians, and a small
-conv classifier (4 × conv3×3 + GroupNorm + SiLU, Adam, cross-entropy) on Fashion-MNIST 28×28;
-two batch sizes each.
+Models: a no-op step (its time per step is the loop's own host cost); the VAPO 2-D MLP
+potential (3×128 GELU, double backward) on 8gaussians and a small conv classifier
+(4 × conv3×3 + GroupNorm + SiLU, Adam, cross-entropy) on Fashion-MNIST 28×28, two batch sizes each.
 - "bare": `jax.jit(step, donate)` on distinct batches already on the device, blocking each
   step or only at the end (dispatch runs ahead); overheads are over the faster of the two;
 - "trainer": `jaxgen.train.loop.fit` (data stream, non-finite guard, host check of each call,
@@ -70,6 +70,25 @@ def conv_recipe():
     return init, step
 
 
+@struct.dataclass
+class NoopState:
+    step: jax.Array
+    w: jax.Array
+
+
+def noop_recipe():
+    """A step with (almost) no device work: its time per step is the loop's own host cost."""
+
+    def init(batch, key):
+        return NoopState(jnp.zeros((), jnp.int32), jnp.zeros(()))
+
+    def step(state, batch):
+        w = state.w + batch["x"].mean()
+        return NoopState(state.step + 1, w), {"loss": w, "grad_norm": w}
+
+    return init, step
+
+
 def vapo_recipe():
     cfg = vapo.Config()
     return (lambda batch, key: vapo.init(cfg, batch, key=key)), partial(vapo.train_step, config=cfg)
@@ -118,6 +137,7 @@ def trainer_seconds_per_step(
 K = 10  # steps per call for the scanned trainer variant
 # (name, recipe, data, batch, timed steps, log interval): about 2-3 s of timed steps per variant
 CASES = [
+    ("noop_8gaussians", noop_recipe, "8gaussians", 256, 10000, 2000),
     ("vapo_mlp_8gaussians", vapo_recipe, "8gaussians", 256, 2000, 400),
     ("vapo_mlp_8gaussians", vapo_recipe, "8gaussians", 2048, 500, 100),
     ("conv_fashion_mnist", conv_recipe, "fashion_mnist", 32, 150, 30),
