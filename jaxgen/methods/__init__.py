@@ -1,8 +1,8 @@
 """Method recipes (`Config`, `init`, `train_step`, `sample`) and their registry."""
 
-from jaxgen.methods import vapo
+from jaxgen.methods import fdrl, vapo
 
-RECIPES = {"vapo": vapo}
+RECIPES = {"fdrl": fdrl, "vapo": vapo}
 
 
 def get_recipe(name: str):

@@ -11,6 +11,7 @@ ACTIVATIONS = {
     "relu": nn.relu,
     "tanh": jnp.tanh,
     "softplus": nn.softplus,
+    "leaky_relu": lambda x: nn.leaky_relu(x, 0.2),  # FDRL's networks (spec fdrl.md §4)
 }
 
 

@@ -1,0 +1,72 @@
+"""FDRL: Bregman density-ratio losses and the f-divergence flow's potential (Heng et al.;
+spec `fdrl.md` §1.3-§1.4).
+
+Conventions (spec §1.1): q = generated particles (the numerator), p = data (the denominator),
+r(x) = q(x)/p(x) is *large on generated samples*, and particles descend f'(r). The network's raw
+output o is r itself (LSIF) or log r (LR, UKL).
+"""
+
+import jax
+import jax.numpy as jnp
+
+BREGMAN_LOSSES = ("lsif", "lr", "ukl")
+DIVERGENCES = ("pearson", "kl", "js", "logd")
+# Appendix C: log-parameterised losses go with KL / JS / logD, the raw ratio with Pearson χ²
+PAIRINGS = {"lsif": ("pearson",), "lr": ("kl", "js", "logd"), "ukl": ("kl", "js", "logd")}
+
+
+def check_pairing(loss: str, divergence: str) -> None:
+    """One clear error for an unknown or numerically unsafe (loss, divergence) pair."""
+    if loss not in BREGMAN_LOSSES:
+        raise ValueError(f"loss={loss!r}: choose one of {list(BREGMAN_LOSSES)}")
+    if divergence not in DIVERGENCES:
+        raise ValueError(f"divergence={divergence!r}: choose one of {list(DIVERGENCES)}")
+    if divergence not in PAIRINGS[loss]:
+        raise ValueError(
+            f"loss={loss!r} with divergence={divergence!r}: {loss} goes with "
+            f"{list(PAIRINGS[loss])} (spec fdrl.md §1.4: the ratio parameterisation must match)"
+        )
+
+
+def bregman_loss(out_q, out_p, loss: str):
+    """Eq. (11): L(θ) = Ê_p[g'(r) r − g(r)] − Ê_q[g'(r)] for raw outputs `out_q` `[B]` (on
+    generated particles) and `out_p` `[B]` (on data). Returns `(loss, (p_term, q_term))`.
+
+    - lsif, g(y) = (y−1)²/2, o = r (eq. 18):      ½ Ê_p[r²] − Ê_q[r]
+    - lr, logistic g, o = log r (BCE, q = 1):      Ê_p[softplus(o)] + Ê_q[softplus(−o)]
+    - ukl, g(y) = y log y − y, o = log r (code):   Ê_p[exp(o)] − Ê_q[o]
+    """
+    if loss == "lsif":
+        p_term, q_term = 0.5 * jnp.mean(out_p**2), -jnp.mean(out_q)
+    elif loss == "lr":
+        p_term, q_term = jnp.mean(jax.nn.softplus(out_p)), jnp.mean(jax.nn.softplus(-out_q))
+    elif loss == "ukl":
+        p_term, q_term = jnp.mean(jnp.exp(out_p)), -jnp.mean(out_q)
+    else:
+        raise ValueError(f"loss={loss!r}: choose one of {list(BREGMAN_LOSSES)}")
+    return p_term + q_term, (p_term, q_term)
+
+
+def ratio(out, loss: str):
+    """r = q/p from the raw output `[B]`: o itself (lsif) or exp(o) (lr, ukl)."""
+    return out if loss == "lsif" else jnp.exp(out)
+
+
+def f_prime(out, divergence: str):
+    """f'(r) in terms of the raw output, additive constants dropped (they vanish under ∇ₓ;
+    spec §1.3 table): Pearson 2o (o = r); KL o; JS log σ(o); logD softplus(o) (o = log r)."""
+    if divergence == "pearson":
+        return 2.0 * out
+    if divergence == "kl":
+        return out
+    if divergence == "js":
+        return jax.nn.log_sigmoid(out)
+    if divergence == "logd":
+        return jax.nn.softplus(out)
+    raise ValueError(f"divergence={divergence!r}: choose one of {list(DIVERGENCES)}")
+
+
+def flow_drift(out_fn, x, divergence: str):
+    """−∇ₓ f'(r_θ(x)) `[N, ...]`, the drift of the stale flow (eq. 5) for `out_fn: [N, ...] →
+    [N]` (per-example: the sum's gradient is each example's own gradient)."""
+    return -jax.grad(lambda z: jnp.sum(f_prime(out_fn(z), divergence)))(x)
