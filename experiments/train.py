@@ -8,11 +8,14 @@ import sys
 from functools import partial
 
 import jax
+import numpy as np
 from absl import flags
 
 from experiments import cli
 from experiments.sampling import sample_figure
 from experiments.selection import selection_hook
+from jaxgen.data import sample_toy2d
+from jaxgen.data.pipeline import to_unit_range
 from jaxgen.methods import get_recipe
 from jaxgen.parallel import initialize_distributed, make_mesh
 from jaxgen.train.checkpoint import CheckpointError, Checkpoints
@@ -29,7 +32,7 @@ def train(c, workdir: str, *, progress: bool | None = None):
     cli.save_config(c, workdir)
     stream = cli.stream_for(c)
     first = stream.batch(0)
-    state = recipe.init(rc, first, key=jax.random.PRNGKey(c.seed))
+    state = recipe.init(rc, first, key=jax.random.PRNGKey(c.seed), **_init_extras(rc, stream))
     store = Checkpoints(paths["ckpt"], max_to_keep=c.train.keep)
     cursor = 0
     if store.latest_step() is not None:
@@ -64,6 +67,16 @@ def train(c, workdir: str, *, progress: bool | None = None):
         writer.close()
         store.close()
     return state
+
+
+def _init_extras(rc, stream) -> dict:
+    """A data-dependent prior (FDRL's `ddp`) is fitted on the whole training set, unaugmented
+    (spec fdrl.md §1.8); for 2-D sets, on 100k draws."""
+    if getattr(rc, "prior", None) != "ddp":
+        return {}
+    if stream.source is None:
+        return {"prior_data": np.asarray(sample_toy2d(stream.name, 100_000, jax.random.PRNGKey(1)))}
+    return {"prior_data": to_unit_range(stream.source.images, stream.source.max_value)}
 
 
 def main(argv):
