@@ -18,11 +18,12 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from jaxgen.methods.optim import make_tx
 from jaxgen.nn import ScalarMLP
 from jaxgen.nn.mlp import ACTIVATIONS
 from jaxgen.objectives.fdrl import bregman_loss, check_pairing, flow_drift, ratio
 from jaxgen.samplers.sde import euler_maruyama
-from jaxgen.train.optim import DECAYS, OPTIMIZERS, make_optimizer
+from jaxgen.train.optim import DECAYS, OPTIMIZERS
 from jaxgen.train.state import ModelState, apply_gradients, init_model_state
 
 PRIORS = ("normal", "uniform", "ddp")
@@ -92,20 +93,6 @@ class State:
 def make_network(config: Config) -> nn.Module:
     """The ratio network: `[B, ...] -> [B]` raw output o (r for lsif, log r otherwise)."""
     return ScalarMLP(hidden=tuple(config.hidden), act=config.act)
-
-
-def make_tx(config: Config):
-    return make_optimizer(
-        config.optimizer,
-        config.lr,
-        b1=config.b1,
-        b2=config.b2,
-        decay=config.decay,
-        total_steps=config.total_steps,
-        decay_steps=config.decay_steps,
-        decay_factor=config.decay_factor,
-        grad_clip=config.grad_clip,
-    )
 
 
 def fit_gaussian_prior(x, jitter: float = 1e-4):

@@ -13,12 +13,13 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from jaxgen.methods.optim import make_tx
 from jaxgen.nn import ScalarMLP
 from jaxgen.nn.energy import EnergyResNet
 from jaxgen.nn.mlp import ACTIVATIONS
 from jaxgen.objectives.vapo import perturb, potential_flow_loss
 from jaxgen.samplers import solve_adaptive, solve_adaptive_per_sample, solve_fixed
-from jaxgen.train.optim import DECAYS, OPTIMIZERS, make_optimizer
+from jaxgen.train.optim import DECAYS, OPTIMIZERS
 from jaxgen.train.state import ModelState, apply_gradients, init_model_state
 
 
@@ -145,22 +146,6 @@ def check_inputs(x, config: Config) -> None:
             f"images must be scaled to [-1, 1]; got values in [{np.nanmin(x):.3g}, "
             f"{np.nanmax(x):.3g}]"
         )
-
-
-def make_tx(config: Config):
-    return make_optimizer(
-        config.optimizer,
-        config.lr,
-        b1=config.b1,
-        b2=config.b2,
-        weight_decay=config.weight_decay,
-        warmup_steps=config.warmup_steps,
-        decay=config.decay,
-        total_steps=config.total_steps,
-        decay_steps=config.decay_steps,
-        decay_factor=config.decay_factor,
-        grad_clip=config.grad_clip,
-    )
 
 
 def init(config: Config, example_batch, *, key) -> State:
