@@ -6,7 +6,8 @@ K Euler–Maruyama steps of the stale f-divergence flow dx = −∇ₓf'(r_θ(x)
 (Algorithm 1). Sampling runs K + κ steps with the EMA network (Algorithm 2).
 
 Recipe contract: `Config`, `init`, `train_step`, `sample`, plus `fit_gaussian_prior`,
-`density_ratio` and `flow_from` (flow given particles: unpaired translation, spec §3.2).
+`density_ratio` and `flow_from` (flow given particles: unpaired translation, spec §3.2; with
+`guide`, class-conditional generation through an external classifier, spec §3.1).
 """
 
 import dataclasses
@@ -21,7 +22,13 @@ from flax import struct
 from jaxgen.methods.optim import make_tx
 from jaxgen.nn import ScalarMLP
 from jaxgen.nn.mlp import ACTIVATIONS
-from jaxgen.objectives.fdrl import bregman_loss, check_pairing, flow_drift, ratio
+from jaxgen.objectives.fdrl import (
+    bregman_loss,
+    check_pairing,
+    conditional_output,
+    flow_drift,
+    ratio,
+)
 from jaxgen.samplers.sde import euler_maruyama
 from jaxgen.train.optim import DECAYS, OPTIMIZERS
 from jaxgen.train.state import ModelState, apply_gradients, init_model_state
@@ -143,9 +150,17 @@ def sample_prior(state: State, num: int, shape, key, *, config: Config):
     return jnp.clip(x, -1.0, 1.0) if config.clip else x
 
 
-def flow(params, x0, key, *, config: Config, num_steps: int, save_every: int = 0):
-    """`num_steps` steps of eq. (9) from `x0` `[N, ...]`: `(x, stats)` (no gradient to θ)."""
+def flow(params, x0, key, *, config: Config, num_steps: int, save_every: int = 0, guide=None):
+    """`num_steps` steps of eq. (9) from `x0` `[N, ...]`: `(x, stats)` (no gradient to θ).
+    `guide = (class_log_prob_fn, num_classes, phi)` flows the class-conditional ratio instead
+    (`class_log_prob_fn(x) -> [N]` log p(y|x) of the wanted class; spec §3.1)."""
     out_fn = partial(output, jax.lax.stop_gradient(params), config=config)
+    if guide is not None:
+        log_prob_fn, num_classes, phi = guide
+        uncond = out_fn
+        out_fn = lambda x: conditional_output(
+            uncond(x), log_prob_fn(x), num_classes, config.loss, phi
+        )
     drift = partial(flow_drift, out_fn, divergence=config.divergence)
     x, stats = euler_maruyama(
         drift,
@@ -185,13 +200,18 @@ def train_step(state: State, batch, *, config: Config):
     return state.replace(step=state.step + 1, ratio=ms), {**metrics, "grad_norm": gnorm}
 
 
-def flow_from(state: State, x0, *, config: Config, key, num_steps=None, use_ema=True, save_every=0):
+def flow_from(
+    state: State, x0, *, config: Config, key, num_steps=None, use_ema=True, save_every=0, guide=None
+):
     """Flow given particles `x0` `[N, ...]` (e.g. source-domain images, spec §3.2) for
-    `num_steps` (default K + κ) steps: `(x, stats)`, clamped if `config.clip`."""
+    `num_steps` (default K + κ) steps: `(x, stats)`, clamped if `config.clip`. `guide`: see
+    `flow` (class-conditional generation)."""
     params = state.ratio.ema_params if use_ema else state.ratio.params
     n = config.flow_steps + config.refine_steps if num_steps is None else num_steps
     with jax.default_matmul_precision("float32"):
-        x, stats = flow(params, x0, key, config=config, num_steps=n, save_every=save_every)
+        x, stats = flow(
+            params, x0, key, config=config, num_steps=n, save_every=save_every, guide=guide
+        )
     return (jnp.clip(x, -1.0, 1.0) if config.clip else x), stats
 
 

@@ -66,6 +66,15 @@ def f_prime(out, divergence: str):
     raise ValueError(f"divergence={divergence!r}: choose one of {list(DIVERGENCES)}")
 
 
+def conditional_output(out, class_log_prob, num_classes: int, loss: str, phi: float = 0.1):
+    """Raw output of the class-conditional ratio r(x|y) = r(x) / (N p(y|x)^φ) (eqs. 12, 29-31;
+    spec §3.1): Bayes with a uniform class prior gives N p(y|x) = p(x|y)/p(x), so with φ = 1
+    r(x|y) = q̃(x)/p(x|y). `out` `[B]` is r (lsif) or log r; `class_log_prob` `[B]` is
+    log p(y|x) of the wanted class; φ = 0.1 rescales the classifier gradient (the code's value)."""
+    shift = -jnp.log(num_classes) - phi * class_log_prob  # log of 1 / (N p(y|x)^φ)
+    return out * jnp.exp(shift) if loss == "lsif" else out + shift
+
+
 def flow_drift(out_fn, x, divergence: str):
     """−∇ₓ f'(r_θ(x)) `[N, ...]`, the drift of the stale flow (eq. 5) for `out_fn: [N, ...] →
     [N]` (per-example: the sum's gradient is each example's own gradient)."""
