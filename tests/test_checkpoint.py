@@ -130,6 +130,14 @@ def test_restore_with_no_checkpoints_raises(tmp_path, state):
     assert str(d) in str(e.value)
 
 
+def test_zero_size_arrays_are_refused_at_once_by_name(tmp_path):
+    store = Checkpoints(tmp_path / "ckpt")
+    with pytest.raises(CheckpointError, match=r"zero-size arrays: \['prior'\]"):
+        store.save(1, {"w": jnp.ones(2), "prior": jnp.zeros((0,))}, {"cursor": 1})
+    assert store.latest_step() is None
+    store.close()
+
+
 @orbax_error_noise
 @pytest.mark.parametrize("hidden", [(64, 64), (64, 64, 64)])
 def test_restore_into_other_architecture_raises_and_deletes_nothing(

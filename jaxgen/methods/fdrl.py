@@ -62,7 +62,7 @@ class Config:
     decay_factor: float = 0.1
     total_steps: int = 0
     grad_clip: float = 0.0
-    ema_rate: float = 0.998
+    ema_rate: float = 0.998  # with the trainer's warm-up min(m, (1+n)/(10+n)); the code has none
 
     def __post_init__(self):
         check_pairing(self.loss, self.divergence)
@@ -81,8 +81,12 @@ class Config:
         for name, ok in checks.items():
             if not ok:
                 raise ValueError(f"{name}={getattr(self, name)!r} is out of range")
-        choices = {"act": tuple(ACTIVATIONS), "prior": PRIORS, "optimizer": OPTIMIZERS}
-        choices["decay"] = DECAYS
+        choices = {
+            "act": tuple(ACTIVATIONS),
+            "prior": PRIORS,
+            "optimizer": OPTIMIZERS,
+            "decay": DECAYS,
+        }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name}={getattr(self, name)!r}: choose one of {list(allowed)}")

@@ -44,6 +44,13 @@ class Checkpoints:
         return list(self._mngr.all_steps())
 
     def save(self, step: int, state, meta: dict, *, wait: bool = True) -> None:
+        empty = [
+            jax.tree_util.keystr(p)
+            for p, x in jax.tree_util.tree_leaves_with_path(state)
+            if hasattr(x, "size") and x.size == 0
+        ]
+        if empty:  # orbax refuses these only after a 60 s signalling timeout
+            raise CheckpointError(f"cannot checkpoint zero-size arrays: {', '.join(empty)}")
         args = ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
         self._mngr.save(int(step), args=args, force=True)
         if wait:
