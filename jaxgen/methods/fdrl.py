@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from jaxgen.methods.optim import make_tx
+from jaxgen.methods.common import make_tx, validate
 from jaxgen.nn import ScalarMLP
 from jaxgen.nn.mlp import ACTIVATIONS
 from jaxgen.objectives.fdrl import (
@@ -78,18 +78,13 @@ class Config:
         }
         if self.decay == "step":
             checks["decay_steps"] = self.decay_steps > 0
-        for name, ok in checks.items():
-            if not ok:
-                raise ValueError(f"{name}={getattr(self, name)!r} is out of range")
         choices = {
             "act": tuple(ACTIVATIONS),
             "prior": PRIORS,
             "optimizer": OPTIMIZERS,
             "decay": DECAYS,
         }
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name}={getattr(self, name)!r}: choose one of {list(allowed)}")
+        validate(self, checks, choices)
 
 
 @struct.dataclass

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from jaxgen.methods.optim import make_tx
+from jaxgen.methods.common import make_tx, validate
 from jaxgen.nn import ScalarMLP
 from jaxgen.nn.energy import EnergyResNet
 from jaxgen.nn.mlp import ACTIVATIONS
@@ -89,9 +89,6 @@ class Config:
         }
         if self.decay == "step":
             checks["decay_steps"] = self.decay_steps > 0
-        for name, ok in checks.items():
-            if not ok:
-                raise ValueError(f"{name}={getattr(self, name)!r} is out of range")
         choices = {
             "network": ("mlp", "resnet"),
             "act": tuple(ACTIVATIONS),
@@ -99,9 +96,7 @@ class Config:
             "decay": DECAYS,
             "solver": SOLVERS,
         }
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name}={getattr(self, name)!r}: choose one of {list(allowed)}")
+        validate(self, checks, choices)
 
 
 SOLVERS = ("dopri5", "tsit5", "euler", "heun", "rk4")  # adaptive, then fixed-step
