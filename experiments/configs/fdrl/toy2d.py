@@ -12,8 +12,8 @@ LR-KL at 5e-5 left radial streaks (33% of samples within 3 std of a centre; 99% 
     python -m experiments.train    --config experiments/configs/fdrl/toy2d.py --workdir runs/fdrl_8g
     python -m experiments.evaluate --config experiments/configs/fdrl/toy2d.py --workdir runs/fdrl_8g
 
-Other data: `--config.data.name=swissroll`; other pairings: `--config.method.loss=lr
---config.method.divergence=kl` (lr goes with kl / js / logd, lsif with pearson).
+Other data: `--config.data.name=swissroll`; other pairings: `--config.method.divergence=js`
+or `logd` (lr goes with kl / js / logd, lsif with pearson).
 """
 
 import ml_collections
