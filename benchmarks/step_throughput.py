@@ -31,8 +31,8 @@ from jaxgen.data import make_stream
 from jaxgen.methods import vapo
 from jaxgen.parallel import global_batch, make_mesh
 from jaxgen.train.logging import MetricsWriter, read_metrics
-from jaxgen.train.loop import Schedule, fit
-from jaxgen.train.state import ModelState, apply_gradients, init_model_state
+from jaxgen.train.loop import TrainPlan, fit
+from jaxgen.optim import ModelState, apply_gradients, init_model_state
 
 
 @struct.dataclass
@@ -125,7 +125,7 @@ def trainer_seconds_per_step(
             state,
             stream,
             make_mesh(1),
-            Schedule(n + log_every, log_every, 0, steps_per_call=k),
+            TrainPlan(n + log_every, log_every, 0, steps_per_call=k),
             writer=writer,
             progress=False,
         )

@@ -1,7 +1,8 @@
 """The terminal time T of the VAPO sampling ODE on a trained image run (the paper's "T > 1 is
-best" claim, spec §5.1): per T, the NFE per sample, FD-<dataset> (and KID, precision/recall) in
-the project's features, and the mean pixel distance of a sample to its nearest training image;
-EMA and raw weights. Writes one figure with a row of samples per T.
+best" claim, paper App. B.3; docs/methods/vapo.md §5.1): per T, the NFE per sample,
+FD-<dataset> (and KID, precision/recall) in the project's features, and the mean pixel distance
+of a sample to its nearest training image; EMA and raw weights. Writes one figure with a row of
+samples per T.
 
     python -m benchmarks.vapo_t_sweep --workdir runs/vapo_fmnist [--num 1000] [--t 1 1.5 2 3] \
         [--raw-t 2]

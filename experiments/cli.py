@@ -1,6 +1,10 @@
-"""Shared CLI plumbing: flags, config validation, recipe config, workdir layout, restore."""
+"""Shared CLI plumbing: flags, the checks every config gets, the workdir layout, error exits.
 
-import dataclasses
+Library functions (`experiments.train.train`, `experiments.sample.sample`,
+`experiments.evaluate.evaluate`) raise exceptions with one-line messages; only each CLI's `main`
+turns them into `error: ...` and exit status 2 (`run_main`).
+"""
+
 import json
 import re
 import sys
@@ -8,20 +12,28 @@ from pathlib import Path
 
 import jax
 import ml_collections
-import numpy as np
 from absl import flags
 from ml_collections import config_flags
 
-from jaxgen.data import DATASET_NAMES, TOY2D_NAMES, make_stream
-from jaxgen.methods import get_recipe
-from jaxgen.train.checkpoint import CheckpointError, Checkpoints
+from experiments.experiment import Experiment, SamplerError
+from jaxgen.data import DATASET_NAMES
+from jaxgen.data.images import DatasetMissingError
+from jaxgen.methods.contract import ConfigError
+from jaxgen.train.checkpoint import CheckpointError
+from jaxgen.train.loop import NonFiniteError
 
 FLAGS = flags.FLAGS
-RECIPE_SECTIONS = ("model", "method", "optim", "sample")
 
-
-class ConfigError(ValueError):
-    """A config field is unknown, mistyped or impossible; the message names it."""
+# what a user can cause: each is reported as one line (`error: ...`) with exit status 2
+USER_ERRORS = (
+    ConfigError,
+    CheckpointError,
+    NonFiniteError,
+    SamplerError,
+    DatasetMissingError,
+    ValueError,
+    OSError,
+)
 
 
 def define_common_flags() -> None:
@@ -29,8 +41,9 @@ def define_common_flags() -> None:
     flags.DEFINE_string("workdir", None, "run directory (checkpoints, metrics, samples)")
 
 
-def parse_flags(argv: list[str]) -> ml_collections.ConfigDict:
-    """Parse `argv`; on any bad flag or config field print one line and exit with status 2."""
+def parse_flags(argv: list[str]) -> Experiment:
+    """Parse `argv` into the run's `Experiment` (its ConfigDict is `.c`); raises `ConfigError`
+    naming the field on any bad flag or config field."""
     try:
         FLAGS(argv)
         if FLAGS.config is None:
@@ -38,11 +51,21 @@ def parse_flags(argv: list[str]) -> ml_collections.ConfigDict:
         config = FLAGS.config
         if config.runlocal:
             config = _smoke_keeping_overrides(config, argv)
-        validate(config)
-        return config
+        return experiment(config)
     except (AttributeError, KeyError) as e:  # an override names a field the config lacks
-        _die(_unknown_field_message(e, argv))
-    except (flags.Error, ConfigError, ValueError, TypeError, OSError) as e:
+        raise ConfigError(_unknown_field_message(e, argv)) from None
+    except flags.Error as e:
+        raise ConfigError(str(e).splitlines()[0] if str(e) else type(e).__name__) from None
+
+
+def run_main(fn) -> None:
+    """Call `fn()`; a user error becomes one line on stderr and exit status 2."""
+    from jaxgen.runtime import reuse_host_memory
+
+    reuse_host_memory()
+    try:
+        fn()
+    except USER_ERRORS as e:
         _die(str(e).splitlines()[0] if str(e) else type(e).__name__)
 
 
@@ -66,11 +89,7 @@ def _smoke_keeping_overrides(config, argv):
     kept = {p: _get(config, p) for p in paths if p != "runlocal"}
     config = smoke(config)
     for p, value in kept.items():
-        *parents, leaf = p.split(".")
-        node = config
-        for name in parents:
-            node = node[name]
-        node[leaf] = value
+        _set(config, p, value)
     return config
 
 
@@ -78,6 +97,13 @@ def _get(config, path: str):
     for name in path.split("."):
         config = config[name]
     return config
+
+
+def _set(config, path: str, value) -> None:
+    *parents, leaf = path.split(".")
+    for name in parents:
+        config = config[name]
+    config[leaf] = value
 
 
 def _die(message: str) -> None:
@@ -90,8 +116,9 @@ def _check(ok: bool, field: str, value, why: str) -> None:
         raise ConfigError(f"config.{field}={value!r}: {why}")
 
 
-def validate(c: ml_collections.ConfigDict) -> None:
-    """Common checks of the fields every config has; the recipe's `Config` checks the rest."""
+def experiment(c: ml_collections.ConfigDict) -> Experiment:
+    """Check the fields every config has, then build the run's `Experiment` (the recipe's
+    `Config` checks the rest). Raises `ConfigError` naming the field."""
     _check(
         c.data.name in DATASET_NAMES,
         "data.name",
@@ -126,77 +153,17 @@ def validate(c: ml_collections.ConfigDict) -> None:
         "choose stop, skip or rollback",
     )
     _check(c.eval.num_samples > 0, "eval.num_samples", c.eval.num_samples, "must be > 0")
-    recipe_config(c)
-
-
-def recipe_config(c: ml_collections.ConfigDict):
-    """The recipe's frozen `Config` from the `model`, `method`, `optim`, `sample` sections."""
-    recipe = get_recipe(c.recipe)
-    fields = {f.name: f for f in dataclasses.fields(recipe.Config)}
-    kwargs, section_of = {}, {}
-    for section in RECIPE_SECTIONS:
-        for key, value in c[section].items():
-            _check(key in fields, f"{section}.{key}", value, f"not a field of {c.recipe}.Config")
-            kwargs[key] = tuple(value) if isinstance(value, list) else value
-            section_of[key] = section
-    if "total_steps" in fields:
-        kwargs.setdefault("total_steps", c.train.num_steps)
     try:
-        return recipe.Config(**kwargs)
+        return Experiment(c)
     except ValueError as e:
-        name = str(e).split("=")[0]
-        raise ConfigError(f"config.{section_of.get(name, 'method')}.{e}") from None
+        if isinstance(e, ConfigError):
+            raise
+        raise ConfigError(f"config.recipe={c.recipe!r}: {e}") from None
 
 
-def stream_for(c, *, split: str = "train"):
-    return make_stream(
-        c.data.name,
-        c.data.batch_size,
-        c.seed,
-        split=split,
-        flip=c.data.flip and split == "train",
-        pad_to_32=c.data.pad_to_32,
-        data_dir=c.data.data_dir or None,
-    )
-
-
-def is_toy2d(c) -> bool:
-    return c.data.name in TOY2D_NAMES
-
-
-def example_shape(c) -> tuple[int, ...]:
-    """The shape of one training example (reads the data set)."""
-    return tuple(stream_for(c).batch(0)["x"].shape[1:])
-
-
-def workdir_paths(workdir: str) -> dict[str, Path]:
-    root = Path(workdir)
-    return {
-        "root": root,
-        "ckpt": root / "checkpoints",
-        "samples": root / "samples",
-        "eval": root / "eval",
-    }
-
-
-def restore_latest(c, workdir: str, *, shape: tuple[int, ...] | None = None):
-    """The newest checkpoint's `(state, meta)`; exits with one line when there is none.
-
-    `shape` is one example's shape (`example_shape(c)`, which reads the data, when None)."""
-    recipe, rc = get_recipe(c.recipe), recipe_config(c)
-    shape = example_shape(c) if shape is None else tuple(shape)
-    first = {"x": np.zeros((1, *shape), np.float32)}
-    abstract = jax.eval_shape(lambda: recipe.init(rc, first, key=jax.random.PRNGKey(0)))
-    ckpt = workdir_paths(workdir)["ckpt"]
-    if not ckpt.exists():
-        _die(f"no checkpoints in {ckpt}; train first")
-    try:
-        store = Checkpoints(ckpt)
-        if store.latest_step() is None:
-            _die(f"no checkpoints in {ckpt}; train first")
-        return store.restore(abstract)
-    except CheckpointError as e:
-        _die(str(e))
+def as_experiment(config) -> Experiment:
+    """`config` itself when it is an `Experiment`, else `experiment(config)`."""
+    return config if isinstance(config, Experiment) else experiment(config)
 
 
 def save_config(c, workdir: str) -> None:

@@ -20,23 +20,24 @@ from experiments import cli, evaluate
 from experiments.train import train
 from jaxgen.data import sample_toy2d
 from jaxgen.methods import vapo
+from jaxgen.methods.contract import ConfigError
 from jaxgen.train.figures import save_field_plot, save_scatter
 
 DEFAULT_CONFIG = "experiments/configs/vapo/toy2d.py"
 
 
-def main(argv):
+def demo(argv):
     if not any(a.startswith("--config=") or a == "--config" for a in argv):
         argv = [argv[0], f"--config={DEFAULT_CONFIG}", *argv[1:]]
-    c = cli.parse_flags(argv)
-    workdir = flags.FLAGS.workdir or "runs/demo"
-    if not cli.is_toy2d(c):
-        cli._die("the demo trains on 2-D data; set --config.data.name to one of the 2-D sets")
+    exp = cli.parse_flags(argv)
+    c, workdir = exp.c, flags.FLAGS.workdir or "runs/demo"
+    if not exp.toy2d or c.recipe != "vapo":
+        raise ConfigError("the demo trains VAPO on 2-D data; set --config.data.name to a 2-D set")
     t0 = time.perf_counter()
-    state = train(c, workdir)
+    state = train(exp, workdir)
     train_s = time.perf_counter() - t0
     t1 = time.perf_counter()
-    result = evaluate.evaluate(c, workdir)
+    result = evaluate.evaluate(exp, workdir)
     eval_s = time.perf_counter() - t1
     root = Path(workdir)
     x = np.load(root / "eval" / "samples.npy")
@@ -50,7 +51,7 @@ def main(argv):
         title=f"VAPO on {c.data.name}: {len(x)} samples, "
         f"NFE {result['sampler_stats']['nfe_mean']:.0f}",
     )
-    rc = cli.recipe_config(c)
+    rc = exp.rc
     params = state.potential.ema_params
     save_field_plot(
         root / "field.png",
@@ -78,6 +79,10 @@ def main(argv):
             indent=1,
         )
     )
+
+
+def main(argv):
+    cli.run_main(lambda: demo(argv))
 
 
 if __name__ == "__main__":

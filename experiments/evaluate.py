@@ -8,16 +8,17 @@ sampler statistics, checkpoint step, feature network) and `DIR/eval/metrics.md`.
 import json
 import sys
 import time
+from functools import partial
 
 import jax
 import numpy as np
 
 from experiments import cli, image_eval
 from experiments import protocol as protocol_lib
-from experiments.sampling import draw
+from experiments.experiment import Experiment
 from jaxgen.data import OOD_NAMES, mixture_modes, sample_toy2d
-from jaxgen.methods import get_recipe
-from jaxgen.metrics import energy_distance, mmd_rbf, mode_coverage
+from jaxgen.methods.contract import ConfigError, config_to_dict
+from jaxgen.metrics import energy_distance, grid_log_likelihood, mmd_rbf, mode_coverage
 from jaxgen.train.figures import save_image_grid
 
 TOY2D_METRICS = ("mode_coverage", "mmd", "energy_distance")
@@ -41,6 +42,16 @@ def toy2d_metrics(name: str, samples: np.ndarray, metrics, *, seed: int) -> dict
     return out
 
 
+def toy2d_log_likelihood(exp: Experiment, state, *, seed: int, num: int = 10_000) -> dict:
+    """Mean test log-likelihood of the recipe's declared `log_density` on fresh draws of the 2-D
+    set, normalised on a 512² grid over the data's bounds, padded by 50%."""
+    test = np.asarray(sample_toy2d(exp.c.data.name, num, jax.random.PRNGKey(seed)))
+    lim = 1.5 * float(np.abs(test).max())
+    fn = exp.jitted("log_density", use_ema=exp.c.eval.ema)
+    log_density = partial(lambda s, x: np.asarray(fn(s, x.astype(np.float32))), state)
+    return grid_log_likelihood(log_density, test, bounds=((-lim, lim), (-lim, lim)))
+
+
 IMAGE_METRICS = (
     "fd",
     "sample_grid",
@@ -49,86 +60,102 @@ IMAGE_METRICS = (
     "nearest_neighbours",
     "interpolation",
 )
-_NEEDS = {"energy_histogram": "energy", "ood": "energy", "interpolation": "interpolate"}
+# the recipe capability each metric needs
+_NEEDS = {
+    "energy_histogram": "energy",
+    "ood": "energy",
+    "interpolation": "interpolate",
+    "log_likelihood": "log_density",
+}
 
 
-def available_metrics(c) -> tuple[str, ...]:
-    """The metrics this data set and recipe support (image metrics need recipe capabilities)."""
-    if cli.is_toy2d(c):
-        return TOY2D_METRICS
-    recipe = get_recipe(c.recipe)
-    return tuple(m for m in IMAGE_METRICS if hasattr(recipe, _NEEDS.get(m, "sample")))
+def available_metrics(exp: Experiment) -> tuple[str, ...]:
+    """The metrics this data set and the recipe's declared capabilities support."""
+    names = (*TOY2D_METRICS, "log_likelihood") if exp.toy2d else IMAGE_METRICS
+    return tuple(m for m in names if m not in _NEEDS or exp.caps.has(_NEEDS[m]))
 
 
-def chosen_metrics(c) -> list[str]:
-    available = available_metrics(c)
+def chosen_metrics(exp: Experiment) -> list[str]:
+    c, available = exp.c, available_metrics(exp)
     metrics = [m for m in c.eval.metrics if m != "default"] or list(available)
     unknown = [m for m in metrics if m not in available]
     if unknown:
-        cli._die(
+        raise ConfigError(
             f"config.eval.metrics: {unknown} not available for {c.data.name} with {c.recipe}; "
             f"available: {list(available)}"
         )
     for name in c.eval.ood_sets if "ood" in metrics else ():
         if name not in OOD_NAMES:
-            cli._die(f"config.eval.ood_sets: unknown set {name!r}; choose from {list(OOD_NAMES)}")
+            raise ConfigError(
+                f"config.eval.ood_sets: unknown set {name!r}; choose from {list(OOD_NAMES)}"
+            )
     return metrics
 
 
-def image_metrics(c, state, x, metrics, out, *, shape, seed: int) -> dict:
+def image_metrics(exp: Experiment, state, x, metrics, out, *, seed: int) -> dict:
     scores = {}
     for m in metrics:
         if m == "sample_grid":
             save_image_grid(out / "samples.png", x[:64], scale=max(1, 64 // x.shape[1]))
             scores[m] = str(out / "samples.png")
         elif m == "energy_histogram":
-            scores[m] = image_eval.energy_histogram(c, state, out)
+            scores[m] = image_eval.energy_histogram(exp, state, out)
         elif m == "ood":
-            scores[m] = image_eval.ood(c, state, out, seed=10_000 + seed)
+            scores[m] = image_eval.ood(exp, state, out, seed=10_000 + seed)
         elif m == "nearest_neighbours":
-            scores[m] = image_eval.neighbours(c, x, out)
+            scores[m] = image_eval.neighbours(exp.c, x, out)
         elif m == "interpolation":
-            scores[m] = image_eval.interpolation(c, state, out, shape=shape, seed=20_000 + seed)
+            scores[m] = image_eval.interpolation(exp, state, out, seed=20_000 + seed)
     return scores
 
 
-def evaluate(c, workdir: str, *, seed: int = 1) -> dict:
-    shape = cli.example_shape(c)
-    metrics = chosen_metrics(c)
-    state, _ = cli.restore_latest(c, workdir, shape=shape)
+def _image_scores(exp: Experiment, state, metrics, out, *, seed: int, protocol: dict):
+    """`(sampler stats, scores)` of the image protocol: rounds, then the feature metrics."""
+    c = exp.c
+    net, fd_name, why = protocol_lib.feature_network(c) if "fd" in metrics else (None,) * 3
+    if net is not None:
+        protocol["feature_network"] = {"name": net.name, "hash": net.hash}
+    protocol["round_size"] = int(c.eval.round_size)
+    rounds = protocol_lib.sample_rounds(exp, state, net, out, seed=seed, protocol=protocol)
+    stats = {"nfe_mean": float(np.mean(rounds.nfe)), "nfe_max": float(np.max(rounds.nfe))}
+    x = protocol_lib.dequantise(rounds.cat("samples"))
+    scores = image_metrics(exp, state, x, [m for m in metrics if m != "fd"], out, seed=seed)
+    if "fd" in metrics:
+        scores["fd"] = (
+            protocol_lib.feature_metrics(c, net, fd_name, rounds, out)
+            if net is not None
+            else {fd_name: why}  # the one-line reason it is unavailable
+        )
+    return stats, scores
+
+
+def evaluate(config, workdir: str, *, seed: int = 1) -> dict:
+    """Evaluate the newest checkpoint of `workdir` (`config`: an experiment ConfigDict or its
+    `Experiment`); writes and returns `eval/metrics.json`'s content."""
+    exp = cli.as_experiment(config)
+    c = exp.c
+    metrics = chosen_metrics(exp)
+    state, _ = exp.restore_latest(workdir)
     out = cli.workdir_paths(workdir)["eval"]
     out.mkdir(parents=True, exist_ok=True)
     protocol = {
         "num_samples": int(c.eval.num_samples),
         "checkpoint_step": int(state.step),
         "ema": bool(c.eval.ema),
-        "sampler": dict(cli.recipe_config(c).__dict__),
+        "recipe": c.recipe,
+        "config": config_to_dict(exp.rc),
+        "nfe_counts": exp.caps.nfe,
         "seed": seed,
     }
     t0 = time.perf_counter()
-    if cli.is_toy2d(c):
-        x, stats = draw(c, state, c.eval.num_samples, seed=seed, shape=shape, use_ema=c.eval.ema)
+    if exp.toy2d:
+        x, stats = exp.draw(state, c.eval.num_samples, seed=seed, use_ema=c.eval.ema)
         scores = toy2d_metrics(c.data.name, x, metrics, seed=10_000 + seed)
+        if "log_likelihood" in metrics:
+            scores["log_likelihood"] = toy2d_log_likelihood(exp, state, seed=30_000 + seed)
         np.save(out / "samples.npy", x)
     else:
-        net, fd_name, why = protocol_lib.feature_network(c) if "fd" in metrics else (None,) * 3
-        if net is not None:
-            protocol["feature_network"] = {"name": net.name, "hash": net.hash}
-        protocol["round_size"] = int(c.eval.round_size)
-        rounds = protocol_lib.sample_rounds(
-            c, state, net, out, seed=seed, shape=shape, protocol=protocol
-        )
-        stats = {"nfe_mean": float(np.mean(rounds.nfe)), "nfe_max": float(np.max(rounds.nfe))}
-        x = protocol_lib.dequantise(rounds.cat("samples"))
-        scores = image_metrics(
-            c, state, x, [m for m in metrics if m != "fd"], out, shape=shape, seed=seed
-        )
-        if "fd" in metrics:
-            scores["fd"] = (
-                protocol_lib.feature_metrics(c, net, fd_name, rounds, out)
-                if net is not None
-                else {fd_name: why}  # the one-line reason it is unavailable
-            )
+        stats, scores = _image_scores(exp, state, metrics, out, seed=seed, protocol=protocol)
     result = {
         "protocol": protocol,
         "sampler_stats": stats,
@@ -154,27 +181,24 @@ def metrics_table(result: dict) -> str:
             rows.append((prefix, str(v)))
 
     walk("", {k: v for k, v in result.items() if k != "protocol"})
-    walk("protocol", {k: v for k, v in result["protocol"].items() if k != "sampler"})
+    walk("protocol", {k: v for k, v in result["protocol"].items() if k != "config"})
     lines = ["| metric | value |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)]
     return "\n".join(lines) + "\n"
 
 
 def main(argv):
-    c = cli.parse_flags(argv)
-    if flags_workdir() is None:
-        cli._die("--workdir is required")
-    try:
-        result = evaluate(c, flags_workdir())
-    except (RuntimeError, ValueError) as e:
-        cli._die(str(e))
-    print(metrics_table(result), end="")
-    print(f"written: {cli.workdir_paths(flags_workdir())['eval'] / 'metrics.json'}")
-
-
-def flags_workdir():
     from absl import flags
 
-    return flags.FLAGS.workdir
+    def run():
+        exp = cli.parse_flags(argv)
+        workdir = flags.FLAGS.workdir
+        if workdir is None:
+            raise ConfigError("--workdir is required")
+        result = evaluate(exp, workdir)
+        print(metrics_table(result), end="")
+        print(f"written: {cli.workdir_paths(workdir)['eval'] / 'metrics.json'}")
+
+    cli.run_main(run)
 
 
 if __name__ == "__main__":

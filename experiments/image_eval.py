@@ -1,17 +1,13 @@
-"""Image evaluations of a trained run (VAPO spec §5.2-§5.5): energy histograms, OOD AUROC,
-nearest neighbours and interpolation strips. Each takes the run's config `c`, its restored
+"""Image evaluations of a trained run (docs/methods/vapo.md §5): energy histograms, OOD AUROC,
+nearest neighbours and interpolation strips. Each takes the run's `Experiment`, its restored
 `state` and the output folder, writes its figure, and returns a JSON-able dict.
 """
-
-from functools import partial
 
 import jax
 import numpy as np
 
-from experiments import cli
 from jaxgen.data import ood_images
 from jaxgen.data.pipeline import load_images, to_unit_range
-from jaxgen.methods import get_recipe
 from jaxgen.metrics import auroc, nearest_neighbours, score_summary
 from jaxgen.metrics.features import apply_in_batches
 from jaxgen.train.figures import save_histograms, save_image_rows
@@ -27,20 +23,18 @@ def split_images(c, split: str, limit: int = 0) -> np.ndarray:
     return to_unit_range(images, src.max_value)
 
 
-def energies(c, state, x, *, use_ema: bool = True) -> np.ndarray:
+def energies(exp, state, x, *, use_ema: bool = True) -> np.ndarray:
     """The recipe's energy score of each image `[N, ...]` → `[N]`, in fixed-size jitted batches."""
-    recipe = get_recipe(c.recipe)
-    fn = jax.jit(partial(recipe.energy, config=cli.recipe_config(c), use_ema=use_ema))
-    return apply_in_batches(lambda b: fn(state, b), np.asarray(x), c.eval.batch_size).astype(
-        np.float64
-    )
+    fn = exp.jitted("energy", use_ema=use_ema)
+    batch = exp.c.eval.batch_size
+    return apply_in_batches(lambda b: fn(state, b), np.asarray(x), batch).astype(np.float64)
 
 
-def energy_histogram(c, state, out) -> dict:
+def energy_histogram(exp, state, out) -> dict:
     """Φ on train and test images: overlaid histograms and the train-vs-test AUROC (Fig. 4)."""
-    limit = c.eval.histogram_max
+    c, limit = exp.c, exp.c.eval.histogram_max
     train, test = split_images(c, "train", limit), split_images(c, "test", limit)
-    e_train, e_test = energies(c, state, train), energies(c, state, test)
+    e_train, e_test = energies(exp, state, train), energies(exp, state, test)
     path = out / "energy_histogram.png"
     save_histograms(path, {"train": e_train, "test": e_test}, xlabel="Φ(x)", title=c.data.name)
     return {
@@ -51,16 +45,17 @@ def energy_histogram(c, state, out) -> dict:
     }
 
 
-def ood(c, state, out, *, seed: int) -> dict:
+def ood(exp, state, out, *, seed: int) -> dict:
     """AUROC of Φ separating the test split (positive) from each OOD set in `eval.ood_sets`."""
+    c = exp.c
     test = split_images(c, "test", c.eval.ood_num)
-    e_test = energies(c, state, test)
+    e_test = energies(exp, state, test)
     result = {"in_distribution": f"{c.data.name} test ({len(test)})"}
     for i, name in enumerate(c.eval.ood_sets):
         x = ood_images(
             name, test, len(test), jax.random.PRNGKey(seed + i), data_dir=c.data.data_dir or None
         )
-        e = energies(c, state, x)
+        e = energies(exp, state, x)
         result[name] = {"auroc": auroc(e_test, e), "num": len(x), "energy": score_summary(e)}
     return result
 
@@ -82,10 +77,10 @@ def neighbours(c, samples, out) -> dict:
     }
 
 
-def interpolation(c, state, out, *, shape, seed: int) -> dict:
+def interpolation(exp, state, out, *, seed: int) -> dict:
     """`eval.interp_rows` slerp strips of `eval.interp_steps` images each (Fig. 3)."""
-    recipe, rc = get_recipe(c.recipe), cli.recipe_config(c)
-    fn = jax.jit(partial(recipe.interpolate, config=rc, shape=shape), static_argnums=1)
+    c = exp.c
+    fn = exp.jitted("interpolate", shape=exp.shape)
     rows, nfe = [], []
     for r in range(c.eval.interp_rows):
         x, stats = fn(state, c.eval.interp_steps, key=jax.random.PRNGKey(seed + r))

@@ -18,7 +18,6 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from experiments.image_eval import split_images
-from experiments.sampling import draw
 from jaxgen.data.pipeline import to_unit_range
 from jaxgen.io import atomic_write
 from jaxgen.metrics import (
@@ -88,8 +87,10 @@ class RoundResults:
         return np.concatenate(parts) if parts else None
 
 
-def sample_rounds(c, state, net, out: Path, *, seed: int, shape, protocol: dict) -> RoundResults:
-    """Draw `eval.num_samples` samples in rounds of `eval.round_size`, resuming finished rounds."""
+def sample_rounds(exp, state, net, out: Path, *, seed: int, protocol: dict) -> RoundResults:
+    """Draw `eval.num_samples` samples in rounds of `eval.round_size`, resuming finished rounds
+    (every round reuses the run's one compiled sampler)."""
+    c = exp.c
     fingerprint = hashlib.sha256(json.dumps(protocol, sort_keys=True).encode()).hexdigest()[:12]
     rdir = out / f"rounds_{fingerprint}"
     rdir.mkdir(parents=True, exist_ok=True)
@@ -99,14 +100,9 @@ def sample_rounds(c, state, net, out: Path, *, seed: int, shape, protocol: dict)
     for r in tqdm(range(-(-n // size)), desc="eval rounds", disable=None):
         path = rdir / f"round_{r:04d}.npz"
         if not path.exists():
-            x, stats = draw(
-                c,
-                state,
-                min(size, n - r * size),
-                seed=seed * 100_003 + r,
-                shape=shape,
-                use_ema=c.eval.ema,
-            )
+            # every round draws `size` (one compiled shape), the last one keeps what it needs
+            x, stats = exp.draw(state, size, seed=seed * 100_003 + r, use_ema=c.eval.ema)
+            x = x[: min(size, n - r * size)]
             u8 = quantise(x)
             arrays = {"samples": u8, "nfe": np.float64(stats.get("nfe_mean", np.nan))}
             if net is not None:

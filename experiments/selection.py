@@ -1,6 +1,6 @@
 """Model selection during training (VAPO's protocol, spec §9): every `train.select_every` steps,
 the FD (or FID) of `train.select_samples` EMA samples; the best state is kept in `DIR/best/`
-and every evaluation is appended to `DIR/selection.jsonl`."""
+and every evaluation is appended to `DIR/selection.jsonl` (docs/methods/vapo.md §5)."""
 
 import json
 import math
@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments import cli
 from experiments import protocol as protocol_lib
-from experiments.sampling import draw
+from experiments.experiment import Experiment, workdir_paths
+from jaxgen.methods.contract import ConfigError
 from jaxgen.train.checkpoint import Checkpoints
 
 
@@ -22,22 +22,23 @@ def best_so_far(log: Path, name: str) -> float:
     return min((r[name] for r in rows), default=math.inf)
 
 
-def selection_hook(c, workdir: str, shape):
+def selection_hook(exp: Experiment, workdir: str):
     """`(every, callback)` for `fit(hooks=...)`; `None` when `train.select_every` is 0."""
+    c = exp.c
     if not c.train.select_every:
         return None
-    if cli.is_toy2d(c):
-        cli._die("config.train.select_every: model selection needs an image data set")
+    if exp.toy2d:
+        raise ConfigError("config.train.select_every: model selection needs an image data set")
     net, name, why = protocol_lib.feature_network(c)
     if net is None:
-        cli._die(f"config.train.select_every: {name} {why}")
-    root = cli.workdir_paths(workdir)["root"]
-    log, best_dir = root / "selection.jsonl", root / "best"
-    ref, _ = protocol_lib.reference(c, net, cli.workdir_paths(workdir)["eval"])
+        raise ConfigError(f"config.train.select_every: {name} {why}")
+    paths = workdir_paths(workdir)
+    log, best_dir = paths["root"] / "selection.jsonl", paths["root"] / "best"
+    ref, _ = protocol_lib.reference(c, net, paths["eval"])
     best = {"score": best_so_far(log, name)}
 
     def callback(state, step: int):
-        x, stats = draw(c, state, c.train.select_samples, seed=c.seed + 7, shape=shape)
+        x, stats = exp.draw(state, c.train.select_samples, seed=c.seed + 7)
         feats = net.features(protocol_lib.dequantise(protocol_lib.quantise(x)))
         score = protocol_lib.frechet_to_reference(feats, ref)
         row = {"step": step, name: score, "num_samples": len(x), "nfe": stats.get("nfe_mean")}

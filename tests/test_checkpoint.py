@@ -11,9 +11,16 @@ import optax
 import pytest
 
 from jaxgen.methods import vapo
+from jaxgen.methods.contract import replace_fields
+from jaxgen.optim import (
+    ModelState,
+    apply_gradients,
+    ema_decay,
+    init_model_state,
+    learning_rate_schedule,
+    make_optimizer,
+)
 from jaxgen.train.checkpoint import CheckpointError, Checkpoints
-from jaxgen.train.optim import learning_rate_schedule, make_optimizer
-from jaxgen.train.state import ModelState, apply_gradients, ema_decay, init_model_state
 
 EXAMPLE = {"x": np.zeros((4, 2), np.float32)}
 
@@ -145,7 +152,7 @@ def test_restore_into_other_architecture_raises_and_deletes_nothing(
 ):
     d = _saved(tmp_path, state)
     before = _files(d)
-    target = _abstract(vapo.Config(hidden=hidden))
+    target = _abstract(replace_fields(vapo.Config(), {"model.hidden": hidden}))
     with pytest.raises(CheckpointError) as e:
         Checkpoints(d).restore(target)
     msg = str(e.value)

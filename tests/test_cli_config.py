@@ -48,8 +48,10 @@ def _parse(monkeypatch, *overrides, config=CONFIG):
 
 
 def _one_error_line(monkeypatch, capsys, *overrides, **kw) -> str:
+    """What a CLI's `main` prints: `parse_flags` raises, `run_main` makes it one line."""
+    monkeypatch.setattr("jaxgen.runtime.reuse_host_memory", lambda: None)
     with pytest.raises(SystemExit) as e:
-        _parse(monkeypatch, *overrides, **kw)
+        cli.run_main(lambda: _parse(monkeypatch, *overrides, **kw))
     assert e.value.code == 2
     out, err = capsys.readouterr()
     assert out == ""
@@ -61,14 +63,18 @@ def _one_error_line(monkeypatch, capsys, *overrides, **kw) -> str:
 
 BAD = [
     # (override, text naming the field)
-    ("--config.optim.lrx=1", "lrx"),  # unknown key
-    ("--config.optim.lr=abc", "config.optim.lr"),  # wrong type
+    ("--config.optim.potential.lrx=1", "config.optim.potential.lrx"),  # unknown key
+    ("--config.optim.lr=1e-3", "config.optim.lr"),  # a field of another section's level
+    ("--config.optim.potential.lr=abc", "config.optim.potential.lr"),  # wrong type
     ("--config.train.num_steps=1.5", "config.train.num_steps"),
     ("--config.seed=abc", "config.seed"),
-    ("--config.optim.lr=-1", "config.optim.lr"),  # impossible values
+    ("--config.optim.potential.lr=-1", "config.optim.potential.lr"),  # impossible values
+    ("--config.optim.potential.eps=0", "config.optim.potential.eps"),
+    ("--config.optim.potential.weight_decay=0.1", "config.optim.potential.weight_decay"),
     ("--config.sample.t_end=0", "config.sample.t_end"),
     ("--config.method.sigma=0", "config.method.sigma"),
-    ("--config.optim.ema_rate=1.0", "config.optim.ema_rate"),
+    ("--config.optim.potential.ema_rate=1.0", "config.optim.potential.ema_rate"),
+    ("--config.optim.potential.decay=milestones", "config.optim.potential.milestones"),
     ("--config.data.batch_size=12", "config.data.batch_size"),  # not divisible by 8 devices
     ("--config.data.batch_size=0", "config.data.batch_size"),
     ("--config.data.name=nope", "config.data.name"),
@@ -97,47 +103,66 @@ def test_missing_config_is_one_line(monkeypatch, capsys):
 
 
 def test_good_overrides_reach_the_recipe_config(monkeypatch):
-    c = _parse(monkeypatch, "--config.optim.lr=0.5", "--config.model.hidden=(64, 64)")
-    assert c.optim.lr == 0.5 and tuple(c.model.hidden) == (64, 64)
-    rc = cli.recipe_config(c)
-    assert isinstance(rc, vapo.Config)
-    assert rc.lr == 0.5 and rc.hidden == (64, 64) and rc.total_steps == c.train.num_steps
+    exp = _parse(
+        monkeypatch,
+        "--config.optim.potential.lr=0.5",
+        "--config.optim.potential.decay=cosine",
+        "--config.model.hidden=(64, 64)",
+    )
+    c, rc = exp.c, exp.rc
+    assert c.optim.potential.lr == 0.5 and tuple(c.model.hidden) == (64, 64)
+    assert isinstance(rc, vapo.Config) and exp.caps is vapo.CAPABILITIES
+    assert rc.optim.potential.lr == 0.5 and rc.model.hidden == (64, 64)
+    assert rc.optim.potential.total_steps == c.train.num_steps  # cosine: the run's length
 
 
 def test_runlocal_applies_the_smoke_variant(monkeypatch):
-    c = _parse(monkeypatch, "--config.runlocal=True")
+    c = _parse(monkeypatch, "--config.runlocal=True").c
     assert c.train.num_steps == 2 and c.data.batch_size == 16 and c.eval.num_samples == 160
+
+
+def test_configs_state_only_what_differs_from_the_recipe_defaults():
+    """The recipe's Config is the one source of defaults: the ConfigDict's sections are filled
+    from it, and the 2-D config file sets nothing in them that equals a default."""
+    from jaxgen.methods.contract import config_to_dict
+
+    c = vapo_toy2d.get_config()
+    defaults = config_to_dict(vapo.Config())
+    for section in ("model", "method", "optim", "sample"):
+        assert c[section].to_dict() == defaults[section]
 
 
 def test_validate_and_recipe_config_directly():
     c = vapo_toy2d.get_config()
-    cli.validate(c)  # the shipped config is valid
+    cli.experiment(c)  # the shipped config is valid
     for name in ("seed", "data", "train", "eval"):
         assert name in c
     for field in ("name", "batch_size"):
         assert field in c.data
     for field in ("num_steps", "log_every", "ckpt_every", "sample_every"):
         assert field in c.train
-    c.optim.lr = -1.0
-    with pytest.raises(cli.ConfigError, match=r"config\.optim\.lr="):
-        cli.validate(c)
+    c.optim.potential.lr = -1.0
+    with pytest.raises(cli.ConfigError, match=r"config\.optim\.potential\.lr="):
+        cli.experiment(c)
     c = vapo_toy2d.get_config()
     c.sample.t_end = 0.0
     with pytest.raises(cli.ConfigError, match=r"config\.sample\.t_end="):
-        cli.recipe_config(c)
+        cli.experiment(c)
     c = vapo_toy2d.get_config()
     with c.unlocked():
-        c.optim.foo = 1
-    with pytest.raises(cli.ConfigError, match=r"config\.optim\.foo=1: not a field of vapo"):
-        cli.recipe_config(c)
+        c.optim.potential.foo = 1
+    with pytest.raises(
+        cli.ConfigError, match=r"unknown config field config\.optim\.potential\.foo"
+    ):
+        cli.experiment(c)
 
 
 # ---- regressions of bugs found while writing these tests
 
 
 def test_unknown_key_message_names_the_full_field(monkeypatch, capsys):
-    line = _one_error_line(monkeypatch, capsys, "--config.optim.lrx=1")
-    assert "config.optim.lrx" in line and "\\" not in line
+    line = _one_error_line(monkeypatch, capsys, "--config.optim.potential.lrx=1")
+    assert "config.optim.potential.lrx" in line and "\\" not in line
 
 
 def test_unknown_section_is_one_line(monkeypatch, capsys):
@@ -148,8 +173,8 @@ def test_unknown_section_is_one_line(monkeypatch, capsys):
 @pytest.mark.parametrize(
     "override",
     [
-        "--config.optim.optimizer=sgd",
-        "--config.optim.decay=linear",
+        "--config.optim.potential.optimizer=sgd",
+        "--config.optim.potential.decay=linear",
         "--config.model.act=foo",
         "--config.sample.solver=foo",
     ],
@@ -246,28 +271,29 @@ def test_sample_without_checkpoints_end_to_end(cli_runs):
     assert not (tmp / "empty_run").exists(), "nothing is created in a run without checkpoints"
 
 
-def test_restore_and_evaluate_without_checkpoints_in_process(tmp_path, capsys):
+def test_restore_and_evaluate_without_checkpoints_in_process(tmp_path):
+    """Library calls raise (no `sys.exit` below the CLIs' `main`), with one-line messages."""
     from experiments import evaluate
+    from jaxgen.train.checkpoint import CheckpointError
 
     c = vapo_toy2d.get_config()
+    exp = cli.experiment(c)
     empty = tmp_path / "run"
     for call in (
-        lambda: cli.restore_latest(c, str(empty)),
+        lambda: exp.restore_latest(str(empty)),
         lambda: evaluate.evaluate(c, str(empty)),
     ):
-        with pytest.raises(SystemExit) as e:
+        with pytest.raises(CheckpointError) as e:
             call()
-        assert e.value.code == 2
-        lines = capsys.readouterr().err.splitlines()
-        assert len(lines) == 1 and lines[0].startswith("error: no checkpoints in ")
-        assert str(empty / "checkpoints") in lines[0]
+        msg = str(e.value)
+        assert msg.startswith("no checkpoints in ") and "\n" not in msg
+        assert str(empty / "checkpoints") in msg
     assert not empty.exists()
     # an existing but empty checkpoint folder: the same message, nothing deleted
     (empty / "checkpoints").mkdir(parents=True)
     (empty / "checkpoints" / "keep.txt").write_text("x")
-    with pytest.raises(SystemExit):
-        cli.restore_latest(c, str(empty))
-    assert "no checkpoints" in capsys.readouterr().err
+    with pytest.raises(CheckpointError, match="no checkpoints"):
+        exp.restore_latest(str(empty))
     assert (empty / "checkpoints" / "keep.txt").read_text() == "x"
 
 

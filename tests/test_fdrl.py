@@ -11,8 +11,14 @@ from jax.scipy.optimize import minimize
 from jax.scipy.stats import norm
 
 from jaxgen.methods import fdrl
+from jaxgen.methods.contract import config_from_dict, replace_fields
 from jaxgen.objectives.fdrl import bregman_loss, check_pairing, f_prime, flow_drift, ratio
 from jaxgen.samplers.sde import euler_maruyama, noise_scale
+
+
+def _cfg(fields: dict) -> fdrl.Config:
+    """The default Config with dotted fields replaced (`{"method.loss": "lr"}`)."""
+    return replace_fields(fdrl.Config(), fields)
 
 
 def _quantile_sample(mean, n=20_000):
@@ -85,7 +91,9 @@ def test_unsafe_pairings_give_one_clear_error():
     with pytest.raises(ValueError, match="divergence='hellinger'"):
         check_pairing("lr", "hellinger")
     with pytest.raises(ValueError, match="lsif goes with"):
-        fdrl.Config(loss="lsif", divergence="js")
+        fdrl.Method(loss="lsif", divergence="js")
+    with pytest.raises(ValueError, match=r"config\.method\.divergence='js'.*lsif goes with"):
+        config_from_dict(fdrl.Config, {"method": {"loss": "lsif", "divergence": "js"}})
 
 
 def test_flow_drift_descends_f_prime_per_example():
@@ -128,20 +136,27 @@ def test_euler_maruyama_path_jit_and_bad_arguments():
 def test_data_dependent_prior_has_the_data_covariance():
     rng = np.random.default_rng(0)
     data = rng.normal(size=(5000, 3)) @ np.array([[1.0, 0.5, 0], [0, 0.3, 0], [0, 0.2, 2.0]])
-    cfg = fdrl.Config(prior="ddp", prior_jitter=1e-4)
-    state = fdrl.init(cfg, {"x": data[:8]}, key=jax.random.PRNGKey(0), prior_data=data)
+    cfg = _cfg({"method.prior": "ddp", "method.prior_jitter": 1e-4})
+    fitted = fdrl.fit_data(cfg, data)
+    state = fdrl.init(cfg, {"x": data[:8]}, key=jax.random.PRNGKey(0), fitted=fitted)
+    with pytest.raises(ValueError, match="prior='ddp' needs fitted="):
+        fdrl.init(cfg, {"x": data[:8]}, key=jax.random.PRNGKey(0))
     cov = np.cov(data.T, bias=True) + 1e-4 * np.eye(3)
     np.testing.assert_allclose(state.prior_chol @ state.prior_chol.T, cov, rtol=1e-5, atol=1e-6)
     x = fdrl.sample_prior(state, 100_000, (3,), jax.random.PRNGKey(1), config=cfg)
     np.testing.assert_allclose(np.cov(np.asarray(x).T), cov, atol=0.03)
     clipped = fdrl.sample_prior(
-        state, 1000, (3,), jax.random.PRNGKey(1), config=fdrl.Config(prior="ddp", clip=True)
+        state,
+        1000,
+        (3,),
+        jax.random.PRNGKey(1),
+        config=_cfg({"method.prior": "ddp", "method.clip": True}),
     )
     assert float(jnp.abs(clipped).max()) <= 1.0
 
 
 def test_train_step_is_pure_and_jit_equals_no_jit():
-    cfg = fdrl.Config(hidden=(16, 16), flow_steps=5)
+    cfg = _cfg({"model.hidden": (16, 16), "method.flow_steps": 5})
     batch = {"x": jax.random.normal(jax.random.PRNGKey(3), (32, 2)) + 1.0}
     state = fdrl.init(cfg, batch, key=jax.random.PRNGKey(0))
     a, ma = fdrl.train_step(state, batch, config=cfg)
@@ -155,17 +170,19 @@ def test_train_step_is_pure_and_jit_equals_no_jit():
 def test_flow_guided_training_crosses_the_density_chasm():
     """Spec §4.3 / paper Fig. 2-3: prior N(0, 0.1 I), data N(6, 0.1 I) in 1-D. Flow-guided
     training moves the samples across the chasm (the plain stale estimator fails here)."""
-    cfg = fdrl.Config(
-        hidden=(32, 32),
-        loss="lr",
-        divergence="kl",
-        prior="ddp",
-        flow_steps=30,
-        step_size=0.2,
-        noise=0.01,
-        lr=3e-3,
-        decay="constant",
-        ema_rate=0.0,
+    cfg = _cfg(
+        {
+            "model.hidden": (32, 32),
+            "method.loss": "lr",
+            "method.divergence": "kl",
+            "method.prior": "ddp",
+            "method.flow_steps": 30,
+            "method.step_size": 0.2,
+            "method.noise": 0.01,
+            "optim.ratio.lr": 3e-3,
+            "optim.ratio.decay": "constant",
+            "optim.ratio.ema_rate": 0.0,
+        }
     )
     prior_sd, data_mean = np.sqrt(0.1), 6.0
     step = jax.jit(partial(fdrl.train_step, config=cfg))
@@ -173,9 +190,9 @@ def test_flow_guided_training_crosses_the_density_chasm():
     def data(i):
         return {"x": data_mean + prior_sd * jax.random.normal(jax.random.PRNGKey(i), (256, 1))}
 
-    state = fdrl.init(cfg, data(0), key=jax.random.PRNGKey(0))
     # the prior N(0, 0.1): a "ddp" prior with these moments
-    state = state.replace(prior_mean=jnp.zeros(1), prior_chol=jnp.full((1, 1), prior_sd))
+    fitted = (jnp.zeros(1), jnp.full((1, 1), prior_sd))
+    state = fdrl.init(cfg, data(0), key=jax.random.PRNGKey(0), fitted=fitted)
     x0 = prior_sd * jax.random.normal(jax.random.PRNGKey(99), (512, 1))
     before = float(fdrl.flow_from(state, x0, config=cfg, key=jax.random.PRNGKey(7))[0].mean())
     for i in range(400):
@@ -217,7 +234,15 @@ def test_conditional_ratio_is_q_over_the_class_density():
 def test_guided_flow_samples_the_wanted_class():
     """The KL flow of the exact conditional ratio from q = N(0, 1) ends in class y's component;
     unguided, it splits between both."""
-    cfg = fdrl.Config(hidden=(4,), loss="lr", divergence="kl", step_size=0.02, noise=0.0)
+    cfg = _cfg(
+        {
+            "model.hidden": (4,),
+            "method.loss": "lr",
+            "method.divergence": "kl",
+            "method.step_size": 0.02,
+            "method.noise": 0.0,
+        }
+    )
     state = fdrl.init(cfg, {"x": jnp.zeros((2, 1))}, key=jax.random.PRNGKey(0))
     exact = lambda params, x, config: norm.logpdf(x[:, 0]) - _log_p(x[:, 0])
     x0 = jax.random.normal(jax.random.PRNGKey(1), (400, 1))
@@ -235,17 +260,29 @@ def test_guided_flow_samples_the_wanted_class():
 
 
 def test_train_cli_fits_the_ddp_prior_on_the_whole_training_set():
-    from experiments.train import _init_extras
-    from jaxgen.data import make_stream
+    """The declared data fit runs on the whole unaugmented training set (100k draws for 2-D
+    sets), and the abstract state for a restore needs no fit."""
+    from experiments import cli
+    from experiments.configs.fdrl.toy2d import get_config
+    from jaxgen.data.pipeline import to_unit_range
 
-    assert _init_extras(fdrl.Config(), make_stream("8gaussians", 64, seed=0)) == {}
-    ddp = fdrl.Config(prior="ddp")
-    toy = _init_extras(ddp, make_stream("8gaussians", 64, seed=0))["prior_data"]
-    assert toy.shape == (100_000, 2)
-    stream = make_stream("digits", 64, seed=0, flip=True)
-    images = _init_extras(ddp, stream)["prior_data"]
-    assert images.shape == (len(stream.source), 8, 8, 1)
-    assert images.min() >= -1.0 and images.max() <= 1.0
-    state = fdrl.init(ddp, stream.batch(0), key=jax.random.PRNGKey(0), prior_data=images)
+    c = get_config()
+    exp = cli.experiment(c)
+    assert exp.fit_data(exp.stream()) is None  # prior N(0, I): nothing to fit
+    c.method.prior = "ddp"
+    exp = cli.experiment(c)
+    mean, chol = exp.fit_data(exp.stream())
+    assert mean.shape == (2,) and chol.shape == (2, 2)
+    c.data.update(dict(name="digits", batch_size=64, flip=True))
+    exp = cli.experiment(c)
+    stream = exp.stream()
+    mean, chol = exp.fit_data(stream)
+    images = to_unit_range(stream.source.images, stream.source.max_value)  # no flips
     flat = images.reshape(len(images), -1)
-    np.testing.assert_allclose(state.prior_mean, flat.mean(0), atol=1e-5)
+    np.testing.assert_allclose(mean, flat.mean(0), atol=1e-5)
+    cov = np.cov(flat.T, bias=True) + 1e-4 * np.eye(flat.shape[1])
+    np.testing.assert_allclose(chol @ chol.T, cov, atol=1e-4)
+    abstract = exp.abstract_state()
+    assert abstract.prior_chol.shape == (64, 64) and isinstance(
+        abstract.prior_chol, jax.ShapeDtypeStruct
+    )

@@ -1,5 +1,5 @@
-"""The DRL/VAPO energy ResNet: parameter counts of the paper configurations (spec §6.1),
-per-sample independence, weight-norm layers."""
+"""The DRL/VAPO energy ResNet: parameter counts of the paper configurations
+(docs/methods/vapo.md §4), per-sample independence, weight-norm layers."""
 
 import jax
 import jax.numpy as jnp

@@ -1,10 +1,9 @@
-"""Mathematical checks of the VAPO objective (spec `vapo.md` §3, §4, §5.1, §12).
+"""Mathematical checks of the VAPO objective (docs/methods/vapo.md §2, §5.1, §7).
 
 Every tolerance below is either a floating-point bound (float32 ≈ 1.2e-7 relative, float64 for
 the re-derivations) or a multiple of a Monte Carlo standard error computed from the samples.
 """
 
-import dataclasses
 import math
 from functools import partial
 
@@ -16,6 +15,7 @@ from scipy.integrate import quad
 from scipy.stats import norm
 
 from jaxgen.methods import vapo
+from jaxgen.methods.contract import replace_fields
 from jaxgen.nn import ScalarMLP
 from jaxgen.objectives.vapo import (
     Schedule,
@@ -26,7 +26,7 @@ from jaxgen.objectives.vapo import (
     potential_flow_loss,
 )
 
-# Paper constants (spec §7): σ0 = 1, σ = 0.01, ε = 1e-4 = σ²/σ0².
+# Paper constants (docs/methods/vapo.md §3.1): σ0 = 1, σ = 0.01, ε = 1e-4 = σ²/σ0².
 SIGMA0, SIGMA, EPS = 1.0, 0.01, 1e-4
 ELL = math.log1p(1.0 / EPS)  # ℓ = ln(10001) = 9.21044
 A = EPS / (1.0 + EPS)  # a = ε / (1 + ε)
@@ -35,7 +35,7 @@ Z = 5.0  # Monte Carlo checks: |estimate − truth| < Z standard errors (two-sid
 
 
 def _np_schedule(t, sigma0, sigma, eps):
-    """float64 re-derivation of spec §3.1/§3.6: (τ, τ', m, s, κ)."""
+    """float64 re-derivation of docs/methods/vapo.md eqs. (3)-(4): (τ, τ', m, s, κ)."""
     t = np.asarray(t, np.float64)
     tau = eps ** (1.0 - t) * (1.0 + eps) ** t - eps
     dtau = (tau + eps) * math.log1p(1.0 / eps)
@@ -52,13 +52,14 @@ def _log_rho(x, xbar, tau, sigma0, sigma):
 
 
 # ---------------------------------------------------------------------------------------------
-# Schedule (spec §3.1, §3.6, §12.5)
+# Schedule (docs/methods/vapo.md eqs. (3), (4), (11); §7.5)
 
 
 def test_schedule_spot_values_paper_constants():
     s = homotopy_schedule(jnp.array([0.0, 0.5, 1.0]), **PAPER)
     m, std = np.asarray(s.mean), np.asarray(s.std)
-    # spec §12.5: t=0 → m=0, s=1; t=0.5 → m≈0.99000, s≈0.1000; t=1 → m≈0.99990, s≈0.0099995
+    # docs/methods/vapo.md §7.5: t=0 → m=0, s=1; t=0.5 → m≈0.99000, s≈0.1000;
+    # t=1 → m≈0.99990, s≈0.0099995
     np.testing.assert_allclose(m, [0.0, 0.99000, 0.99990], atol=5e-6)
     np.testing.assert_allclose(std, [1.0, 0.1000, 0.0099995], rtol=5e-5)
     # exact geometric form (ε = σ²/σ0²): s = a^{t/2}, m = 1 − a^t
@@ -70,7 +71,7 @@ def test_schedule_spot_values_paper_constants():
 def test_schedule_geometric_form_and_constant_jacobian_weight():
     t = np.linspace(0.0, 1.0, 101)
     s = homotopy_schedule(t, **PAPER)
-    # τ'(t)κ(τ) ≡ ℓ for every t because ε = σ²/σ0² (spec §3.6)
+    # τ'(t)κ(τ) ≡ ℓ for every t because ε = σ²/σ0² (docs/methods/vapo.md eq. (11))
     np.testing.assert_allclose(np.asarray(s.dtau * s.kappa), ELL, rtol=2e-6)
     np.testing.assert_allclose(np.asarray(s.std), A ** (t / 2), rtol=2e-6)
     # float32: ln ε carries ~1e-6 relative error into τ + ε, and ∂m/∂τ ≈ 1/ε near t = 0,
@@ -88,7 +89,7 @@ def test_schedule_matches_float64_rederivation(consts):
         (s.tau, s.dtau, s.mean, s.std, s.kappa), (tau, dtau, m, std, kappa), strict=True
     ):
         np.testing.assert_allclose(np.asarray(got), want, rtol=5e-6, atol=2e-6)  # see above
-    # internal identities of §3.1: s² = σ²κ and 1 − m = σ²κ/σ0²
+    # internal identities of docs/methods/vapo.md eq. (3): s² = σ²κ and 1 − m = σ²κ/σ0²
     s0, sg = consts["sigma0"], consts["sigma"]
     np.testing.assert_allclose(np.asarray(s.std**2), sg**2 * np.asarray(s.kappa), rtol=5e-6)
     np.testing.assert_allclose(1 - np.asarray(s.mean), sg**2 * kappa / s0**2, rtol=2e-4, atol=1e-7)
@@ -104,7 +105,7 @@ def test_schedule_matches_float64_rederivation(consts):
 
 
 # ---------------------------------------------------------------------------------------------
-# Innovation weight: ξ-form == ½(γ − γ̄) == −∂τ log ρ (spec §3.2, §12.1)
+# Innovation weight: ξ-form == ½(γ − γ̄) == −∂τ log ρ (docs/methods/vapo.md eqs. (5)-(6), §7.1)
 
 
 @pytest.mark.parametrize("t", [0.05, 0.37, 0.9])
@@ -172,7 +173,7 @@ def test_perturb_weight_carries_no_gradient():
 
 
 # ---------------------------------------------------------------------------------------------
-# Moments of w given (x̄, t) (spec §12.5)
+# Moments of w given (x̄, t) (docs/methods/vapo.md §7.5)
 
 
 @pytest.mark.parametrize("jacobian", [True, False])
@@ -208,7 +209,7 @@ def test_weight_conditional_moments(d, t, jacobian):
 
 
 # ---------------------------------------------------------------------------------------------
-# Point mass at 0: exact parabola of the loss (spec §12.2)
+# Point mass at 0: exact parabola of the loss (docs/methods/vapo.md eq. (15))
 
 
 @partial(jax.jit, static_argnames=("n", "d", "jacobian"))
@@ -237,7 +238,8 @@ def _parabola_minimiser(x, w):
 
 
 def test_point_mass_closed_form_values():
-    # spec §12.2 quotes L(2) = −2.348, L(ℓ/2 = 4.605) = −3.454, L(7) = −2.520 for D = 3
+    # docs/methods/vapo.md §7.2 quotes L(2) = −2.348, L(ℓ/2 = 4.605) = −3.454, L(7) = −2.520
+    # for D = 3
     got = [float(point_mass_loss(c, 3, eps=EPS)) for c in (2.0, ELL / 2, 7.0)]
     np.testing.assert_allclose(got, [-2.348, -3.454, -2.520], atol=1e-3)
     np.testing.assert_allclose(got[1], -ELL / 8 * 3 * (1 - A), rtol=1e-6)  # L* = −(ℓ/8) D (1−a)
@@ -267,11 +269,13 @@ def test_point_mass_loss_parabola_monte_carlo():
 
 
 def test_point_mass_variant_b_minimiser_in_the_thousands():
-    """Variant B (no τ' factor, spec §3.6): the fitted quadratic coefficient is O(1/ε).
+    """Variant B (no τ' factor, docs/methods/vapo.md eq. (12)): the fitted quadratic coefficient
+    is O(1/ε).
 
     Derivation for Φ_c with the code's variant-B weight ½κ[...], σ0=1, σ²=ε: κ s² = a^{2t}/ε and
     s² = a^t, so L_B(c) = D(1−a)/(2ℓ)·[c² − c(1+a)/(2ε)], minimised at c = (1+a)/(4ε) ≈ 2500.
-    (Spec §12.2 quotes (1+a)/(2ε) ≈ 5000, which is the *root* of L_B, not its minimiser.)
+    (An earlier reading quoted (1+a)/(2ε) ≈ 5000, which is the *root* of L_B, not its
+    minimiser; docs/methods/vapo.md §7.2.)
     """
     d, n = 3, 1_000_000
     x, w = _point_mass_batch(n, d, jacobian=False, seed=1)
@@ -333,7 +337,8 @@ def test_potential_flow_loss_needs_independent_examples():
 
 
 def _small_recipe():
-    cfg = vapo.Config(hidden=(16,), lam=1e-2)  # one hidden layer: eager mode stays fast
+    # one hidden layer: eager mode stays fast
+    cfg = replace_fields(vapo.Config(), {"model.hidden": (16,), "method.lam": 1e-2})
     xbar = jax.random.normal(jax.random.PRNGKey(0), (32, 3))
     state = vapo.init(cfg, {"x": xbar}, key=jax.random.PRNGKey(1))
     return cfg, xbar, state
@@ -348,7 +353,7 @@ def test_loss_fn_jit_matches_eager_and_loss_per_dim():
         np.testing.assert_allclose(float(aux_j[k]), float(aux_e[k]), rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(float(loss_j), float(loss_e), rtol=1e-6, atol=1e-6)
     # loss_per_dim divides the whole loss (not the terms separately) by D
-    cfg_d = dataclasses.replace(cfg, loss_per_dim=True)
+    cfg_d = replace_fields(cfg, {"method.loss_per_dim": True})
     loss_d, aux_d = vapo.loss_fn(state.potential.params, xbar, key, config=cfg_d)
     np.testing.assert_allclose(float(loss_d), float(loss_e) / 3, rtol=1e-6)
     np.testing.assert_allclose(float(aux_d["grad_sq"]), float(aux_e["grad_sq"]), rtol=1e-6)
@@ -364,7 +369,7 @@ def test_loss_fn_matches_manual_recomputation():
     x, w = jax.vmap(partial(perturb, **PAPER))(xbar, t, jax.random.split(k_xi, 32))
     phi = vapo.potential(state.potential.params, x, config=cfg)
     g = vapo.velocity(state.potential.params, x, config=cfg)
-    want = jnp.mean(w * phi + 0.5 * jnp.sum(g**2, axis=1) + 0.5 * cfg.lam * phi**2)
+    want = jnp.mean(w * phi + 0.5 * jnp.sum(g**2, axis=1) + 0.5 * cfg.method.lam * phi**2)
     np.testing.assert_allclose(float(loss), float(want), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(float(aux["phi_mean"]), float(jnp.mean(phi)), rtol=1e-5)
 
@@ -390,13 +395,14 @@ def test_train_step_jit_matches_eager():
 
 
 MIX_W, MIX_MU = np.array([0.3, 0.7]), np.array([-2.0, 2.0])
-# Optimal loss (λ = 0), −½∫ρ̂ (Φ*')² dx = −3.2975 (spec §12.3; reproduced with nested scipy quad,
-# 25 s, so not re-run here).
+# Optimal loss (λ = 0), −½∫ρ̂ (Φ*')² dx = −3.2975 (docs/methods/vapo.md §7.3; reproduced with
+# nested scipy quad, 25 s, so not re-run here).
 MIX_LOSS_OPT = -3.2975
 
 
 def _mixture_field_reference(x):
-    """Φ*'(x) = (F0 − F1)/ρ̂ of spec §3.5, with ρ̂ = ∫0^1 ρ̄_t dt by adaptive quadrature."""
+    """Φ*'(x) = (F0 − F1)/ρ̂ of docs/methods/vapo.md eq. (13), with ρ̂ = ∫0^1 ρ̄_t dt by adaptive
+    quadrature."""
 
     def rho_t(t):
         m, s = 1 - A**t, A ** (t / 2)
@@ -407,8 +413,15 @@ def _mixture_field_reference(x):
     return (norm.cdf(x) - f1) / rho_hat
 
 
-MIX_CFG = vapo.Config(
-    hidden=(64, 64, 64), lr=2e-3, decay="cosine", total_steps=2000, ema_rate=0.999, t_end=1.0
+MIX_CFG = replace_fields(
+    vapo.Config(),
+    {
+        "model.hidden": (64, 64, 64),
+        "optim.potential.lr": 2e-3,
+        "optim.potential.decay": "cosine",
+        "optim.potential.total_steps": 2000,
+        "sample.t_end": 1.0,
+    },
 )
 MIX_BATCH = 2048
 
@@ -426,7 +439,7 @@ def mixture_model():
             st, metrics = vapo.train_step(st, {"x": xb}, config=cfg)
             return st, metrics["loss"]
 
-        return jax.lax.scan(body, state, jax.random.split(key, cfg.total_steps))
+        return jax.lax.scan(body, state, jax.random.split(key, cfg.optim.potential.total_steps))
 
     state, losses = run(state, jax.random.PRNGKey(100))
     return state, np.asarray(losses, np.float64)
@@ -435,7 +448,8 @@ def mixture_model():
 def test_mixture_reference_field_matches_spec():
     xs = [-1.5, 0.0, 0.5, 1.0]
     ref = [_mixture_field_reference(x) for x in xs]
-    np.testing.assert_allclose(ref, [-3.548, 6.198, 8.741, 7.542], atol=2e-3)  # spec §12.3
+    # reference values: docs/methods/vapo.md §7.3
+    np.testing.assert_allclose(ref, [-3.548, 6.198, 8.741, 7.542], atol=2e-3)
     # the split point of the field is the standard-normal quantile Φ_N^{-1}(0.3)
     xs_split = norm.ppf(0.3)
     assert _mixture_field_reference(xs_split - 0.02) < 0 < _mixture_field_reference(xs_split + 0.02)
@@ -480,8 +494,9 @@ def test_mixture_sampling_mode_split_and_direction(mixture_model):
     x, stats = vapo.sample(state, n, config=MIX_CFG, key=key, shape=(1,), use_ema=False)
     x = np.asarray(x)[:, 0]
     assert x.shape == (n,) and np.all(np.isfinite(x)) and bool(stats["success"])
-    # fraction of prior mass sent to the left mode = 0.30 (exact in 1-D, spec §12.3); binomial
-    # SE is 0.007; measured 0.297–0.316 over 10 runs (0.309 here); tolerance 0.05 as specified
+    # fraction of prior mass sent to the left mode = 0.30 (exact in 1-D, docs/methods/vapo.md
+    # §7.3); binomial SE is 0.007; measured 0.297–0.316 over 10 runs (0.309 here); tolerance
+    # 0.05 as specified
     frac_left = float(np.mean(x < 0))
     assert abs(frac_left - 0.30) < 0.05, frac_left
     # samples end near a mode: the exact field gives 0.015 at T = 1, measured 0.040–0.048
@@ -493,5 +508,5 @@ def test_mixture_sampling_mode_split_and_direction(mixture_model):
     # cross a stationary point), except those within ~0.1 of it (model error)
     away = np.abs(x0 - norm.ppf(0.3)) > 0.15
     np.testing.assert_array_equal((x < 0)[away], (x0 < norm.ppf(0.3))[away])
-    # NFE of RK45 at rtol = atol = 1e-3 is O(50) (spec §12.4: 44); measured 43
+    # NFE of RK45 at rtol = atol = 1e-3 is O(50) (docs/methods/vapo.md §7.4: 44); measured 43
     assert 20 <= int(stats["nfe"]) <= 200

@@ -1,4 +1,5 @@
-"""Checks of jaxgen.samplers.ode against closed-form ODE solutions (spec `vapo.md` §5.1, §12.2).
+"""Checks of jaxgen.samplers.ode against closed-form ODE solutions (docs/methods/vapo.md §5.1,
+eq. (15)).
 
 Error bounds: an adaptive step is accepted when the RMS of (local error)/(atol + rtol·|y|) is
 ≤ 1, so after `n` accepted steps the global error of a non-expanding linear flow is at most
@@ -335,7 +336,7 @@ def test_errors():
 
 
 # ---------------------------------------------------------------------------------------------
-# The point-mass flow of spec §12.2: ∇Φ* = −(ℓ/2) x, x(t) = x0 a^{t/2}
+# The point-mass flow of docs/methods/vapo.md eq. (15): ∇Φ* = −(ℓ/2) x, x(t) = x0 a^{t/2}
 
 
 def test_point_mass_flow():

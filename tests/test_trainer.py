@@ -9,11 +9,12 @@ import pytest
 
 from jaxgen.data import make_stream
 from jaxgen.methods import vapo
+from jaxgen.methods.contract import replace_fields
 from jaxgen.parallel import make_mesh
 from jaxgen.train.checkpoint import Checkpoints
-from jaxgen.train.loop import NonFiniteError, Schedule, fit
+from jaxgen.train.loop import NonFiniteError, TrainPlan, fit
 
-CFG = vapo.Config(hidden=(32, 32), lr=3e-3)
+CFG = replace_fields(vapo.Config(), {"model.hidden": (32, 32), "optim.potential.lr": 3e-3})
 
 
 def _setup(batch_size=64):
@@ -45,7 +46,7 @@ def test_sharded_step_equals_single_device():
             state,
             stream,
             make_mesh(n),
-            Schedule(5, log_every=5, ckpt_every=0),
+            TrainPlan(5, log_every=5, ckpt_every=0),
             progress=False,
         )
         assert cursor == 5 and int(state.step) == 5
@@ -62,7 +63,7 @@ def test_sharded_state_is_replicated_and_batch_split():
         state,
         stream,
         mesh,
-        Schedule(1, log_every=1, ckpt_every=0),
+        TrainPlan(1, log_every=1, ckpt_every=0),
         progress=False,
     )
     leaf = jax.tree.leaves(state.potential.params)[0]
@@ -74,7 +75,7 @@ def test_resume_is_bit_identical(tmp_path):
     mesh = make_mesh(8)
     stream, state = _setup()
     full, full_cursor = fit(
-        step, state, stream, mesh, Schedule(12, log_every=4, ckpt_every=0), progress=False
+        step, state, stream, mesh, TrainPlan(12, log_every=4, ckpt_every=0), progress=False
     )
 
     stream, state = _setup()
@@ -84,7 +85,7 @@ def test_resume_is_bit_identical(tmp_path):
         state,
         stream,
         mesh,
-        Schedule(7, log_every=7, ckpt_every=7),
+        TrainPlan(7, log_every=7, ckpt_every=7),
         checkpoints=store,
         progress=False,
     )
@@ -97,7 +98,7 @@ def test_resume_is_bit_identical(tmp_path):
         restored,
         stream,
         mesh,
-        Schedule(12, log_every=4, ckpt_every=0),
+        TrainPlan(12, log_every=4, ckpt_every=0),
         cursor=meta["cursor"],
         progress=False,
     )
@@ -127,7 +128,7 @@ def test_nonfinite_guard_stops_with_step_number():
             state,
             _PoisonedStream(stream, 3),
             make_mesh(8),
-            Schedule(6, log_every=1, ckpt_every=0),
+            TrainPlan(6, log_every=1, ckpt_every=0),
             progress=False,
         )
 
@@ -140,7 +141,7 @@ def test_nonfinite_skip_drops_the_batch():
         state,
         _PoisonedStream(stream, 3),
         make_mesh(8),
-        Schedule(6, nonfinite="skip", log_every=1, ckpt_every=0),
+        TrainPlan(6, nonfinite="skip", log_every=1, ckpt_every=0),
         progress=False,
     )
     assert int(skipped.step) == 6 and cursor == 7  # one batch consumed without a step
@@ -156,7 +157,7 @@ def test_nonfinite_rollback_restores_checkpoint(tmp_path, capsys):
         state,
         _PoisonedStream(stream, 5),
         make_mesh(8),
-        Schedule(8, nonfinite="rollback", log_every=1, ckpt_every=2),
+        TrainPlan(8, nonfinite="rollback", log_every=1, ckpt_every=2),
         checkpoints=store,
         progress=False,
     )
@@ -215,11 +216,11 @@ def test_steps_per_call_matches_single_steps_and_resumes(tmp_path):
     mesh = make_mesh(8)
     stream, state = _setup()
     one, c1 = fit(
-        step, state, stream, mesh, Schedule(10, log_every=5, ckpt_every=0), progress=False
+        step, state, stream, mesh, TrainPlan(10, log_every=5, ckpt_every=0), progress=False
     )
     stream, state = _setup()
     # 10 steps as calls of 4, 4, 2: the last call is shorter, the run ends exactly at step 10
-    four, c4 = fit(step, state, stream, mesh, Schedule(10, 5, 0, steps_per_call=4), progress=False)
+    four, c4 = fit(step, state, stream, mesh, TrainPlan(10, 5, 0, steps_per_call=4), progress=False)
     assert int(four.step) == 10 and c1 == c4 == 10
     # the same maths, compiled inside a scan: equal up to float32 rounding
     _assert_trees(_params(one), _params(four), rtol=1e-5, atol=1e-6)
@@ -231,7 +232,7 @@ def test_steps_per_call_matches_single_steps_and_resumes(tmp_path):
         state,
         stream,
         mesh,
-        Schedule(8, 4, 4, steps_per_call=4),
+        TrainPlan(8, 4, 4, steps_per_call=4),
         checkpoints=store,
         progress=False,
     )
@@ -241,7 +242,7 @@ def test_steps_per_call_matches_single_steps_and_resumes(tmp_path):
         restored,
         stream,
         mesh,
-        Schedule(10, 5, 0, steps_per_call=4),
+        TrainPlan(10, 5, 0, steps_per_call=4),
         cursor=meta["cursor"],
         progress=False,
     )
@@ -256,7 +257,7 @@ def test_nonfinite_inside_a_call_reports_its_step():
             state,
             _PoisonedStream(stream, 6),
             make_mesh(8),
-            Schedule(12, log_every=4, ckpt_every=0, steps_per_call=4),
+            TrainPlan(12, log_every=4, ckpt_every=0, steps_per_call=4),
             progress=False,
         )
 
@@ -272,7 +273,7 @@ def test_hooks_see_the_exact_state_of_their_step(k):
         state,
         _PoisonedStream(stream, 4),
         make_mesh(8),
-        Schedule(12, log_every=5, ckpt_every=0, nonfinite="skip", steps_per_call=k),
+        TrainPlan(12, log_every=5, ckpt_every=0, nonfinite="skip", steps_per_call=k),
         hooks=((3, lambda s, step: seen.append((step, int(s.step)))),),
         progress=False,
     )

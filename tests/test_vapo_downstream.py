@@ -1,5 +1,5 @@
-"""VAPO downstream procedures (spec §5.2-§5.5): slerp interpolation, energy scores and AUROC,
-OOD sets, nearest neighbours, sharded sampling."""
+"""VAPO downstream procedures (docs/methods/vapo.md §5.2-§5.4): slerp interpolation, energy scores
+and AUROC, OOD sets, nearest neighbours, sharded sampling."""
 
 import jax
 import jax.numpy as jnp
@@ -10,6 +10,7 @@ from sklearn.metrics import roc_auc_score
 from jaxgen.data import ood_images
 from jaxgen.data.ood import interpolated_pairs, resize_images
 from jaxgen.methods import vapo
+from jaxgen.methods.contract import replace_fields
 from jaxgen.metrics import auroc, nearest_neighbours
 from jaxgen.parallel import batch_sharding, make_mesh, replicated
 from jaxgen.train.figures import save_histograms, save_image_rows
@@ -86,7 +87,7 @@ def test_slerp_endpoints_and_constant_norm():
 
 @pytest.fixture(scope="module")
 def toy_state():
-    cfg = vapo.Config(hidden=(32, 32), t_end=1.0)
+    cfg = replace_fields(vapo.Config(), {"model.hidden": (32, 32), "sample.t_end": 1.0})
     return cfg, vapo.init(cfg, {"x": np.zeros((1, 2), np.float32)}, key=jax.random.PRNGKey(3))
 
 
@@ -128,7 +129,8 @@ def test_figures_are_written(tmp_path):
 
 
 def test_bad_image_input_gives_one_clear_error():
-    cfg = vapo.Config(network="resnet", ch=8, ch_mult=(1,), num_res_blocks=1, channels=1)
+    model = dict(network="resnet", ch=8, ch_mult=(1,), num_res_blocks=1, channels=1)
+    cfg = vapo.Config(model=vapo.Model(**model))
     key = jax.random.PRNGKey(0)
     with pytest.raises(ValueError, match=r"scaled to \[-1, 1\]; got values in \[0, 255\]"):
         vapo.init(cfg, {"x": np.linspace(0, 255, 64).reshape(1, 8, 8, 1)}, key=key)
@@ -137,4 +139,4 @@ def test_bad_image_input_gives_one_clear_error():
     with pytest.raises(ValueError, match=r"takes images \[B, H, W, C\]"):
         vapo.init(cfg, {"x": np.zeros((1, 64))}, key=key)
     with pytest.raises(ValueError, match="t_end=0"):
-        vapo.Config(t_end=0.0)
+        vapo.Sample(t_end=0.0)

@@ -1,13 +1,27 @@
-"""Fields every experiment config has (the CLI contract of the architecture doc)."""
+"""Fields every experiment config has (the CLI contract of the architecture doc).
+
+`base_config(recipe, ...)` fills the `model`, `method`, `optim` and `sample` sections from the
+recipe's `Config` defaults (the one source of truth), so a config file states only what differs
+and every field can still be overridden from the command line.
+"""
 
 import ml_collections
 
+from jaxgen.methods import get_recipe
+from jaxgen.methods.contract import config_to_dict
 
-def base_config(*, dataset: str, batch_size: int, num_steps: int) -> ml_collections.ConfigDict:
+RECIPE_SECTIONS = ("model", "method", "optim", "sample")
+
+
+def base_config(
+    recipe: str, *, dataset: str, batch_size: int, num_steps: int
+) -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
-    c.recipe = ""  # method name in jaxgen.methods.RECIPES
+    c.recipe = recipe  # method name in jaxgen.methods.RECIPES
     c.seed = 0
     c.runlocal = False  # True: tiny smoke variant (a few steps, small batch)
+    # the config's own smoke settings on top of `smoke()`'s: ((dotted field, value), ...)
+    c.smoke_overrides = ()
     c.data = ml_collections.ConfigDict(
         dict(
             name=dataset,
@@ -53,10 +67,9 @@ def base_config(*, dataset: str, batch_size: int, num_steps: int) -> ml_collecti
             inception_weights="",  # FID weights file ("" = $JAXGEN_INCEPTION_WEIGHTS)
         )
     )
-    c.model = ml_collections.ConfigDict()
-    c.method = ml_collections.ConfigDict()
-    c.optim = ml_collections.ConfigDict()
-    c.sample = ml_collections.ConfigDict()
+    defaults = config_to_dict(get_recipe(recipe).Config())
+    for section in RECIPE_SECTIONS:
+        c[section] = ml_collections.ConfigDict(defaults[section])
     return c
 
 
@@ -67,12 +80,14 @@ def smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     c.train.ckpt_every = 1
     c.train.sample_every = 2
     c.train.steps_per_call = 1
-    if c.model.get("network") == "resnet":  # the same architecture, narrow and shallow
-        c.model.ch = 8
-        c.model.num_res_blocks = 1
     c.data.batch_size = min(c.data.batch_size, 16)
     c.eval.num_samples = 160  # > 128 + 1, so the 128-d feature covariance has full rank
     c.eval.batch_size = 80
     c.eval.update(dict(histogram_max=64, ood_num=64, nn_queries=2, interp_rows=1, interp_steps=3))
     c.eval.round_size = 80  # two rounds
+    for dotted, value in c.smoke_overrides:  # the config's own tiny variant
+        node, (*parents, leaf) = c, dotted.split(".")
+        for name in parents:
+            node = node[name]
+        node[leaf] = value
     return c

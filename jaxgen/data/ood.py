@@ -1,4 +1,5 @@
-"""Out-of-distribution image sets shaped like an in-distribution set (VAPO Table 3; spec §5.3).
+"""Out-of-distribution image sets shaped like an in-distribution set (VAPO Table 3;
+docs/methods/vapo.md §5.3).
 
 `ood_images(name, like, num, key)` returns `[num, H, W, C]` in [-1, 1] with the example shape of
 `like`:

@@ -1,8 +1,8 @@
-"""Method recipes (`Config`, `init`, `train_step`, `sample`) and their registry."""
+"""Method recipes (`Config`, `init`, `train_step`, `sample`, `CAPABILITIES`) and their registry."""
 
-from jaxgen.methods import fdrl, vapo
+from jaxgen.methods import fdrl, gan2d, vapo
 
-RECIPES = {"fdrl": fdrl, "vapo": vapo}
+RECIPES = {"fdrl": fdrl, "gan2d": gan2d, "vapo": vapo}
 
 
 def get_recipe(name: str):

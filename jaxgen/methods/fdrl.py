@@ -1,13 +1,14 @@
-"""FDRL recipe (Heng, Ansari, Soh): flow-guided density-ratio learning (spec `fdrl.md`).
+"""FDRL recipe (Heng, Ansari, Soh): flow-guided density-ratio learning
+(docs/methods/fdrl.md).
 
 One ratio network r_θ(x) ≈ q̃(x)/p(x) is trained by a Bregman loss (eq. 11), with particles from
 K Euler–Maruyama steps of the stale f-divergence flow dx = −∇ₓf'(r_θ(x)) dt + sqrt(2γ) dw
 (eqs. 5, 9) started from a prior q' as the numerator sample and data as the denominator
 (Algorithm 1). Sampling runs K + κ steps with the EMA network (Algorithm 2).
 
-Recipe contract: `Config`, `init`, `train_step`, `sample`, plus `fit_gaussian_prior`,
-`density_ratio` and `flow_from` (flow given particles: unpaired translation, spec §3.2; with
-`guide`, class-conditional generation through an external classifier, spec §3.1).
+Recipe contract: `Config`, `init`, `train_step`, `sample`, `CAPABILITIES`, plus `fit_data`
+(the data-dependent prior), `density_ratio` and `flow_from` / `translate` (flow given particles:
+unpaired translation; with `guide`, class-conditional generation through an external classifier).
 """
 
 import dataclasses
@@ -19,7 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from jaxgen.methods.common import make_tx, validate
+from jaxgen.methods.common import FieldError, Optim, make_tx, validate
+from jaxgen.methods.contract import Capabilities, DataFit
 from jaxgen.nn import ScalarMLP
 from jaxgen.nn.mlp import ACTIVATIONS
 from jaxgen.objectives.fdrl import (
@@ -29,62 +31,74 @@ from jaxgen.objectives.fdrl import (
     flow_drift,
     ratio,
 )
+from jaxgen.optim import ModelState, apply_gradients, init_model_state
+from jaxgen.parallel import shard_over_batch
 from jaxgen.samplers.sde import euler_maruyama
-from jaxgen.train.optim import DECAYS, OPTIMIZERS
-from jaxgen.train.state import ModelState, apply_gradients, init_model_state
 
 PRIORS = ("normal", "uniform", "ddp")
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
-    """FDRL hyper-parameters; defaults are the reference code's 2-D setting (spec §4.3, §7)."""
-
+class Model:
     hidden: tuple[int, ...] = (64, 64, 64, 64)  # MLP 2-64-64-64-64-1
     act: str = "leaky_relu"
+
+    def __post_init__(self):
+        validate(self, {}, {"act": tuple(ACTIVATIONS)})
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+    """Algorithm 1; defaults are the reference code's 2-D setting (docs/methods/fdrl.md §3)."""
+
     loss: str = "lsif"  # Bregman loss: lsif (o = r), lr or ukl (o = log r)
     divergence: str = "pearson"  # f: pearson (with lsif), kl / js / logd (with lr, ukl)
-    prior: str = "normal"  # normal N(0, I), uniform U[-1, 1]^d, ddp N(μ_D, Σ_D) (eq. 8)
+    prior: str = "normal"  # normal N(0, I), uniform U[-1, 1]^d, ddp N(μ_D, Σ_D) (paper eq. 8)
     prior_jitter: float = 1e-4  # ddp: Σ_D + jitter·I
     clip: bool = False  # images: clamp prior draws and final samples to [-1, 1] (code)
     flow_steps: int = 200  # K during training
-    refine_steps: int = 0  # κ: sampling runs K + κ steps (20 for the image models)
     step_size: float = 1.0  # η
     noise: float = 0.01  # ν = sqrt(2γη)
     dequant: float = 0.0  # std of Gaussian noise added to data batches (0.03 for images, code)
-    # optim (Adam; "step" decay ×0.1 every decay_steps = the code's milestones 5k/10k/15k)
-    optimizer: str = "adam"
-    lr: float = 5e-5
-    b1: float = 0.9
-    b2: float = 0.999
-    decay: str = "step"
-    decay_steps: int = 5000
-    decay_factor: float = 0.1
-    total_steps: int = 0
-    grad_clip: float = 0.0
-    ema_rate: float = 0.998  # with the trainer's warm-up min(m, (1+n)/(10+n)); the code has none
 
     def __post_init__(self):
-        check_pairing(self.loss, self.divergence)
-        checks = {
+        try:
+            check_pairing(self.loss, self.divergence)
+        except ValueError as e:
+            raise FieldError("divergence", self.divergence, str(e)) from None
+        ranges = {
             "flow_steps": self.flow_steps >= 1,
-            "refine_steps": self.refine_steps >= 0,
             "step_size": self.step_size > 0,
             "noise": self.noise >= 0,
             "dequant": self.dequant >= 0,
             "prior_jitter": self.prior_jitter >= 0,
-            "lr": self.lr > 0,
-            "ema_rate": 0 <= self.ema_rate < 1,
         }
-        if self.decay == "step":
-            checks["decay_steps"] = self.decay_steps > 0
-        choices = {
-            "act": tuple(ACTIVATIONS),
-            "prior": PRIORS,
-            "optimizer": OPTIMIZERS,
-            "decay": DECAYS,
-        }
-        validate(self, checks, choices)
+        validate(self, ranges, {"prior": PRIORS})
+
+
+@dataclasses.dataclass(frozen=True)
+class Sample:
+    refine_steps: int = 0  # κ: sampling runs K + κ steps (20 for the image models)
+
+    def __post_init__(self):
+        validate(self, {"refine_steps": self.refine_steps >= 0})
+
+
+@dataclasses.dataclass(frozen=True)
+class Optims:
+    # Adam; "step" decay ×0.1 every 5000 = the code's milestones 5k/10k/15k; EMA 0.998 with the
+    # trainer's warm-up min(m, (1+n)/(10+n)) (the code has none)
+    ratio: Optim = Optim(lr=5e-5, decay="step", decay_steps=5000, ema_rate=0.998)
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """FDRL hyper-parameters; defaults are the reference code's 2-D setting."""
+
+    model: Model = Model()
+    method: Method = Method()
+    optim: Optims = Optims()
+    sample: Sample = Sample()
 
 
 @struct.dataclass
@@ -98,30 +112,53 @@ class State:
 
 def make_network(config: Config) -> nn.Module:
     """The ratio network: `[B, ...] -> [B]` raw output o (r for lsif, log r otherwise)."""
-    return ScalarMLP(hidden=tuple(config.hidden), act=config.act)
+    return ScalarMLP(hidden=tuple(config.model.hidden), act=config.model.act)
 
 
 def fit_gaussian_prior(x, jitter: float = 1e-4):
-    """The data-dependent prior of eq. (8): mean `[D]` and Cholesky factor `[D, D]` of the biased
-    (1/N) covariance of `x` `[N, ...]` flattened, plus `jitter`·I (code), in float64."""
+    """The data-dependent prior of paper eq. (8): mean `[D]` and Cholesky factor `[D, D]` of the
+    biased (1/N) covariance of `x` `[N, ...]` flattened, plus `jitter`·I (code), in float64."""
     flat = np.asarray(x, np.float64).reshape(len(x), -1)
     mean = flat.mean(0)
     cov = (flat - mean).T @ (flat - mean) / len(flat) + jitter * np.eye(flat.shape[1])
     return mean.astype(np.float32), np.linalg.cholesky(cov).astype(np.float32)
 
 
-def init(config: Config, example_batch, *, key, prior_data=None) -> State:
-    """Fresh state. A `ddp` prior is fitted on `prior_data` `[N, ...]` (the training set, no
-    augmentation; spec §1.8), or on `example_batch["x"]` when none is given."""
+def fit_data(config: Config, x):
+    """`(mean, chol)` of the `ddp` prior fitted on the training set `x` `[N, ...]` (unaugmented;
+    docs/methods/fdrl.md §2)."""
+    return fit_gaussian_prior(x, config.method.prior_jitter)
+
+
+def fitted_shapes(config: Config, example_shape):
+    d = int(np.prod(example_shape))
+    return (jax.ShapeDtypeStruct((d,), jnp.float32), jax.ShapeDtypeStruct((d, d), jnp.float32))
+
+
+CAPABILITIES = Capabilities(
+    networks=("ratio",),
+    headline=("loss",),
+    sampler_stats=("nfe",),
+    nfe="evaluations of the ratio network's gradient (K + κ Euler–Maruyama steps)",
+    extras=("translate",),
+    data_fit=DataFit(
+        needed=lambda config: config.method.prior == "ddp", fit=fit_data, shapes=fitted_shapes
+    ),
+)
+
+
+def init(config: Config, example_batch, *, key, fitted=None) -> State:
+    """Fresh state. A `ddp` prior needs `fitted = fit_data(config, training_images)`."""
     x = np.asarray(example_batch["x"], np.float32)
     k_init, k_state = jax.random.split(key)
     params = make_network(config).init(k_init, jnp.zeros((1, *x.shape[1:])))["params"]
-    mean, chol = np.zeros((1,), np.float32), np.zeros((1, 1), np.float32)
-    if config.prior == "ddp":
-        mean, chol = fit_gaussian_prior(
-            x if prior_data is None else prior_data, config.prior_jitter
-        )
-    ms = init_model_state(params, make_tx(config))
+    mean, chol = jnp.zeros((1,), jnp.float32), jnp.zeros((1, 1), jnp.float32)
+    if config.method.prior == "ddp":
+        if fitted is None:
+            raise ValueError("prior='ddp' needs fitted=fdrl.fit_data(config, training_images)")
+        mean, chol = fitted
+    opt = config.optim.ratio
+    ms = init_model_state(params, make_tx(opt), ema=opt.ema_rate > 0)
     return State(jnp.zeros((), jnp.int32), k_state, ms, jnp.asarray(mean), jnp.asarray(chol))
 
 
@@ -132,51 +169,53 @@ def output(params, x, *, config: Config):
 
 def density_ratio(state: State, x, *, config: Config, use_ema: bool = True):
     """r_θ(x) = q̃(x)/p(x) `[B]` (large on generated samples, small on data)."""
-    params = state.ratio.ema_params if use_ema else state.ratio.params
-    return ratio(output(params, x, config=config), config.loss)
+    params = state.ratio.eval_params(use_ema)
+    return ratio(output(params, x, config=config), config.method.loss)
 
 
 def sample_prior(state: State, num: int, shape, key, *, config: Config):
-    """`num` draws `[num, *shape]` of the prior q' (clamped to [-1, 1] if `config.clip`)."""
-    shape = (num, *shape)
-    if config.prior == "uniform":
+    """`num` draws `[num, *shape]` of the prior q' (clamped to [-1, 1] if `method.clip`), split
+    over the batch devices when traced in a sharded step."""
+    shape, m = (num, *shape), config.method
+    if m.prior == "uniform":
         x = jax.random.uniform(key, shape, minval=-1.0, maxval=1.0)
-    elif config.prior == "ddp":
-        z = jax.random.normal(key, (num, state.prior_mean.shape[0]))
+    elif m.prior == "ddp":
+        z = shard_over_batch(jax.random.normal(key, (num, state.prior_mean.shape[0])))
         x = (state.prior_mean + z @ state.prior_chol.T).reshape(shape)
     else:
         x = jax.random.normal(key, shape)
-    return jnp.clip(x, -1.0, 1.0) if config.clip else x
+    x = shard_over_batch(x)
+    return jnp.clip(x, -1.0, 1.0) if m.clip else x
 
 
 def flow(params, x0, key, *, config: Config, num_steps: int, save_every: int = 0, guide=None):
-    """`num_steps` steps of eq. (9) from `x0` `[N, ...]`: `(x, stats)` (no gradient to θ).
+    """`num_steps` steps of paper eq. (9) from `x0` `[N, ...]`: `(x, stats)` (no gradient to θ).
     `guide = (class_log_prob_fn, num_classes, phi)` flows the class-conditional ratio instead
-    (`class_log_prob_fn(x) -> [N]` log p(y|x) of the wanted class; spec §3.1)."""
+    (`class_log_prob_fn(x) -> [N]` log p(y|x) of the wanted class; docs/methods/fdrl.md §4)."""
+    m = config.method
     out_fn = partial(output, jax.lax.stop_gradient(params), config=config)
     if guide is not None:
         log_prob_fn, num_classes, phi = guide
         uncond = out_fn
-        out_fn = lambda x: conditional_output(
-            uncond(x), log_prob_fn(x), num_classes, config.loss, phi
-        )
-    drift = partial(flow_drift, out_fn, divergence=config.divergence)
+        out_fn = lambda x: conditional_output(uncond(x), log_prob_fn(x), num_classes, m.loss, phi)
+    drift = partial(flow_drift, out_fn, divergence=m.divergence)
     x, stats = euler_maruyama(
         drift,
         x0,
         key,
         num_steps=num_steps,
-        step_size=config.step_size,
-        noise=config.noise,
+        step_size=m.step_size,
+        noise=m.noise,
         save_every=save_every,
     )
     return jax.lax.stop_gradient(x), stats
 
 
 def loss_fn(params, x_q, x_p, *, config: Config):
+    loss_name = config.method.loss
     out_q, out_p = output(params, x_q, config=config), output(params, x_p, config=config)
-    loss, (p_term, q_term) = bregman_loss(out_q, out_p, config.loss)
-    r_q, r_p = ratio(out_q, config.loss), ratio(out_p, config.loss)
+    loss, (p_term, q_term) = bregman_loss(out_q, out_p, loss_name)
+    r_q, r_p = ratio(out_q, loss_name), ratio(out_p, loss_name)
     aux = {"loss": loss, "p_term": p_term, "q_term": q_term, "r_q": r_q.mean(), "r_p": r_p.mean()}
     return loss, aux
 
@@ -186,15 +225,16 @@ def train_step(state: State, batch, *, config: Config):
     on the Bregman loss with the particles as q and `batch["x"]` `[B, ...]` as p."""
     key = jax.random.fold_in(state.key, state.step)
     k_prior, k_flow, k_deq = jax.random.split(key, 3)
+    m, opt = config.method, config.optim.ratio
     x_p = batch["x"].astype(jnp.float32)
-    x_p = x_p + config.dequant * jax.random.normal(k_deq, x_p.shape)
+    x_p = x_p + m.dequant * jax.random.normal(k_deq, x_p.shape)
     params = state.ratio.params
     with jax.default_matmul_precision("float32"):
         x0 = sample_prior(state, x_p.shape[0], x_p.shape[1:], k_prior, config=config)
-        x_q, _ = flow(params, x0, k_flow, config=config, num_steps=config.flow_steps)
+        x_q, _ = flow(params, x0, k_flow, config=config, num_steps=m.flow_steps)
         grads, metrics = jax.grad(loss_fn, has_aux=True)(params, x_q, x_p, config=config)
     ms, gnorm = apply_gradients(
-        state.ratio, grads, make_tx(config), step=state.step, ema_rate=config.ema_rate
+        state.ratio, grads, make_tx(opt), step=state.step, ema_rate=opt.ema_rate
     )
     return state.replace(step=state.step + 1, ratio=ms), {**metrics, "grad_norm": gnorm}
 
@@ -202,16 +242,20 @@ def train_step(state: State, batch, *, config: Config):
 def flow_from(
     state: State, x0, *, config: Config, key, num_steps=None, use_ema=True, save_every=0, guide=None
 ):
-    """Flow given particles `x0` `[N, ...]` (e.g. source-domain images, spec §3.2) for
-    `num_steps` (default K + κ) steps: `(x, stats)`, clamped if `config.clip`. `guide`: see
+    """Flow given particles `x0` `[N, ...]` (e.g. source-domain images, docs/methods/fdrl.md §4)
+    for `num_steps` (default K + κ) steps: `(x, stats)`, clamped if `method.clip`. `guide`: see
     `flow` (class-conditional generation)."""
-    params = state.ratio.ema_params if use_ema else state.ratio.params
-    n = config.flow_steps + config.refine_steps if num_steps is None else num_steps
+    params = state.ratio.eval_params(use_ema)
+    m = config.method
+    n = m.flow_steps + config.sample.refine_steps if num_steps is None else num_steps
     with jax.default_matmul_precision("float32"):
         x, stats = flow(
             params, x0, key, config=config, num_steps=n, save_every=save_every, guide=guide
         )
-    return (jnp.clip(x, -1.0, 1.0) if config.clip else x), stats
+    return (jnp.clip(x, -1.0, 1.0) if m.clip else x), stats
+
+
+translate = flow_from  # the `translate` extra: source-domain particles to the target domain
 
 
 def sample(state: State, num: int, *, config: Config, key, shape=None, use_ema: bool = True):

@@ -1,7 +1,9 @@
-"""VAPO recipe (Loo et al. 2024): a static potential Φ trained by the energy loss (20)-(21),
-sampled by the potential-flow ODE dx/dt = +∇Φ(x) from N(0, σ0² I) over [0, T] (eq. 12).
+"""VAPO recipe (Loo et al. 2024; docs/methods/vapo.md): a static potential Φ trained by the
+energy loss of paper eqs. (20)-(21), sampled by the potential-flow ODE dx/dt = +∇Φ(x) from
+N(0, σ0² I) over [0, T] (paper eq. 12).
 
-Recipe contract: `Config`, `init`, `train_step`, `sample`, plus `potential` and `velocity`.
+Recipe contract: `Config`, `init`, `train_step`, `sample`, `CAPABILITIES`, plus `potential`,
+`velocity`, `energy` and `interpolate`.
 """
 
 import dataclasses
@@ -13,21 +15,23 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from jaxgen.methods.common import make_tx, validate
+from jaxgen.methods.common import Optim, make_tx, validate
+from jaxgen.methods.contract import Capabilities
 from jaxgen.nn import ScalarMLP
 from jaxgen.nn.energy import EnergyResNet
 from jaxgen.nn.mlp import ACTIVATIONS
 from jaxgen.objectives.vapo import perturb, potential_flow_loss
+from jaxgen.optim import ModelState, apply_gradients, init_model_state
 from jaxgen.samplers import solve_adaptive, solve_adaptive_per_sample, solve_fixed
-from jaxgen.train.optim import DECAYS, OPTIMIZERS
-from jaxgen.train.state import ModelState, apply_gradients, init_model_state
+
+SOLVERS = ("dopri5", "tsit5", "euler", "heun", "rk4")  # adaptive, then fixed-step
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
-    """VAPO hyper-parameters (spec `vapo.md` §7; 2-D defaults from spec §14)."""
+class Model:
+    """The potential network Φ: "mlp" (2-D / flat data) or "resnet" (the DRL energy ResNet of
+    docs/methods/vapo.md §4, images)."""
 
-    # model: "mlp" (2-D / flat data) or "resnet" (the DRL energy ResNet of spec §6, images)
     network: str = "mlp"
     hidden: tuple[int, ...] = (128, 128, 128)  # mlp
     act: str = "gelu"  # mlp
@@ -41,28 +45,43 @@ class Config:
     # concurrently (one conv kernel uses one core); 2 on a 2-core CPU, 1 on accelerators
     batch_splits: int = 1
     data_init: bool = False  # resnet: data-dependent weight-norm init from the first batch
-    # method (paper constants: σ0 = 1, σ = 0.01, ε = 1e-4 = σ²/σ0², λ = 1e-4)
+
+    def __post_init__(self):
+        ranges = {
+            "ch": self.ch >= 1,
+            "num_res_blocks": self.num_res_blocks >= 1,
+            "channels": self.channels >= 0,
+            "batch_splits": self.batch_splits >= 1,
+        }
+        validate(self, ranges, {"network": ("mlp", "resnet"), "act": tuple(ACTIVATIONS)})
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+    """The paper's constants σ0 = 1, σ = 0.01, ε = 1e-4 = σ²/σ0², λ = 1e-4."""
+
     sigma0: float = 1.0
     sigma: float = 0.01
     eps: float = 1e-4
     lam: float = 1e-4
-    jacobian: bool = True  # False = variant B of spec §3.6 (no τ'(t) factor)
-    loss_per_dim: bool = False  # divide the loss by D (a global scale, spec §4)
-    # optim
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    b1: float = 0.9
-    b2: float = 0.999
-    weight_decay: float = 0.0
-    warmup_steps: int = 0
-    decay: str = "constant"
-    total_steps: int = 0
-    decay_steps: int = 0  # decay="step": multiply the rate by decay_factor every decay_steps
-    decay_factor: float = 0.1
-    grad_clip: float = 0.0
-    ema_rate: float = 0.999
-    # sample
-    t_end: float = 1.0  # terminal time T of the ODE
+    jacobian: bool = True  # False: variant B, no τ'(t) factor (docs/methods/vapo.md §2)
+    loss_per_dim: bool = False  # divide the loss by D (a global scale)
+
+    def __post_init__(self):
+        ranges = {
+            "sigma0": self.sigma0 > 0,
+            "sigma": self.sigma > 0,
+            "eps": self.eps > 0,
+            "lam": self.lam >= 0,
+        }
+        validate(self, ranges)
+
+
+@dataclasses.dataclass(frozen=True)
+class Sample:
+    """The ODE dx/dt = ∇Φ(x) from N(0, σ0² I) over [0, T]."""
+
+    t_end: float = 1.0  # terminal time T
     solver: str = "dopri5"  # dopri5, tsit5 (adaptive) or euler, heun, rk4 (fixed step)
     rtol: float = 1e-3
     atol: float = 1e-3
@@ -71,35 +90,40 @@ class Config:
     max_steps: int = 4096
 
     def __post_init__(self):
-        checks = {
-            "sigma0": self.sigma0 > 0,
-            "sigma": self.sigma > 0,
-            "eps": self.eps > 0,
-            "lam": self.lam >= 0,
-            "lr": self.lr > 0,
+        ranges = {
             "t_end": self.t_end > 0,
             "rtol": self.rtol > 0,
             "atol": self.atol > 0,
             "fixed_steps": self.fixed_steps >= 1,
-            "ema_rate": 0 <= self.ema_rate < 1,
-            "ch": self.ch >= 1,
-            "num_res_blocks": self.num_res_blocks >= 1,
-            "channels": self.channels >= 0,
-            "batch_splits": self.batch_splits >= 1,
+            "max_steps": self.max_steps >= 1,
         }
-        if self.decay == "step":
-            checks["decay_steps"] = self.decay_steps > 0
-        choices = {
-            "network": ("mlp", "resnet"),
-            "act": tuple(ACTIVATIONS),
-            "optimizer": OPTIMIZERS,
-            "decay": DECAYS,
-            "solver": SOLVERS,
-        }
-        validate(self, checks, choices)
+        validate(self, ranges, {"solver": SOLVERS})
 
 
-SOLVERS = ("dopri5", "tsit5", "euler", "heun", "rk4")  # adaptive, then fixed-step
+@dataclasses.dataclass(frozen=True)
+class Optims:
+    potential: Optim = Optim(lr=1e-3, ema_rate=0.999)
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """VAPO hyper-parameters; 2-D defaults (docs/methods/vapo.md §3)."""
+
+    model: Model = Model()
+    method: Method = Method()
+    optim: Optims = Optims()
+    sample: Sample = Sample()
+
+
+CAPABILITIES = Capabilities(
+    networks=("potential",),
+    headline=("loss",),
+    sampler_stats=("nfe", "success"),
+    nfe="evaluations of the vector field ∇Φ",
+    solver_ok="success",
+    extras=("energy", "interpolate"),
+    sample_sharding=True,
+)
 
 
 @struct.dataclass
@@ -111,30 +135,31 @@ class State:
 
 def make_network(config: Config) -> nn.Module:
     """The potential network Φ: `[B, ...] -> [B]`."""
-    if config.network == "resnet":
+    m = config.model
+    if m.network == "resnet":
         return EnergyResNet(
-            ch=config.ch,
-            ch_mult=tuple(config.ch_mult),
-            num_res_blocks=config.num_res_blocks,
-            zero_init_scale=config.zero_init_scale,
-            residual_scale=config.residual_scale,
-            batch_splits=config.batch_splits,
-            data_init=config.data_init,
+            ch=m.ch,
+            ch_mult=tuple(m.ch_mult),
+            num_res_blocks=m.num_res_blocks,
+            zero_init_scale=m.zero_init_scale,
+            residual_scale=m.residual_scale,
+            batch_splits=m.batch_splits,
+            data_init=m.data_init,
         )
-    return ScalarMLP(hidden=tuple(config.hidden), act=config.act)
+    return ScalarMLP(hidden=tuple(m.hidden), act=m.act)
 
 
 def check_inputs(x, config: Config) -> None:
     """One clear `ValueError` for data the network cannot take: images need `[B, H, W, C]` with
-    C = `config.channels` and values in [-1, 1]. Host-side (numpy) check."""
-    x = np.asarray(x)
-    if config.network == "resnet":
+    C = `model.channels` and values in [-1, 1]. Host-side (numpy) check."""
+    x, m = np.asarray(x), config.model
+    if m.network == "resnet":
         if x.ndim != 4:
             raise ValueError(f"the resnet potential takes images [B, H, W, C]; got shape {x.shape}")
-        if config.channels and x.shape[-1] != config.channels:
+        if m.channels and x.shape[-1] != m.channels:
             raise ValueError(
                 f"images have {x.shape[-1]} channels but the config is built for "
-                f"model.channels={config.channels}"
+                f"model.channels={m.channels}"
             )
     if x.ndim == 4 and x.size and (np.nanmin(x) < -1.0 - 1e-6 or np.nanmax(x) > 1.0 + 1e-6):
         raise ValueError(
@@ -144,18 +169,21 @@ def check_inputs(x, config: Config) -> None:
 
 
 def init(config: Config, example_batch, *, key) -> State:
-    """Fresh state; `example_batch` is a data batch `{"x": [B, ...]}` (only its shape is used)."""
+    """Fresh state; `example_batch` is a data batch `{"x": [B, ...]}` (only its shape is used,
+    and its values with `model.data_init`)."""
     check_inputs(example_batch["x"], config)
     k_init, k_state = jax.random.split(key)
     x = jnp.zeros((1, *example_batch["x"].shape[1:]), jnp.float32)
-    if config.data_init:  # the initial weight-norm scales come from this batch's statistics
+    if config.model.data_init:  # the initial weight-norm scales come from this batch
         x = jnp.asarray(example_batch["x"], jnp.float32)
     params = make_network(config).init(k_init, x)["params"]
-    return State(jnp.zeros((), jnp.int32), k_state, init_model_state(params, make_tx(config)))
+    opt = config.optim.potential
+    ms = init_model_state(params, make_tx(opt), ema=opt.ema_rate > 0)
+    return State(jnp.zeros((), jnp.int32), k_state, ms)
 
 
 def potential(params, x, *, config: Config):
-    """Φ(x) `[B]` for `x` `[B, ...]` (the OOD score of spec §5.3: higher = more in-distribution)."""
+    """Φ(x) `[B]` for `x` `[B, ...]` (higher = more in-distribution; docs/methods/vapo.md §5)."""
     return make_network(config).apply({"params": params}, x)
 
 
@@ -165,16 +193,16 @@ def velocity(params, x, *, config: Config):
 
 
 def loss_fn(params, xbar, key, *, config: Config):
-    """Batch mean of the eq. (20) terms and the per-batch diagnostics."""
-    b = xbar.shape[0]
+    """Batch mean of the paper's eq. (20) terms and the per-batch diagnostics."""
+    b, m = xbar.shape[0], config.method
     k_t, k_xi = jax.random.split(key)
     t = jax.random.uniform(k_t, (b,))
-    kw = dict(sigma0=config.sigma0, sigma=config.sigma, eps=config.eps, jacobian=config.jacobian)
+    kw = dict(sigma0=m.sigma0, sigma=m.sigma, eps=m.eps, jacobian=m.jacobian)
     x, w = jax.vmap(partial(perturb, **kw))(xbar, t, jax.random.split(k_xi, b))
     terms, phi, grad_sq = potential_flow_loss(
-        partial(potential, params, config=config), x, w, lam=config.lam
+        partial(potential, params, config=config), x, w, lam=m.lam
     )
-    scale = 1.0 / xbar[0].size if config.loss_per_dim else 1.0
+    scale = 1.0 / xbar[0].size if m.loss_per_dim else 1.0
     loss = scale * jnp.mean(terms)
     return loss, {"loss": loss, "phi_mean": jnp.mean(phi), "grad_sq": jnp.mean(grad_sq)}
 
@@ -182,31 +210,26 @@ def loss_fn(params, xbar, key, *, config: Config):
 def train_step(state: State, batch, *, config: Config):
     """One optimizer step on `batch["x"]` `[B, ...]`. Pure and jittable."""
     key = jax.random.fold_in(state.key, state.step)
+    opt = config.optim.potential
     with jax.default_matmul_precision("float32"):
         grads, metrics = jax.grad(loss_fn, has_aux=True)(
             state.potential.params, batch["x"].astype(jnp.float32), key, config=config
         )
     ms, gnorm = apply_gradients(
-        state.potential, grads, make_tx(config), step=state.step, ema_rate=config.ema_rate
+        state.potential, grads, make_tx(opt), step=state.step, ema_rate=opt.ema_rate
     )
     return state.replace(step=state.step + 1, potential=ms), {**metrics, "grad_norm": gnorm}
 
 
-def solve_flow(params, x0, *, config: Config, t_end: float | None = None):
+def solve_flow(params, x0, *, config: Config):
     """Integrate dx/dt = ∇Φ(x) from `x0` `[N, ...]` over [0, T]. Returns `(x_T, stats)`."""
     f = lambda t, x: velocity(params, x, config=config)
-    t1 = config.t_end if t_end is None else t_end
-    if config.solver in ("euler", "heun", "rk4"):
-        return solve_fixed(f, x0, t1=t1, num_steps=config.fixed_steps, method=config.solver)
-    solve = solve_adaptive_per_sample if config.per_sample else solve_adaptive
+    s = config.sample
+    if s.solver in ("euler", "heun", "rk4"):
+        return solve_fixed(f, x0, t1=s.t_end, num_steps=s.fixed_steps, method=s.solver)
+    solve = solve_adaptive_per_sample if s.per_sample else solve_adaptive
     return solve(
-        f,
-        x0,
-        t1=t1,
-        rtol=config.rtol,
-        atol=config.atol,
-        solver=config.solver,
-        max_steps=config.max_steps,
+        f, x0, t1=s.t_end, rtol=s.rtol, atol=s.atol, solver=s.solver, max_steps=s.max_steps
     )
 
 
@@ -225,18 +248,18 @@ def sample(
     samples over devices; the batch-shared step-size control then reduces across them.
     Returns `(x [num, ...], stats)`."""
     shape = (2,) if shape is None else tuple(shape)
-    params = state.potential.ema_params if use_ema else state.potential.params
-    x0 = config.sigma0 * jax.random.normal(key, (num, *shape), jnp.float32)
+    params = state.potential.eval_params(use_ema)
+    x0 = config.method.sigma0 * jax.random.normal(key, (num, *shape), jnp.float32)
     if sharding is not None:
         x0 = jax.lax.with_sharding_constraint(x0, sharding)
     return solve_flow(params, x0, config=config)
 
 
-# Downstream procedures (spec §5.2-§5.4)
+# Downstream procedures (docs/methods/vapo.md §5)
 
 
 def slerp(z1, z2, num: int):
-    """Spherical interpolation of two noise draws `[...]` → `[num, ...]` (spec §5.2, Fig. 3):
+    """Spherical interpolation of two noise draws `[...]` → `[num, ...]` (paper Fig. 3):
     unit-vector slerp between z1/‖z1‖ and z2/‖z2‖, scaled by the mean norm (‖z1‖ + ‖z2‖)/2."""
     n1, n2 = jnp.linalg.norm(z1), jnp.linalg.norm(z2)
     u1, u2 = z1 / n1, z2 / n2
@@ -249,14 +272,13 @@ def slerp(z1, z2, num: int):
 def interpolate(state: State, num: int, *, config: Config, key, shape, use_ema: bool = True):
     """Decode a slerp path between two prior draws: `([num, *shape] images, solver stats)`."""
     k1, k2 = jax.random.split(key)
-    z1, z2 = (config.sigma0 * jax.random.normal(k, tuple(shape), jnp.float32) for k in (k1, k2))
-    params = state.potential.ema_params if use_ema else state.potential.params
-    return solve_flow(params, slerp(z1, z2, num), config=config)
+    sigma0 = config.method.sigma0
+    z1, z2 = (sigma0 * jax.random.normal(k, tuple(shape), jnp.float32) for k in (k1, k2))
+    return solve_flow(state.potential.eval_params(use_ema), slerp(z1, z2, num), config=config)
 
 
 def energy(state: State, x, *, config: Config, use_ema: bool = True):
-    """The OOD / histogram score Φ(x) `[B]` for data `x` `[B, ...]` in [-1, 1] (spec §5.3-§5.4;
-    higher = more in-distribution)."""
-    params = state.potential.ema_params if use_ema else state.potential.params
+    """The OOD / histogram score Φ(x) `[B]` for data `x` `[B, ...]` in [-1, 1]
+    (docs/methods/vapo.md §5; higher = more in-distribution)."""
     with jax.default_matmul_precision("float32"):
-        return potential(params, x, config=config)
+        return potential(state.potential.eval_params(use_ema), x, config=config)

@@ -1,4 +1,5 @@
-"""Pixel-space nearest neighbours of samples in a training set (VAPO Fig. 5; spec §5.5)."""
+"""Pixel-space nearest neighbours of samples in a training set (VAPO Fig. 5;
+docs/methods/vapo.md §5.4)."""
 
 import numpy as np
 

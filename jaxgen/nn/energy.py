@@ -1,4 +1,4 @@
-"""The DRL energy ResNet with VAPO's changes (spec `vapo.md` §6): exact GELU, weight
+"""The DRL energy ResNet with VAPO's changes (docs/methods/vapo.md §4): exact GELU, weight
 normalisation, no time embedding, no normalisation layers (per-sample independent), global sum
 pooling and a dense read-out to one scalar per example."""
 
@@ -54,9 +54,9 @@ class EnergyResNet(nn.Module):
     """Φ(x): images `[B, H, W, C]` in [-1, 1] -> `[B]`.
 
     `ch_mult` sets the channels per resolution (ch · mult); average pooling halves the resolution
-    between levels; `num_res_blocks` blocks per level (spec §6.1 table). `conv_impl` and
-    `gelu_impl` choose kernels only (`weight_norm.conv_same`, `gelu`): same parameters, same
-    values to float32 rounding.
+    between levels; `num_res_blocks` blocks per level (docs/methods/vapo.md §4 table). `conv_impl`
+    and `gelu_impl` choose kernels only (`weight_norm.conv_same`, `gelu`): same parameters,
+    same values to float32 rounding.
 
     `batch_splits` > 1 runs the layers on that many slices of the batch (the same parameters):
     independent graphs XLA's CPU runtime can execute concurrently, one per core, where a single

@@ -11,7 +11,7 @@ ACTIVATIONS = {
     "relu": nn.relu,
     "tanh": jnp.tanh,
     "softplus": nn.softplus,
-    "leaky_relu": lambda x: nn.leaky_relu(x, 0.2),  # FDRL's networks (spec fdrl.md §4)
+    "leaky_relu": lambda x: nn.leaky_relu(x, 0.2),  # FDRL's networks (docs/methods/fdrl.md §3.1)
 }
 
 

@@ -1,8 +1,9 @@
-"""VAPO energy loss (Loo et al. 2024, eqs. (16)-(21); spec `vapo.md` §3-§4).
+"""VAPO energy loss (Loo et al. 2024, paper eqs. (16)-(21); docs/methods/vapo.md §2).
 
-Conventions: Φ is *high* on data and particles follow dx/dt = +∇Φ(x) (eq. 12).
-The conditional homotopy at likelihood exponent τ is N(m x̄, s² I) (eq. 19), with
-τ(t) = ε^(1-t) (1+ε)^t - ε for t ~ U[0, 1] (log-uniform reparameterisation, §3.6).
+Conventions: Φ is *high* on data and particles follow dx/dt = +∇Φ(x) (paper eq. (12)).
+The conditional homotopy at likelihood exponent τ is N(m x̄, s² I) (paper eq. (19)), with
+τ(t) = ε^(1-t) (1+ε)^t - ε for t ~ U[0, 1] (log-uniform reparameterisation,
+docs/methods/vapo.md eq. (4)).
 """
 
 from typing import NamedTuple
@@ -22,7 +23,8 @@ class Schedule(NamedTuple):
 
 
 def homotopy_schedule(t, *, sigma0: float, sigma: float, eps: float) -> Schedule:
-    """Posterior N(m x̄, s² I) of eq. (19) at exponent τ(t) (spec §3.1, §3.6)."""
+    """Posterior N(m x̄, s² I) of paper eq. (19) at exponent τ(t)
+    (docs/methods/vapo.md eqs. (3)-(4))."""
     t = jnp.asarray(t, jnp.float32)
     ell = jnp.log1p(1.0 / eps)  # ℓ = ln((1+ε)/ε)
     tau = jnp.exp((1.0 - t) * jnp.log(eps) + t * jnp.log1p(eps)) - eps
@@ -38,10 +40,11 @@ def homotopy_schedule(t, *, sigma0: float, sigma: float, eps: float) -> Schedule
 
 
 def innovation_weight(xbar, xi, sched: Schedule, *, sigma0: float, jacobian: bool = True):
-    """The weight w on Φ(x) for one example (eq. 21; the ξ-form of spec §3.2).
+    """The weight w on Φ(x) for one example (paper eq. (21); the ξ-form of
+    docs/methods/vapo.md eq. (5)).
 
     w = ½ τ'(t) κ [(‖ξ‖² − D) − (2 s / σ0²) x̄ᵀξ]  — zero-mean given (x̄, t).
-    With `jacobian=False` the τ'(t) factor is dropped (variant B of spec §3.6).
+    With `jacobian=False` the τ'(t) factor is dropped (variant B, docs/methods/vapo.md eq. (12)).
 
     Args: `xbar`, `xi` of one example, any shape (D elements); `sched` scalar fields.
     Returns: a scalar.
@@ -53,7 +56,7 @@ def innovation_weight(xbar, xi, sched: Schedule, *, sigma0: float, jacobian: boo
 
 
 def perturb(xbar, t, key, *, sigma0: float, sigma: float, eps: float, jacobian: bool = True):
-    """Draw x ~ ρ(x | x̄; τ(t)) for one example and its weight w (eqs. 19, 21).
+    """Draw x ~ ρ(x | x̄; τ(t)) for one example and its weight w (paper eqs. (19), (21)).
 
     Returns `(x, w)`: x has the shape of `xbar`, w is a scalar (no gradient flows into it).
     """
@@ -65,7 +68,8 @@ def perturb(xbar, t, key, *, sigma0: float, sigma: float, eps: float, jacobian: 
 
 
 def potential_flow_loss(potential_fn, x, w, *, lam: float):
-    """Per-example VAPO loss terms (eq. 20): w Φ(x) + ½‖∇ₓΦ(x)‖² + ½ λ Φ(x)².
+    """Per-example VAPO loss terms (paper eq. (20); docs/methods/vapo.md eq. (10)):
+    w Φ(x) + ½‖∇ₓΦ(x)‖² + ½ λ Φ(x)².
 
     Args:
       potential_fn: `[B, ...] -> [B]`, per-example independent (no batch statistics).
@@ -80,7 +84,8 @@ def potential_flow_loss(potential_fn, x, w, *, lam: float):
 
 
 def point_mass_loss(c, d: int, *, eps: float) -> float:
-    """Exact expected loss of Φ_c(x) = −(c/2)‖x‖² for data δ₀ in D dims, λ = 0 (spec §12.2).
+    """Exact expected loss of Φ_c(x) = −(c/2)‖x‖² for data δ₀ in D dims, λ = 0
+    (docs/methods/vapo.md eq. (15)).
 
     L(c) = D (1 − a) (c² − ℓ c) / (2ℓ) with a = ε/(1+ε), ℓ = ln((1+ε)/ε); minimised at c = ℓ/2.
     Valid when ε = σ²/σ0² (then τ'κ = ℓ for every t).

@@ -1,6 +1,6 @@
 """Euler–Maruyama integration of dx = drift(x) dt + sqrt(2γ) dw inside `jit` (`lax.scan`).
 
-Written in the particle form of FDRL eq. (9) (Heng et al.; spec `fdrl.md` §1.5):
+Written in the particle form of FDRL paper eq. (9) (Heng et al.; docs/methods/fdrl.md eq. (8)):
 
     x_{k+1} = x_k + η drift(x_k) + ν ξ_k,    ξ_k ~ N(0, I),    ν = sqrt(2γη).
 
@@ -15,7 +15,8 @@ import jax.numpy as jnp
 
 
 def noise_scale(gamma: float, step_size: float) -> float:
-    """ν = sqrt(2γη): the per-step noise of the SDE with diffusion coefficient γ (spec §1.5)."""
+    """ν = sqrt(2γη): the per-step noise of the SDE with diffusion coefficient γ
+    (docs/methods/fdrl.md eq. (8))."""
     return float(jnp.sqrt(2.0 * gamma * step_size))
 
 

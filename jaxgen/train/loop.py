@@ -27,7 +27,10 @@ class NonFiniteError(FloatingPointError):
 
 
 @dataclass(frozen=True)
-class Schedule:
+class TrainPlan:
+    """How long to train, the intervals of logging / checkpoints / samples, and the policy for
+    a non-finite step."""
+
     num_steps: int
     log_every: int = 100
     ckpt_every: int = 1000
@@ -65,7 +68,7 @@ def _concat(metrics: list[dict]) -> dict:
     return {k: jnp.concatenate([jnp.ravel(m[k]) for m in metrics]) for k in metrics[0]}
 
 
-def _log(writer, pbar, pending, step, batch_size, seconds):
+def _log(writer, pbar, pending, step, batch_size, seconds, headline):
     if not pending:
         return
     # one device-side concatenation per metric, then one transfer each (not one per step)
@@ -75,11 +78,8 @@ def _log(writer, pbar, pending, step, batch_size, seconds):
     means["examples_per_s"] = batch_size * int(keep.sum()) / max(seconds, 1e-9)
     if writer is not None:
         writer.write(step, means)
-    pbar.set_postfix(
-        loss=f"{means.get('loss', float('nan')):.4g}",
-        ex_s=f"{means['examples_per_s']:.0f}",
-        refresh=False,
-    )
+    shown = {k: f"{means[k]:.4g}" for k in headline if k in means}
+    pbar.set_postfix(**shown, ex_s=f"{means['examples_per_s']:.0f}", refresh=False)
 
 
 def fit(
@@ -87,8 +87,10 @@ def fit(
     state,
     stream,
     mesh,
-    schedule: Schedule,
+    schedule: TrainPlan,
     *,
+    state_sharding=None,
+    headline: tuple[str, ...] = ("loss",),
     cursor: int = 0,
     checkpoints: Checkpoints | None = None,
     meta: dict | None = None,
@@ -108,8 +110,9 @@ def fit(
     if schedule.nonfinite not in ("stop", "skip", "rollback"):
         raise ValueError(f"nonfinite={schedule.nonfinite!r}; choose stop, skip or rollback")
     K = schedule.steps_per_call
-    step_jit = make_sharded_step(step_fn, mesh, steps_per_call=K)
-    state = jax.device_put(state, replicated(mesh))
+    shardings = replicated(mesh) if state_sharding is None else state_sharding
+    step_jit = make_sharded_step(step_fn, mesh, state_sharding=shardings, steps_per_call=K)
+    state = jax.device_put(state, shardings)
     run = _Run(int(state.step), cursor, time.perf_counter())
     pbar = tqdm(
         total=schedule.num_steps,
@@ -132,8 +135,7 @@ def fit(
             if inflight is not None:  # read the previous call while this one runs
                 state, restart = _settle(inflight, state, run, schedule, checkpoints, pbar)
                 if restart:  # rolled back: drop the call just dispatched, re-read the stream
-                    batches.close()
-                    batches, planned, inflight = _prefetch(stream, run.cursor), run.step, None
+                    batches, planned, inflight = _restart(batches, stream, run)
                     continue
             inflight = call
             if inflight is None:
@@ -145,17 +147,24 @@ def fit(
                 state, restart = _settle(inflight, state, run, schedule, checkpoints, pbar)
                 inflight, planned = None, run.step
                 if restart:
-                    batches.close()
-                    batches = _prefetch(stream, run.cursor)
+                    batches, planned, inflight = _restart(batches, stream, run)
                     continue
                 _at_boundary(state, run, schedule, checkpoints, meta, on_sample, hooks)
             if run.step >= schedule.num_steps or run.log_due:
-                _log(writer, pbar, run.pending, run.step, stream.batch_size, run.seconds())
+                seconds = run.seconds()
+                _log(writer, pbar, run.pending, run.step, stream.batch_size, seconds, headline)
                 run.pending, run.log_due = [], False
     finally:
         batches.close()
         pbar.close()
     return state, run.cursor
+
+
+def _restart(batches, stream, run):
+    """After a rollback: a fresh batch iterator from the restored cursor, nothing in flight.
+    Returns `(batches, planned_step, inflight)`."""
+    batches.close()
+    return _prefetch(stream, run.cursor), run.step, None
 
 
 @dataclass
@@ -232,6 +241,7 @@ def _on_nonfinite(policy, step, state, checkpoints):
             f"warning: non-finite loss or gradient at step {step}; rolled back to step "
             f"{int(restored.step)} and skipping the batch"
         )
-        return jax.device_put(restored, jax.tree.leaves(state)[0].sharding), True
+        shardings = jax.tree.map(lambda x: x.sharding, state)
+        return jax.device_put(restored, shardings), True
     where = f" (last good checkpoint: step {checkpoints.latest_step()})" if checkpoints else ""
     raise NonFiniteError(f"non-finite loss or gradient at step {step}{where}")

@@ -5,8 +5,8 @@ from collections.abc import Callable
 import jax
 from jax.extend.core import Jaxpr, subjaxprs
 
+from jaxgen.optim import all_finite
 from jaxgen.parallel.mesh import batch_sharding, replicated, stacked_batch_sharding
-from jaxgen.train.state import all_finite
 
 
 def guard_nonfinite(step_fn: Callable) -> Callable:
@@ -27,9 +27,18 @@ def guard_nonfinite(step_fn: Callable) -> Callable:
     return guarded
 
 
-def make_sharded_step(step_fn: Callable, mesh, *, steps_per_call: int = 1, donate: bool = True):
-    """`jax.jit` of the guarded step: batch sharded over the mesh's `data` axis, state replicated
-    and donated (its buffers are reused for the new state).
+def make_sharded_step(
+    step_fn: Callable,
+    mesh,
+    *,
+    state_sharding=None,
+    steps_per_call: int = 1,
+    donate: bool = True,
+):
+    """`jax.jit` of the guarded step: batch sharded over the mesh's `data` axis, the state laid
+    out by `state_sharding` (a pytree of shardings, e.g. `state_shardings(...)`; replicated when
+    None) and donated (its buffers are reused for the new state). The step is traced under the
+    mesh, so `shard_over_batch` inside it splits the arrays it creates over `data`.
 
     With `steps_per_call > 1` the jitted function takes K stacked batches `[K, B, ...]` and runs
     the K guarded steps in one `lax.scan` (one dispatch and one host sync per K steps; metrics
@@ -38,22 +47,28 @@ def make_sharded_step(step_fn: Callable, mesh, *, steps_per_call: int = 1, donat
     if steps_per_call < 1:
         raise ValueError(f"steps_per_call must be >= 1, got {steps_per_call}")
     rep = replicated(mesh)
+    state_spec = rep if state_sharding is None else state_sharding
     guarded = guard_nonfinite(step_fn)
     if steps_per_call == 1:
-        fn, batch_spec = guarded, batch_sharding(mesh)
+        body, batch_spec = guarded, batch_sharding(mesh)
     else:
         cpu = mesh.devices.flat[0].platform == "cpu"
 
-        def fn(state, batches):
+        def body(state, batches):
             return jax.lax.scan(
                 guarded, state, batches, unroll=cpu and _has_conv(guarded, state, batches)
             )
 
         batch_spec = stacked_batch_sharding(mesh)
+
+    def fn(state, batch):
+        with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):
+            return body(state, batch)
+
     return jax.jit(
         fn,
-        in_shardings=(rep, batch_spec),
-        out_shardings=(rep, rep),
+        in_shardings=(state_spec, batch_spec),
+        out_shardings=(state_spec, rep),
         donate_argnums=(0,) if donate else (),
     )
 

@@ -1,6 +1,6 @@
 """VAPO on CIFAR-10 32×32 (Loo et al. 2024, Table 1: FID 16.6 on the training-set statistics).
 
-Paper setting (spec `vapo.md` §6-§7): DRL energy ResNet ch 128, ch_mult (1,2,2,2), 8 blocks per
+Paper setting (docs/methods/vapo.md §3): DRL energy ResNet ch 128, ch_mult (1,2,2,2), 8 blocks per
 resolution (≈30.7M parameters), GELU, weight norm; LAMB lr 5e-3, β1 0.9; batch 256; 1.3M
 iterations; random flips; ODE Dopri5 rtol = atol = 1e-3, T = 2 (the paper's T was lost; sweep it).
 

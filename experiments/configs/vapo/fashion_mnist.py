@@ -2,8 +2,8 @@
 these machines; see docs/results.md for what 2 CPU cores reach).
 
 Reduced network (stated in the results): energy ResNet ch 32, ch_mult (1, 2, 2) (28 → 14 → 7),
-1 block per resolution; Adam lr 1e-3 with global-norm clipping 1 (spec §14: the setting that
-trains on CPU), batch 64, flips, T = 2.
+1 block per resolution; Adam lr 1e-3 with global-norm clipping 1 (the setting that trains on
+CPU, docs/methods/vapo.md §3), batch 64, flips, T = 2.
 
     python -m experiments.train --config experiments/configs/vapo/fashion_mnist.py --workdir runs/vapo_fmnist
 """
@@ -21,7 +21,9 @@ def get_config():
         channels=1,
     )
     c.model.update(dict(ch=32, batch_splits=2))  # 2 concurrent batch slices: 2 CPU cores
-    c.optim.update(dict(optimizer="adam", lr=1e-3, warmup_steps=0, grad_clip=1.0, ema_rate=0.999))
+    c.optim.potential.update(
+        dict(optimizer="adam", lr=1e-3, warmup_steps=0, grad_clip=1.0, ema_rate=0.999)
+    )
     c.train.update(dict(num_steps=20_000, ckpt_every=1000, sample_every=1000))
     c.eval.update(
         dict(

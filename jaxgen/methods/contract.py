@@ -1,0 +1,127 @@
+"""The recipe contract: what a recipe declares it offers, and its `Config` as nested sections.
+
+A recipe module has `Config` (a frozen dataclass whose fields are frozen section dataclasses:
+`model`, `method`, `optim` with one `Optim` per trained network, `sample`), `init`,
+`train_step`, `sample` and `CAPABILITIES`, which `experiments/` reads instead of inspecting the
+module. Configs are built from plain nested dicts by `config_from_dict` (unknown fields and
+impossible values are one-line `ConfigError`s naming the full path).
+"""
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from jaxgen.methods.common import FieldError
+
+EXTRAS = ("energy", "log_density", "interpolate", "translate")
+
+
+class ConfigError(ValueError):
+    """A config field is unknown, mistyped or impossible; the message names its full path."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DataFit:
+    """A fit to the training data made once before training (FDRL's data-dependent prior).
+
+    `needed(config)`: whether this config needs it; `fit(config, x)`: the fitted arrays (a
+    pytree) from the whole unaugmented training set `x` `[N, ...]`; `shapes(config, example_shape)`:
+    their `jax.ShapeDtypeStruct`s, so a checkpoint's abstract state costs no fit. `init` takes the
+    result as `fitted=`."""
+
+    needed: Callable[[Any], bool]
+    fit: Callable[[Any, Any], Any]
+    shapes: Callable[[Any, tuple], Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class Capabilities:
+    """What a recipe offers, read by `experiments/` (train, sample, evaluate, figures)."""
+
+    networks: tuple[str, ...]  # trained networks, each with its `optim.<name>` section
+    headline: tuple[str, ...] = ("loss",)  # metrics the progress bar shows
+    # per-sample statistics `sample` returns (mean / max are reported), and what NFE counts
+    sampler_stats: tuple[str, ...] = ("nfe",)
+    nfe: str = ""  # e.g. "vector-field evaluations"; "" when the recipe reports no NFE
+    solver_ok: str = ""  # a boolean stat: False where the solver stopped early ("" = none)
+    extras: tuple[str, ...] = ()  # of EXTRAS: energy(state, x), log_density(state, x), ...
+    sample_sharding: bool = False  # `sample(..., sharding=)` splits samples over devices
+    data_fit: DataFit | None = None
+    batch_state: tuple[str, ...] = ()  # State fields whose leaves are split over `data`
+
+    def __post_init__(self):
+        unknown = [e for e in self.extras if e not in EXTRAS]
+        if unknown:
+            raise ValueError(f"unknown extras {unknown}; choose from {list(EXTRAS)}")
+        if self.solver_ok and self.solver_ok not in self.sampler_stats:
+            raise ValueError(f"solver_ok={self.solver_ok!r} is not among sampler_stats")
+
+    def has(self, extra: str) -> bool:
+        return extra in self.extras
+
+
+def _is_section(value) -> bool:
+    return dataclasses.is_dataclass(value) and not isinstance(value, type)
+
+
+def config_to_dict(config) -> dict:
+    """Nested plain dict of a Config's fields (section dataclasses become dicts)."""
+    return {
+        f.name: config_to_dict(v) if _is_section(v := getattr(config, f.name)) else v
+        for f in dataclasses.fields(config)
+    }
+
+
+def _coerce(value, default, path: str):
+    if isinstance(default, tuple) and isinstance(value, (list, tuple)):
+        return tuple(value)
+    if isinstance(default, bool) or isinstance(value, bool):
+        ok = isinstance(value, bool) and isinstance(default, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float))
+        value = float(value) if ok else value
+    else:
+        ok = default is None or isinstance(value, type(default))
+    if not ok:
+        raise ConfigError(f"{path}={value!r}: expected {type(default).__name__}")
+    return value
+
+
+def config_from_dict(cls, tree: Mapping, *, path: str = "config"):
+    """`cls(**tree)` for a (nested) section dataclass `cls`, recursing into section fields.
+
+    Fields missing from `tree` keep their defaults. An unknown key, a value of the wrong type or
+    a value the section refuses is one `ConfigError` naming the full path (`config.optim.gen.lr`).
+    """
+    default = cls()
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in tree.items():
+        where = f"{path}.{key}"
+        if key not in names:
+            raise ConfigError(f"unknown config field {where} (fields: {', '.join(sorted(names))})")
+        d = getattr(default, key)
+        if _is_section(d):
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{where} is a section; set its fields ({where}.<name>)")
+            kwargs[key] = config_from_dict(type(d), value, path=where)
+        else:
+            kwargs[key] = _coerce(value, d, where)
+    try:
+        return cls(**kwargs)
+    except FieldError as e:
+        raise ConfigError(f"{path}.{e}") from None
+
+
+def replace_fields(config, updates: Mapping[str, Any]):
+    """A copy of `config` with dotted fields replaced: `{"sample.t_end": 2.0}`."""
+    tree = config_to_dict(config)
+    for dotted, value in updates.items():
+        node = tree
+        *parents, leaf = dotted.split(".")
+        for name in parents:
+            if not isinstance(node.get(name), dict):
+                raise ConfigError(f"unknown config section config.{dotted}")
+            node = node[name]
+        node[leaf] = value
+    return config_from_dict(type(config), tree)

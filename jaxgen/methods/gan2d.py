@@ -1,0 +1,223 @@
+"""A small GAN on 2-D data (docs/methods/gan2d.md): the platform's two-network recipe.
+
+A generator G(z) with BatchNorm and a discriminator D(x) are trained with the non-saturating
+losses (eqs. 1-2 of the note), each with its own optimizer, D then G in one step. Half of D's
+fake batch (in expectation) comes from a replay buffer of earlier fakes (the history of
+Shrivastava et al. 2017, eq. 3), kept in the state and split over the `data` devices like any
+batch. Sampling is one generator pass (NFE 1) with BatchNorm's running statistics.
+"""
+
+import dataclasses
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from jaxgen.methods.common import Optim, make_tx, validate
+from jaxgen.methods.contract import Capabilities
+from jaxgen.nn import MLP
+from jaxgen.objectives.gan import d_loss_nonsaturating, g_loss_nonsaturating
+from jaxgen.optim import ModelState, apply_gradients, init_model_state
+from jaxgen.parallel import shard_over_batch
+
+
+@dataclasses.dataclass(frozen=True)
+class Model:
+    latent: int = 8  # z ~ N(0, I_latent)
+    gen_hidden: tuple[int, ...] = (128, 128)  # G: Dense-BatchNorm-ReLU blocks, then Dense
+    disc_hidden: tuple[int, ...] = (128, 128)  # D: Dense-LeakyReLU(0.2) blocks, then a logit
+    bn_momentum: float = 0.9  # running-statistics decay of G's BatchNorm
+
+    def __post_init__(self):
+        ranges = {
+            "latent": self.latent >= 1,
+            "bn_momentum": (0 <= self.bn_momentum < 1, "must be in [0, 1)"),
+        }
+        validate(self, ranges)
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+    replay: float = 0.5  # probability that a row of D's fake batch comes from the buffer
+
+    def __post_init__(self):
+        validate(self, {"replay": (0 <= self.replay <= 1, "must be in [0, 1]")})
+
+
+@dataclasses.dataclass(frozen=True)
+class Sample:
+    pass
+
+
+@dataclasses.dataclass(frozen=True)
+class Optims:
+    gen: Optim = Optim(lr=1e-4, b1=0.5, b2=0.9, ema_rate=0.999)
+    disc: Optim = Optim(lr=4e-4, b1=0.5, b2=0.9, ema_rate=0.0)  # no EMA for D
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    model: Model = Model()
+    method: Method = Method()
+    optim: Optims = Optims()
+    sample: Sample = Sample()
+
+
+CAPABILITIES = Capabilities(
+    networks=("gen", "disc"),
+    headline=("loss_d", "loss_g"),
+    sampler_stats=("nfe",),
+    nfe="generator passes",
+    batch_state=("replay",),
+)
+
+
+@struct.dataclass
+class State:
+    step: jax.Array
+    key: jax.Array
+    gen: ModelState  # variables: {"batch_stats": ...}
+    disc: ModelState
+    replay: jax.Array  # `[B, 2]` earlier fakes, split over `data` (shape = the global batch)
+
+
+class Generator(nn.Module):
+    hidden: tuple[int, ...]
+    out_dim: int
+    bn_momentum: float
+
+    @nn.compact
+    def __call__(self, z, *, train: bool):
+        h = z
+        for width in self.hidden:
+            h = nn.Dense(width)(h)
+            h = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum)(h)
+            h = nn.relu(h)
+        return nn.Dense(self.out_dim)(h)
+
+
+class Discriminator(nn.Module):
+    hidden: tuple[int, ...]
+
+    @nn.compact
+    def __call__(self, x):
+        return MLP((*self.hidden, 1), act="leaky_relu")(x)[:, 0]
+
+
+def networks(config: Config, out_dim: int):
+    m = config.model
+    gen = Generator(tuple(m.gen_hidden), out_dim, m.bn_momentum)
+    return gen, Discriminator(tuple(m.disc_hidden))
+
+
+def generate(gen_params, batch_stats, z, *, config: Config, out_dim: int, train: bool):
+    """G(z) `[B, out_dim]`, and the updated BatchNorm statistics in training mode."""
+    gen, _ = networks(config, out_dim)
+    variables = {"params": gen_params, "batch_stats": batch_stats}
+    if not train:
+        return gen.apply(variables, z, train=False), batch_stats
+    x, new = gen.apply(variables, z, train=True, mutable=["batch_stats"])
+    return x, new["batch_stats"]
+
+
+def init(config: Config, example_batch, *, key) -> State:
+    """Fresh state; `example_batch["x"]` `[B, D]` sets the data dimension and the replay
+    buffer's size B (the global batch)."""
+    x = jnp.asarray(example_batch["x"], jnp.float32)
+    if x.ndim != 2:
+        raise ValueError(f"gan2d takes flat data [B, D]; got shape {x.shape}")
+    b, d = x.shape
+    k_g, k_d, k_z, k_state = jax.random.split(key, 4)
+    gen, disc = networks(config, d)
+    z = jnp.zeros((1, config.model.latent))
+    g_vars = gen.init(k_g, z, train=False)
+    d_params = disc.init(k_d, jnp.zeros((1, d)))["params"]
+    o_g, o_d = config.optim.gen, config.optim.disc
+    g_state = init_model_state(
+        g_vars["params"],
+        make_tx(o_g),
+        ema=o_g.ema_rate > 0,
+        variables={"batch_stats": g_vars["batch_stats"]},
+    )
+    d_state = init_model_state(d_params, make_tx(o_d), ema=o_d.ema_rate > 0)
+    replay, _ = generate(
+        g_vars["params"],
+        g_vars["batch_stats"],
+        jax.random.normal(k_z, (b, config.model.latent)),
+        config=config,
+        out_dim=d,
+        train=False,
+    )
+    return State(jnp.zeros((), jnp.int32), k_state, g_state, d_state, replay)
+
+
+def _disc_logits(params, x, config: Config):
+    return networks(config, x.shape[1])[1].apply({"params": params}, x)
+
+
+def train_step(state: State, batch, *, config: Config):
+    """D then G on `batch["x"]` `[B, D]`; the replay buffer's rows used by D are refreshed."""
+    x_real = batch["x"].astype(jnp.float32)
+    b, d = x_real.shape
+    key = jax.random.fold_in(state.key, state.step)
+    k_z1, k_z2, k_mix = jax.random.split(key, 3)
+    latent, stats = config.model.latent, state.gen.variables["batch_stats"]
+    z1, z2 = (shard_over_batch(jax.random.normal(k, (b, latent))) for k in (k_z1, k_z2))
+    gen_kw = dict(config=config, out_dim=d, train=True)
+
+    # D step: fresh fakes, with rows replaced from the replay buffer (eq. 3 of the note)
+    fresh, stats = generate(state.gen.params, stats, z1, **gen_kw)
+    fresh = jax.lax.stop_gradient(fresh)
+    from_buffer = shard_over_batch(jax.random.bernoulli(k_mix, config.method.replay, (b, 1)))
+    fake = jnp.where(from_buffer, state.replay, fresh)
+
+    def d_loss(params):
+        real_logits = _disc_logits(params, x_real, config)
+        fake_logits = _disc_logits(params, fake, config)
+        loss = jnp.mean(d_loss_nonsaturating(real_logits, fake_logits))
+        return loss, (jax.nn.sigmoid(real_logits).mean(), jax.nn.sigmoid(fake_logits).mean())
+
+    (loss_d, (d_real, d_fake)), g_d = jax.value_and_grad(d_loss, has_aux=True)(state.disc.params)
+    o_d, o_g = config.optim.disc, config.optim.gen
+    disc, gnorm_d = apply_gradients(
+        state.disc, g_d, make_tx(o_d), step=state.step, ema_rate=o_d.ema_rate
+    )
+
+    # G step against the updated D, on new latents
+    def g_loss(params):
+        x, new_stats = generate(params, stats, z2, **gen_kw)
+        return jnp.mean(g_loss_nonsaturating(_disc_logits(disc.params, x, config))), new_stats
+
+    (loss_g, stats), g_g = jax.value_and_grad(g_loss, has_aux=True)(state.gen.params)
+    gen, gnorm_g = apply_gradients(
+        state.gen,
+        g_g,
+        make_tx(o_g),
+        step=state.step,
+        ema_rate=o_g.ema_rate,
+        variables={"batch_stats": stats},
+    )
+    replay = jnp.where(from_buffer, fresh, state.replay)  # the used rows get today's fakes
+    metrics = {
+        "loss_d": loss_d,
+        "loss_g": loss_g,
+        "d_real": d_real,
+        "d_fake": d_fake,
+        "grad_norm_d": gnorm_d,
+        "grad_norm_g": gnorm_g,
+    }
+    new = state.replace(step=state.step + 1, gen=gen, disc=disc, replay=replay)
+    return new, metrics
+
+
+def sample(state: State, num: int, *, config: Config, key, shape=None, use_ema: bool = True):
+    """`num` samples G(z) `[num, D]` (BatchNorm in inference mode) and `{"nfe": [num]}` (one
+    generator pass each). `shape` is one example's shape (`(2,)` by default)."""
+    d = 2 if shape is None else int(shape[0])
+    z = jax.random.normal(key, (num, config.model.latent))
+    params = state.gen.eval_params(use_ema)
+    x, _ = generate(
+        params, state.gen.variables["batch_stats"], z, config=config, out_dim=d, train=False
+    )
+    return x, {"nfe": jnp.ones((num,), jnp.int32)}
