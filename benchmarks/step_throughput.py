@@ -29,10 +29,10 @@ from flax import struct
 from benchmarks.common import record
 from jaxgen.data import make_stream
 from jaxgen.methods import vapo
+from jaxgen.optim import ModelState, apply_gradients, init_model_state
 from jaxgen.parallel import global_batch, make_mesh
 from jaxgen.train.logging import MetricsWriter, read_metrics
 from jaxgen.train.loop import TrainPlan, fit
-from jaxgen.optim import ModelState, apply_gradients, init_model_state
 
 
 @struct.dataclass

@@ -18,7 +18,7 @@ import jax
 import numpy as np
 
 from benchmarks.common import record
-from experiments.cli import recipe_config
+from experiments.experiment import recipe_config
 from jaxgen.methods import vapo
 
 SHAPES = {"cifar10": (32, 32, 3), "celeba64": (64, 64, 3), "fashion_mnist": (28, 28, 1)}

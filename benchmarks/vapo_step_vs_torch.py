@@ -6,11 +6,11 @@
 
 Network and step of the target: WN ResNet ch=32, 2 blocks per level, mult (1,2,2,2), 32×32×3,
 batch 16, Adam 1e-4, the VAPO loss with ∇ₓΦ (double backward). The jaxgen step is
-`vapo.train_step` on a `vapo.Config(network="resnet", ...)`; each `--variant` overrides
-network fields (`EnergyResNet.batch_splits` / `gelu_impl` / `conv_impl`) or XLA options. The
-PyTorch step is built from the model classes of `--torch-script` (loaded with importlib;
-nothing in jaxgen imports torch) with the same loss and optimizer as that script,
-`torch.set_num_threads(2)`.
+`vapo.train_step` on a `vapo.Config(model=vapo.Model(network="resnet", ...))`; each `--variant`
+overrides network fields (`EnergyResNet.batch_splits` / `gelu_impl` / `conv_impl`) or XLA
+options. The PyTorch step is built from the model classes of `--torch-script` (default
+`../shared/bench/torch_vapo_step.py`, beside the repository; loaded with importlib; nothing in
+jaxgen imports torch) with the same loss and optimizer as that script, `torch.set_num_threads(2)`.
 
 Each of `--repeats` rounds runs, for each jax variant and then torch, one untimed step and
 `--block` timed steps back to back; the medians over all timed steps are reported (a pause
@@ -32,6 +32,7 @@ import os
 import sys
 import time
 from functools import partial
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -39,9 +40,11 @@ import numpy as np
 
 from benchmarks.common import record
 from jaxgen.methods import vapo
+from jaxgen.methods.common import Optim
 from jaxgen.runtime import reuse_host_memory
 
-TORCH_SCRIPT = "/work/shared/bench/torch_vapo_step.py"
+# the reference script lives beside the repository: <parent of the repo>/shared/bench/
+TORCH_SCRIPT = Path(__file__).resolve().parents[2] / "shared" / "bench" / "torch_vapo_step.py"
 CH, MULT, BLOCKS, RES, CIN = 32, (1, 2, 2, 2), 2, 32, 3
 
 # name -> (EnergyResNet fields to override, XLA compiler options, description)
@@ -56,20 +59,14 @@ VARIANTS = {
 
 
 def jax_config() -> vapo.Config:
-    return vapo.Config(
-        network="resnet",
-        ch=CH,
-        ch_mult=MULT,
-        num_res_blocks=BLOCKS,
-        channels=CIN,
-        optimizer="adam",
-        lr=1e-4,
-        batch_splits=2,
+    model = vapo.Model(
+        network="resnet", ch=CH, ch_mult=MULT, num_res_blocks=BLOCKS, channels=CIN, batch_splits=2
     )
+    return vapo.Config(model=model, optim=vapo.Optims(potential=Optim(optimizer="adam", lr=1e-4)))
 
 
 def build_jax_step(variant: str, x: np.ndarray):
-    """Compile `vapo.train_step` for `variant`; returns `(step_fn, state, flops, first_metrics)`.
+    """Compile `vapo.train_step` for `variant`; returns `(step_fn, flops, first_metrics)`.
 
     `step_fn()` runs one step on `x` `[B, 32, 32, 3]`, updates the state and blocks.
     """
@@ -172,7 +169,7 @@ def parse_args():
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     ap.add_argument("--malloc", choices=("reuse", "default"), default="reuse")
-    ap.add_argument("--torch-script", default=TORCH_SCRIPT)
+    ap.add_argument("--torch-script", type=Path, default=TORCH_SCRIPT)
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--name", default=None, help="docs/bench/<name>.json")
     return ap.parse_args()
@@ -182,6 +179,11 @@ def main():
     args = parse_args()
     if args.malloc == "reuse" and not reuse_host_memory():
         raise RuntimeError("mallopt failed (not glibc?): run with --malloc default")
+    if not args.no_torch and not args.torch_script.is_file():
+        sys.exit(
+            f"error: no torch reference script at {args.torch_script}: pass --torch-script "
+            "PATH or --no-torch"
+        )
     load_before = os.getloadavg()
     x = np.random.default_rng(0).uniform(-1, 1, (args.batch, RES, RES, CIN)).astype(np.float32)
     fns, flops, first = {}, {}, {}

@@ -15,7 +15,17 @@ import ml_collections
 from absl import flags
 from ml_collections import config_flags
 
-from experiments.experiment import Experiment, SamplerError
+from experiments.experiment import Experiment, SamplerError, workdir_paths
+
+__all__ = [
+    "USER_ERRORS",
+    "ConfigError",
+    "as_experiment",
+    "experiment",
+    "parse_flags",
+    "run_main",
+    "workdir_paths",
+]
 from jaxgen.data import DATASET_NAMES
 from jaxgen.data.images import DatasetMissingError
 from jaxgen.methods.contract import ConfigError

@@ -65,6 +65,11 @@ class Optim:
                 self.weight_decay == 0,
                 "adam has no decoupled weight decay; use adamw or lamb, or l2 (coupled)",
             )
+        if self.decay == "cosine" and self.total_steps:
+            ranges["total_steps"] = (
+                self.total_steps > self.warmup_steps,
+                "decay='cosine' needs total_steps > warmup_steps (0: train.num_steps)",
+            )
         if self.decay == "step":
             ranges["decay_steps"] = (self.decay_steps > 0, "decay='step' needs decay_steps > 0")
         if self.decay == "milestones":

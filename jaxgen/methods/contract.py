@@ -8,6 +8,7 @@ impossible values are one-line `ConfigError`s naming the full path).
 """
 
 import dataclasses
+import typing
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -72,18 +73,19 @@ def config_to_dict(config) -> dict:
     }
 
 
-def _coerce(value, default, path: str):
-    if isinstance(default, tuple) and isinstance(value, (list, tuple)):
-        return tuple(value)
-    if isinstance(default, bool) or isinstance(value, bool):
-        ok = isinstance(value, bool) and isinstance(default, bool)
-    elif isinstance(default, float):
-        ok = isinstance(value, (int, float))
-        value = float(value) if ok else value
-    else:
-        ok = default is None or isinstance(value, type(default))
+def _coerce(value, kind, path: str):
+    """`value` as the annotated type `kind` (float, int, bool, str, tuple[T, ...]), or a
+    `ConfigError` naming `path`."""
+    if typing.get_origin(kind) is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{path}={value!r}: expected a tuple")
+        (item, *_) = typing.get_args(kind)
+        return tuple(_coerce(v, item, f"{path}[{i}]") for i, v in enumerate(value))
+    if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    ok = isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
     if not ok:
-        raise ConfigError(f"{path}={value!r}: expected {type(default).__name__}")
+        raise ConfigError(f"{path}={value!r}: expected {kind.__name__}")
     return value
 
 
@@ -93,7 +95,7 @@ def config_from_dict(cls, tree: Mapping, *, path: str = "config"):
     Fields missing from `tree` keep their defaults. An unknown key, a value of the wrong type or
     a value the section refuses is one `ConfigError` naming the full path (`config.optim.gen.lr`).
     """
-    default = cls()
+    default, hints = cls(), typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     kwargs = {}
     for key, value in tree.items():
@@ -106,7 +108,7 @@ def config_from_dict(cls, tree: Mapping, *, path: str = "config"):
                 raise ConfigError(f"{where} is a section; set its fields ({where}.<name>)")
             kwargs[key] = config_from_dict(type(d), value, path=where)
         else:
-            kwargs[key] = _coerce(value, d, where)
+            kwargs[key] = _coerce(value, hints[key], where)
     try:
         return cls(**kwargs)
     except FieldError as e:

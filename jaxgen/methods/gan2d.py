@@ -91,7 +91,9 @@ class Generator(nn.Module):
     def __call__(self, z, *, train: bool):
         h = z
         for width in self.hidden:
-            h = nn.Dense(width)(h)
+            # no bias before BatchNorm: its gradient is zero up to rounding, which Adam's
+            # normalisation would blow up to steps of ±lr
+            h = nn.Dense(width, use_bias=False)(h)
             h = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum)(h)
             h = nn.relu(h)
         return nn.Dense(self.out_dim)(h)

@@ -25,9 +25,11 @@ def learning_rate_schedule(
     """Linear warm-up from 0 to `lr` over `warmup_steps`, then
 
     - `constant`;
-    - `cosine`: from `lr` to `min_lr_ratio · lr` at `total_steps` (counted from step 0);
+    - `cosine`: from `lr` to `min_lr_ratio · lr` at `total_steps`;
     - `step`: × `decay_factor` every `decay_steps`;
     - `milestones`: × `decay_factor` at each step of `milestones` (e.g. FDRL's 80k, 90k).
+
+    Every step count is absolute (from step 0, warm-up included).
     """
     if lr <= 0:
         raise ValueError(f"learning rate must be positive, got {lr}")
@@ -40,7 +42,8 @@ def learning_rate_schedule(
     elif decay == "step":
         if decay_steps <= 0:
             raise ValueError("decay='step' needs decay_steps > 0")
-        after = optax.exponential_decay(lr, decay_steps, decay_factor, staircase=True)
+        # join_schedules counts from the end of warm-up: shift back to absolute steps
+        after = lambda n: lr * decay_factor ** ((n + warmup_steps) // decay_steps)
     elif decay == "milestones":
         if not milestones or list(milestones) != sorted(set(milestones)) or milestones[0] <= 0:
             raise ValueError(f"decay='milestones' needs increasing steps > 0, got {milestones}")

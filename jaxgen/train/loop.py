@@ -124,6 +124,13 @@ def fit(
     batches = _prefetch(stream, cursor)
     inflight = None  # the dispatched call whose `finite` flags are not read yet
     planned = run.step  # steps once every dispatched call has run
+
+    def flush_log():  # right after a settle, so each log interval gets its own row
+        if run.step >= schedule.num_steps or run.log_due:
+            seconds = run.seconds()
+            _log(writer, pbar, run.pending, run.step, stream.batch_size, seconds, headline)
+            run.pending, run.log_due = [], False
+
     try:
         while True:
             call = None
@@ -137,6 +144,7 @@ def fit(
                 if restart:  # rolled back: drop the call just dispatched, re-read the stream
                     batches, planned, inflight = _restart(batches, stream, run)
                     continue
+                flush_log()
             inflight = call
             if inflight is None:
                 break
@@ -149,11 +157,8 @@ def fit(
                 if restart:
                     batches, planned, inflight = _restart(batches, stream, run)
                     continue
+                flush_log()
                 _at_boundary(state, run, schedule, checkpoints, meta, on_sample, hooks)
-            if run.step >= schedule.num_steps or run.log_due:
-                seconds = run.seconds()
-                _log(writer, pbar, run.pending, run.step, stream.batch_size, seconds, headline)
-                run.pending, run.log_due = [], False
     finally:
         batches.close()
         pbar.close()
