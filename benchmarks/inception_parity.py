@@ -18,6 +18,7 @@ Writes docs/bench/inception_parity.json.
 import argparse
 import importlib.util
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -98,6 +99,8 @@ def main():
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--size", type=int, default=32)
     args = parser.parse_args()
+    if importlib.util.find_spec("torch") is None:
+        sys.exit("error: the parity check needs torch (pip install torch); nothing was measured")
     helpers = test_helpers()
     load_before = os.getloadavg()
     payload = {"parity": parity(helpers)}

@@ -154,3 +154,21 @@ def test_kill_and_resume_is_bit_identical(tmp_path):
     assert full_meta["cursor"] == resumed_meta["cursor"]
     for a, b in zip(jax.tree.leaves(full), jax.tree.leaves(resumed), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_consecutive_draws_reuse_one_compiled_sampler():
+    """`Experiment.draw` builds its jitted sampler once per run: later draws of the same size
+    (figures, evaluation rounds, model selection) run the solve without re-tracing."""
+    from experiments import cli
+    from experiments.configs.vapo.toy2d import get_config
+
+    exp = cli.experiment(get_config())
+    state = exp.init(exp.example_batch())
+    for seed in range(3):
+        x, stats = exp.draw(state, 1000, seed=seed)
+        assert x.shape == (1000, 2) and stats["nfe_mean"] > 0
+    (fn,) = [f for k, f in exp._jitted.items() if k[0] == "sample"]
+    assert fn._cache_size() == 1
+    np.testing.assert_array_equal(
+        exp.draw(state, 1000, seed=0)[0], exp.draw(state, 1000, seed=0)[0]
+    )
