@@ -16,10 +16,10 @@ with the EMA weights:
   The field and the sampler are each jitted once, outside every timed region, and warmed up at
   the batch size; then the repeats run interleaved (scipy, jit, field, scipy, jit, field, ...).
   Reported: medians and quartiles over the repeats, each sampler's NFE, its compute limit
-  `nfe_x_field_ms` = NFE × `one_field_eval_ms`, and `vs_limit` = time / (NFE × field). The field
-  time is per call averaged over a block of back-to-back calls long enough to time (≥ 20 ms);
-  `field_in_loop_ms` is the same evaluation inside one jitted loop (no per-call dispatch), the
-  floor the in-jit solver can approach.
+  `nfe_x_field_ms` = NFE × `one_field_eval_ms`, and `time_over_nfe_x_field` = time / (NFE ×
+  field). The field time is per call averaged over a block of back-to-back calls long enough to
+  time (≥ 20 ms); `field_in_loop_ms` is the same evaluation inside one jitted loop (no per-call
+  dispatch), the floor the in-jit solver can approach.
 
 Prints only, unless `--out`: then writes `docs/bench/vapo_toy2d_sampling.json` (the raw sampling
 numbers) and `docs/bench/vapo_toy2d_<data>.json` (training, T sweep, sampling summary).
@@ -123,7 +123,7 @@ def speed_at(n: int, params, cfg, field, solve, field_loop, repeats: int) -> dic
             "ms_quartiles": [1e3 * q for q in raw[name]["quartiles"]],
             "nfe": nfe,
             "nfe_x_field_ms": nfe * field_ms,
-            "vs_limit": ms / (nfe * field_ms),
+            "time_over_nfe_x_field": ms / (nfe * field_ms),
         }
     row["scipy_over_jit"] = raw["scipy_rk45"]["median"] / raw["jit_dopri5"]["median"]
     row["max_abs_diff_endpoints"] = float(np.max(np.abs(x_scipy - np.asarray(x_jit))))
@@ -158,7 +158,7 @@ def print_row(row: dict) -> None:
         q1, q3 = r["ms_quartiles"]
         parts.append(
             f"{name} {r['ms']:.2f} ms [{q1:.2f}, {q3:.2f}], NFE {r['nfe']}, "
-            f"NFE×field {r['nfe_x_field_ms']:.2f} ms, ×{r['vs_limit']:.2f} of limit"
+            f"NFE×field {r['nfe_x_field_ms']:.2f} ms, ×{r['time_over_nfe_x_field']:.2f} of limit"
         )
     parts.append(f"scipy/jit {row['scipy_over_jit']:.2f}")
     print(" | ".join(parts), flush=True)

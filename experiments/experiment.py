@@ -6,20 +6,23 @@ extras it builds, so consecutive draws (sample figures, evaluation rounds, model
 reuse one compilation instead of re-tracing on every call.
 """
 
+import json
 from functools import cached_property, partial
 from pathlib import Path
 
 import jax
+import ml_collections
 import numpy as np
 
 from jaxgen.data import TOY2D_NAMES, make_stream, sample_toy2d
 from jaxgen.data.pipeline import to_unit_range
 from jaxgen.methods import get_recipe
-from jaxgen.methods.contract import config_from_dict
+from jaxgen.methods.contract import ConfigError, config_from_dict
 from jaxgen.parallel import batch_sharding, make_mesh, replicated, state_shardings
 from jaxgen.train.checkpoint import CheckpointError, Checkpoints
 
 RECIPE_SECTIONS = ("model", "method", "optim", "sample")
+BASE_CONFIG = "base_config.json"  # a base stage's config, copied into the run that builds on it
 
 
 class SamplerError(RuntimeError):
@@ -102,19 +105,75 @@ class Experiment:
 
     # ------------------------------------------------------------------ state
 
-    def init(self, example, *, fitted=None):
+    def init(self, example, *, fitted=None, base=None):
         kw = {} if fitted is None else {"fitted": fitted}
+        kw.update({} if base is None else {"base": base})
         return self.recipe.init(self.rc, example, key=jax.random.PRNGKey(self.c.seed), **kw)
 
-    def abstract_state(self):
-        """The state's `ShapeDtypeStruct`s from `jax.eval_shape(init)`: no parameters, fits or
-        buffers are materialised."""
+    def abstract_state(self, workdir: str | None = None):
+        """The state's `ShapeDtypeStruct`s from `jax.eval_shape(init)`: no parameters, fits,
+        buffers or base runs are materialised (a base stage's shapes come from its config,
+        the copy in `workdir` first)."""
         fit = self.caps.data_fit
+        needs_fit = fit is not None and fit.needed(self.rc)
+        fitted = fit.shapes(self.rc, self.shape) if needs_fit else None
+        base_exp = self.base_experiment(workdir)
+        base = None if base_exp is None else base_exp.abstract_state()
         example = self.example_batch()
-        if fit is None or not fit.needed(self.rc):
-            return jax.eval_shape(lambda: self.init(example))
-        shapes = fit.shapes(self.rc, self.shape)
-        return jax.eval_shape(lambda f: self.init(example, fitted=f), shapes)
+        return jax.eval_shape(lambda f, b: self.init(example, fitted=f, base=b), fitted, base)
+
+    # ------------------------------------------------------------------ base stage
+
+    @property
+    def base_workdir(self) -> str:
+        if self.caps.base_stage is None:
+            return ""
+        return self.rc.method.base_workdir
+
+    def base_experiment(self, workdir: str | None = None):
+        """The base run's `Experiment` (None without a base stage), from the copy of its config
+        kept in this run's `workdir` if there is one, else from `method.base_workdir`; checked
+        against this run (one `ConfigError` naming both configs)."""
+        if not self.base_workdir:
+            return None
+        copy = Path(workdir) / BASE_CONFIG if workdir else None
+        path = (
+            copy if copy is not None and copy.exists() else Path(self.base_workdir) / "config.json"
+        )
+        where = f"config.method.base_workdir={self.base_workdir!r}"
+        if not path.exists():
+            raise ConfigError(f"{where}: no {path} (not a finished jaxgen run?)")
+        base_c = ml_collections.ConfigDict(json.loads(path.read_text()))
+        want = self.caps.base_stage.recipe
+        if base_c.recipe != want:
+            raise ConfigError(
+                f"{where}: {path} is a {base_c.recipe!r} run; {self.c.recipe} starts from a "
+                f"{want!r} run"
+            )
+        if base_c.data.name != self.c.data.name:
+            raise ConfigError(
+                f"{where}: this run's data.name={self.c.data.name!r}, the base run's ({path}) "
+                f"data.name={base_c.data.name!r}"
+            )
+        base = Experiment(base_c)
+        reason = self.caps.base_stage.check(self.rc, base.rc)
+        if reason:
+            raise ConfigError(f"{where}: {reason} (this run's config against {path})")
+        return base
+
+    def restore_base(self):
+        """`(base Experiment, its newest state)` for `init(base=...)`, or `(None, None)`."""
+        base = self.base_experiment()
+        if base is None:
+            return None, None
+        state, _ = base.restore_latest(self.base_workdir)
+        return base, state
+
+    def save_base_config(self, base, workdir: str) -> None:
+        """Keep the base run's config beside this run's, so its checkpoints restore without it."""
+        path = Path(workdir) / BASE_CONFIG
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(base.c.to_dict(), indent=1, default=str))
 
     def mesh(self):
         return make_mesh(self.c.train.num_devices or None)
@@ -133,7 +192,7 @@ class Experiment:
         try:
             if store.latest_step() is None:
                 raise CheckpointError(f"no checkpoints in {ckpt}; train first")
-            return store.restore(self.abstract_state())
+            return store.restore(self.abstract_state(workdir))
         finally:
             store.close()
 

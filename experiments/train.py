@@ -9,6 +9,7 @@ From Python: `train(config_dict, workdir)` returns the final state.
 import sys
 from functools import partial
 
+import jax
 from absl import flags
 
 from experiments import cli
@@ -30,16 +31,22 @@ def train(config, workdir: str, *, progress: bool | None = None):
     paths = cli.workdir_paths(workdir)
     cli.save_config(c, workdir)
     stream = exp.stream()
-    first = stream.batch(0)
-    state = exp.init(exp.example_batch(first), fitted=exp.fit_data(stream))
     mesh = exp.mesh()
-    shardings = exp.state_sharding(mesh, state)
     store = Checkpoints(paths["ckpt"], max_to_keep=c.train.keep)
     cursor = 0
-    if store.latest_step() is not None:
-        state, meta = store.restore(state)
+    if store.latest_step() is not None:  # resume: no init, no data fit, no base run needed
+        abstract = exp.abstract_state(workdir)
+        shardings = exp.state_sharding(mesh, abstract)
+        state, meta = store.restore(jax.tree.map(_placed, abstract, shardings))
         cursor = int(meta["cursor"])
         print(f"resuming from {paths['ckpt']} at step {int(state.step)}")
+    else:
+        base, base_state = exp.restore_base()
+        if base is not None:
+            exp.save_base_config(base, workdir)
+        example = exp.example_batch(stream.batch(0))
+        state = exp.init(example, fitted=exp.fit_data(stream), base=base_state)
+        shardings = exp.state_sharding(mesh, state)
     plan = TrainPlan(
         c.train.num_steps,
         c.train.log_every,
@@ -71,6 +78,10 @@ def train(config, workdir: str, *, progress: bool | None = None):
         writer.close()
         store.close()
     return state
+
+
+def _placed(abstract, sharding):
+    return jax.ShapeDtypeStruct(abstract.shape, abstract.dtype, sharding=sharding)
 
 
 def main(argv):

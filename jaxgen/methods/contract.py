@@ -36,6 +36,18 @@ class DataFit:
 
 
 @dataclasses.dataclass(frozen=True)
+class BaseStage:
+    """The recipe starts from a finished run of recipe `recipe`, named by the config field
+    `method.base_workdir`. That run's config and newest checkpoint are read and checked (same
+    data set, then `check(config, base_config) -> reason or None` on the two recipe Configs),
+    and its restored state is passed to `init` as `base=`. The recipe keeps the frozen
+    parameters it needs inside its own state, so the new run's checkpoints stand alone."""
+
+    recipe: str
+    check: Callable[[Any, Any], str | None] = lambda config, base_config: None
+
+
+@dataclasses.dataclass(frozen=True)
 class Capabilities:
     """What a recipe offers, read by `experiments/` (train, sample, evaluate, figures)."""
 
@@ -48,6 +60,7 @@ class Capabilities:
     extras: tuple[str, ...] = ()  # of EXTRAS: energy(state, x), log_density(state, x), ...
     sample_sharding: bool = False  # `sample(..., sharding=)` splits samples over devices
     data_fit: DataFit | None = None
+    base_stage: BaseStage | None = None
     batch_state: tuple[str, ...] = ()  # State fields whose leaves are split over `data`
 
     def __post_init__(self):

@@ -1,0 +1,195 @@
+"""Stages: a recipe that starts from another run (`method.base_workdir`) keeps the base run's
+frozen parameters inside its own state, so its checkpoints stand alone; a base run of another
+recipe or other data is one error naming both configs.
+
+The recipe here is a test double in the shape VAEBM will have: a frozen `gan2d` generator (the
+base) tilted by a trained energy E, sampled by one generator pass.
+"""
+
+import dataclasses
+import json
+import shutil
+import types
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+from flax import struct
+
+from experiments import cli
+from experiments import sample as sample_cli
+from experiments.configs.common import base_config
+from experiments.configs.gan2d.toy2d import get_config as gan_config
+from experiments.evaluate import evaluate
+from experiments.train import train
+from jaxgen import methods
+from jaxgen.methods import gan2d
+from jaxgen.methods.common import Optim, make_tx
+from jaxgen.methods.contract import BaseStage, Capabilities, ConfigError
+from jaxgen.nn import ScalarMLP
+from jaxgen.optim import ModelState, apply_gradients, init_model_state
+
+
+@dataclasses.dataclass(frozen=True)
+class Model:
+    hidden: tuple[int, ...] = (8,)
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+    base_workdir: str = ""
+    latent: int = 4  # must equal the base generator's
+
+
+@dataclasses.dataclass(frozen=True)
+class Optims:
+    energy: Optim = Optim(lr=1e-3, ema_rate=0.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    model: Model = Model()
+    method: Method = Method()
+    optim: Optims = Optims()
+    sample: gan2d.Sample = gan2d.Sample()
+
+
+@struct.dataclass
+class State:
+    step: jax.Array
+    key: jax.Array
+    energy: ModelState
+    base_params: dict  # the base generator's EMA parameters, frozen
+    base_stats: dict  # and its BatchNorm statistics
+
+
+def _check(config, base_config):
+    if config.method.latent != base_config.model.latent:
+        return f"method.latent={config.method.latent} but the base's model.latent=" + str(
+            base_config.model.latent
+        )
+    return None
+
+
+def _base_cfg(latent: int):
+    return dataclasses.replace(gan2d.Config(), model=gan2d.Model(latent=latent, gen_hidden=(8,)))
+
+
+def init(config, example_batch, *, key, base):
+    params = ScalarMLP(config.model.hidden).init(key, jnp.zeros((1, 2)))["params"]
+    energy = init_model_state(params, make_tx(config.optim.energy), ema=False)
+    frozen = base.gen.eval_params(True), base.gen.variables["batch_stats"]
+    return State(jnp.zeros((), jnp.int32), key, energy, *frozen)
+
+
+def _generate(state, z, config):
+    x, _ = gan2d.generate(
+        state.base_params,
+        state.base_stats,
+        z,
+        config=_base_cfg(config.method.latent),
+        out_dim=2,
+        train=False,
+    )
+    return x
+
+
+def train_step(state, batch, *, config):
+    z = jax.random.normal(jax.random.fold_in(state.key, state.step), (batch["x"].shape[0], 4))
+    fake = jax.lax.stop_gradient(_generate(state, z, config))
+    energy = lambda p, x: ScalarMLP(config.model.hidden).apply({"params": p}, x)
+    loss_fn = lambda p: jnp.mean(energy(p, batch["x"])) - jnp.mean(energy(p, fake))
+    loss, grads = jax.value_and_grad(loss_fn)(state.energy.params)
+    ms, _ = apply_gradients(
+        state.energy, grads, make_tx(config.optim.energy), step=state.step, ema_rate=0.0
+    )
+    return state.replace(step=state.step + 1, energy=ms), {"loss": loss}
+
+
+def sample(state, num, *, config, key, shape=None, use_ema=True):
+    z = jax.random.normal(key, (num, config.method.latent))
+    return _generate(state, z, config), {"nfe": jnp.ones((num,))}
+
+
+TILT = types.SimpleNamespace(
+    Config=Config,
+    init=init,
+    train_step=train_step,
+    sample=sample,
+    CAPABILITIES=Capabilities(
+        networks=("energy",),
+        sampler_stats=("nfe",),
+        nfe="generator passes",
+        base_stage=BaseStage(recipe="gan2d", check=_check),
+    ),
+)
+
+
+@pytest.fixture
+def tilt_recipe(monkeypatch):
+    monkeypatch.setitem(methods.RECIPES, "tilt2d", TILT)
+
+
+def _gan_run(tmp_path, **data):
+    c = gan_config()
+    c.data.update(dict(batch_size=16, **data))
+    c.train.update(dict(num_steps=2, ckpt_every=2, sample_every=0, steps_per_call=1))
+    c.model.update(dict(latent=4, gen_hidden=(8,), disc_hidden=(8,)))
+    wd = tmp_path / "base"
+    train(c, str(wd), progress=False)
+    return wd
+
+
+def _tilt_config(base_wd, num_steps=2):
+    c = base_config("tilt2d", dataset="8gaussians", batch_size=16, num_steps=num_steps)
+    c.method.base_workdir = str(base_wd)
+    c.train.update(dict(ckpt_every=1, sample_every=0, log_every=1))
+    c.eval.update(dict(num_samples=64, batch_size=64, metrics=("mmd",)))
+    return c
+
+
+@pytest.mark.slow
+def test_stage_stores_the_frozen_base_and_stands_alone(tmp_path, tilt_recipe):
+    base_wd = _gan_run(tmp_path)
+    base_state, _ = cli.experiment(gan_config_for(base_wd)).restore_latest(str(base_wd))
+    wd = tmp_path / "tilt"
+    state = train(_tilt_config(base_wd), str(wd), progress=False)
+    for a, b in zip(
+        jax.tree.leaves(state.base_params), jax.tree.leaves(base_state.gen.ema_params), strict=True
+    ):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert (wd / "base_config.json").exists()
+    shutil.rmtree(base_wd)  # the base run is gone: the new run resumes, samples, evaluates
+    state = train(_tilt_config(base_wd, num_steps=3), str(wd), progress=False)
+    assert int(state.step) == 3
+    x, stats, step = sample_cli.sample(_tilt_config(base_wd, 3), str(wd), 8)
+    assert x.shape == (8, 2) and step == 3 and stats["nfe_mean"] == 1.0
+    assert np.isfinite(evaluate(_tilt_config(base_wd, 3), str(wd))["mmd_rbf"])
+
+
+def gan_config_for(base_wd):
+    """The base run's own config, as its workdir records it."""
+    return ml_collections.ConfigDict(json.loads((base_wd / "config.json").read_text()))
+
+
+def test_a_mismatched_base_is_one_error_naming_both_configs(tmp_path, tilt_recipe):
+    with pytest.raises(ConfigError, match="no .*config.json"):
+        cli.experiment(_tilt_config(tmp_path / "nowhere")).restore_base()
+    base_wd = _gan_run(tmp_path)
+    c = _tilt_config(base_wd)
+    c.method.latent = 3
+    with pytest.raises(ConfigError) as e:
+        cli.experiment(c).restore_base()
+    msg = str(e.value)
+    assert "method.latent=3 but the base's model.latent=4" in msg and "config.json" in msg
+    c = _tilt_config(base_wd)
+    c.data.name = "25gaussians"
+    with pytest.raises(ConfigError, match="data.name='25gaussians'.*data.name='8gaussians'"):
+        cli.experiment(c).restore_base()
+    other = tmp_path / "vapo_run"
+    other.mkdir()
+    (other / "config.json").write_text('{"recipe": "vapo", "data": {"name": "8gaussians"}}')
+    with pytest.raises(ConfigError, match="is a 'vapo' run; tilt2d starts from a 'gan2d' run"):
+        cli.experiment(_tilt_config(other)).restore_base()
