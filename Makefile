@@ -28,7 +28,7 @@ eval: $(BIN)/activate
 
 bench: $(BIN)/activate
 	$(BIN)/python -m benchmarks.step_throughput
-	$(BIN)/python -m benchmarks.vapo_toy2d
+	$(BIN)/python -m benchmarks.vapo_toy2d --out
 
 lint: $(BIN)/activate
 	$(BIN)/ruff check jaxgen experiments benchmarks tests

@@ -83,11 +83,6 @@ def _spec(dataset: str) -> ExtractorSpec:
     return FEATURE_EXTRACTORS[dataset]
 
 
-def file_sha256(path) -> str:
-    """Hex SHA-256 of the file at `path`."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def save_extractor_weights(spec: ExtractorSpec, params, path=None) -> Path:
     """Write `params` as flax msgpack to `path` (default: the spec's package file), atomically."""
     path = Path(path) if path is not None else spec.weights_path

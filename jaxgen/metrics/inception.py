@@ -34,7 +34,6 @@ import jax.numpy as jnp
 import numpy as np
 
 INPUT_SIZE = 299
-FEATURE_DIM = 2048
 NUM_LOGITS = 1008
 Variables = Any  # {"params": ..., "batch_stats": ...}
 
