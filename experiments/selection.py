@@ -1,6 +1,6 @@
-"""Model selection during training (VAPO's protocol, spec §9): every `train.select_every` steps,
-the FD (or FID) of `train.select_samples` EMA samples; the best state is kept in `DIR/best/`
-and every evaluation is appended to `DIR/selection.jsonl` (docs/methods/vapo.md §5)."""
+"""Model selection during training (VAPO's protocol, docs/methods/vapo.md §5.5): every
+`train.select_every` steps, the FD (or FID) of `train.select_samples` EMA samples; the best
+state is kept in `DIR/best/` and every evaluation is appended to `DIR/selection.jsonl`."""
 
 import json
 import math

@@ -1,5 +1,6 @@
-"""FDRL: Bregman losses recover q/p in closed-form Gaussian cases, f' matches the spec's table,
-the Euler–Maruyama flow has the known marginals, and the recipe trains across a density chasm."""
+"""FDRL: Bregman losses recover q/p in closed-form Gaussian cases, f' matches the table of
+docs/methods/fdrl.md eq. (3), the Euler–Maruyama flow has the known marginals, and the recipe
+trains across a density chasm."""
 
 from functools import partial
 
@@ -56,7 +57,7 @@ def test_lr_loss_is_binary_cross_entropy_with_generated_labelled_one():
     np.testing.assert_allclose(value, p_term + q_term, rtol=1e-6)
 
 
-# f'(r) from the spec's table (§1.3), as a function of r
+# f'(r) from the table of docs/methods/fdrl.md eq. (3), as a function of r
 F_PRIME_OF_R = {
     "pearson": lambda r: 2 * (r - 1),
     "kl": lambda r: jnp.log(r) + 1,
@@ -168,8 +169,9 @@ def test_train_step_is_pure_and_jit_equals_no_jit():
 
 
 def test_flow_guided_training_crosses_the_density_chasm():
-    """Spec §4.3 / paper Fig. 2-3: prior N(0, 0.1 I), data N(6, 0.1 I) in 1-D. Flow-guided
-    training moves the samples across the chasm (the plain stale estimator fails here)."""
+    """docs/methods/fdrl.md §5 / paper Fig. 2-3: prior N(0, 0.1 I), data N(6, 0.1 I) in 1-D.
+    Flow-guided training moves the samples across the chasm (the plain stale estimator fails
+    here)."""
     cfg = _cfg(
         {
             "model.hidden": (32, 32),
