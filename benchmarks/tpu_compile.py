@@ -30,7 +30,6 @@ import numpy as np
 from ml_collections import config_flags
 
 from benchmarks.common import record
-from experiments.cli import experiment
 from jaxgen.parallel import batch_sharding, make_mesh, replicated
 from jaxgen.train.step import make_sharded_step
 
