@@ -19,6 +19,7 @@ published figures for each TPU generation.
 """
 
 import argparse
+import ast
 import json
 import re
 import time
@@ -53,24 +54,27 @@ def load_config(path: str, overrides: list[str]):
         node = c
         for name in parents:
             node = node[name]
-        node[leaf] = type(node[leaf])(json.loads(value)) if value[:1] in "[(0123456789-" else value
+        try:
+            node[leaf] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            node[leaf] = value  # a plain string
     return c
 
 
 def collectives(hlo: str) -> dict:
-    """`{kind: {"count": n, "bytes": total result bytes}}` of the collectives in an HLO module."""
+    """`{kind: {"count": n, "bytes": total result bytes}}` of the collectives in an HLO module
+    (an async `-start` counts once; its `-done` is not counted)."""
+    kinds = "|".join(COLLECTIVES)
+    line = re.compile(rf"^\s*\S+ = (.*?) ({kinds})(?:-start)?\(", re.M)
     out = {}
-    for kind in COLLECTIVES:
-        pattern = rf"= ([^=]*?) {kind}(?:-start)?\("
-        results = re.findall(pattern, hlo)
-        if not results:
-            continue
+    for shapes, kind in line.findall(hlo):
         total = 0
-        for shapes in results:
-            for dtype, dims in re.findall(r"(\w+)\[([\d,]*)\]", shapes):
-                n = int(np.prod([int(d) for d in dims.split(",") if d])) if dims else 1
-                total += n * DTYPE_BYTES.get(dtype, 4)
-        out[kind] = {"count": len(results), "bytes": total}
+        for dtype, dims in re.findall(r"\b([a-z]+\d*)\[([\d,]*)\]", shapes):
+            n = int(np.prod([int(d) for d in dims.split(",") if d])) if dims else 1
+            total += n * DTYPE_BYTES.get(dtype, 4)
+        entry = out.setdefault(kind, {"count": 0, "bytes": 0})
+        entry["count"] += 1
+        entry["bytes"] += total
     return out
 
 

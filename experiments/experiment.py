@@ -7,14 +7,14 @@ reuse one compilation instead of re-tracing on every call.
 """
 
 import json
-from functools import cached_property, partial
+from functools import partial
 from pathlib import Path
 
 import jax
 import ml_collections
 import numpy as np
 
-from jaxgen.data import TOY2D_NAMES, make_stream, sample_toy2d
+from jaxgen.data import TOY2D_NAMES, example_shape, make_stream, sample_toy2d
 from jaxgen.data.pipeline import to_unit_range
 from jaxgen.methods import get_recipe
 from jaxgen.methods.contract import ConfigError, config_from_dict
@@ -79,10 +79,10 @@ class Experiment:
             data_dir=d.data_dir or None,
         )
 
-    @cached_property
+    @property
     def shape(self) -> tuple[int, ...]:
-        """The shape of one training example (reads the data set once)."""
-        return tuple(self.stream().batch(0)["x"].shape[1:])
+        """The shape of one training example (known without reading the data)."""
+        return example_shape(self.c.data.name, pad_to_32=self.c.data.pad_to_32)
 
     def example_batch(self, first=None) -> dict:
         """A batch of the global batch size for `init`: `first` (this host's first batch) tiled

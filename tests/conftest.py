@@ -9,6 +9,9 @@ import os
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# with libtpu installed (the TPU compile tests), let several processes load it at once: the CLI
+# subprocesses of the smoke tests start while this one holds it
+os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
 # JAX's persistent compilation cache, shared by this process and the CLI subprocesses the smoke
 # tests start (they inherit the environment): a program compiled once is read back after that
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -48,6 +48,27 @@ def load_images(
     raise ValueError(f"unknown image data set {name!r}; choose one of {list(IMAGE_NAMES)}")
 
 
+# one example's shape per data set, known without reading it (abstract states, AOT compiles)
+IMAGE_SHAPES = {
+    "digits": (8, 8, 1),
+    "fashion_mnist": (28, 28, 1),
+    "cifar10": (32, 32, 3),
+    "celeba64": (64, 64, 3),
+    "lsun_church64": (64, 64, 3),
+}
+
+
+def example_shape(name: str, *, pad_to_32: bool = False) -> tuple[int, ...]:
+    """The shape of one example of data set `name` (`(2,)` for the 2-D sets; Fashion-MNIST is
+    32 × 32 with `pad_to_32`), without reading the data."""
+    if name in TOY2D_NAMES:
+        return (2,)
+    if name not in IMAGE_SHAPES:
+        raise ValueError(f"unknown data set {name!r}; choose one of {list(DATASET_NAMES)}")
+    h, w, c = IMAGE_SHAPES[name]
+    return (32, 32, c) if pad_to_32 and name == "fashion_mnist" else (h, w, c)
+
+
 def to_unit_range(images, max_value: float) -> np.ndarray:
     """Pixels in [0, max_value] -> float32 in [-1, 1]."""
     return (np.asarray(images, np.float32) * (2.0 / max_value) - 1.0).astype(np.float32)

@@ -16,10 +16,11 @@ from flax import struct
 
 from jaxgen.methods.common import Optim, make_tx, validate
 from jaxgen.methods.contract import Capabilities
-from jaxgen.nn import MLP
 from jaxgen.objectives.gan import d_loss_nonsaturating, g_loss_nonsaturating
 from jaxgen.optim import ModelState, apply_gradients, init_model_state
 from jaxgen.parallel import shard_over_batch
+
+DTYPES = ("float32", "bfloat16")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,13 +29,15 @@ class Model:
     gen_hidden: tuple[int, ...] = (128, 128)  # G: Dense-BatchNorm-ReLU blocks, then Dense
     disc_hidden: tuple[int, ...] = (128, 128)  # D: Dense-LeakyReLU(0.2) blocks, then a logit
     bn_momentum: float = 0.9  # running-statistics decay of G's BatchNorm
+    # activations' dtype; parameters, BatchNorm statistics and losses stay float32
+    dtype: str = "float32"  # or "bfloat16" (docs/methods/gan2d.md §3)
 
     def __post_init__(self):
         ranges = {
             "latent": self.latent >= 1,
             "bn_momentum": (0 <= self.bn_momentum < 1, "must be in [0, 1)"),
         }
-        validate(self, ranges)
+        validate(self, ranges, {"dtype": DTYPES})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,9 +86,12 @@ class State:
 
 
 class Generator(nn.Module):
+    """z `[B, latent]` → x `[B, out_dim]` float32; layers compute in `dtype`."""
+
     hidden: tuple[int, ...]
     out_dim: int
     bn_momentum: float
+    dtype: str = "float32"
 
     @nn.compact
     def __call__(self, z, *, train: bool):
@@ -93,24 +99,32 @@ class Generator(nn.Module):
         for width in self.hidden:
             # no bias before BatchNorm: its gradient is zero up to rounding, which Adam's
             # normalisation would blow up to steps of ±lr
-            h = nn.Dense(width, use_bias=False)(h)
-            h = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum)(h)
+            h = nn.Dense(width, use_bias=False, dtype=self.dtype)(h)
+            h = nn.BatchNorm(
+                use_running_average=not train, momentum=self.bn_momentum, dtype=self.dtype
+            )(h)
             h = nn.relu(h)
-        return nn.Dense(self.out_dim)(h)
+        return nn.Dense(self.out_dim, dtype=self.dtype)(h).astype(jnp.float32)
 
 
 class Discriminator(nn.Module):
+    """x `[B, D]` → logit `[B]` float32; layers compute in `dtype`."""
+
     hidden: tuple[int, ...]
+    dtype: str = "float32"
 
     @nn.compact
     def __call__(self, x):
-        return MLP((*self.hidden, 1), act="leaky_relu")(x)[:, 0]
+        h = x.astype(self.dtype)
+        for width in self.hidden:
+            h = nn.leaky_relu(nn.Dense(width, dtype=self.dtype)(h), 0.2)
+        return nn.Dense(1, dtype=self.dtype)(h)[:, 0].astype(jnp.float32)
 
 
 def networks(config: Config, out_dim: int):
     m = config.model
-    gen = Generator(tuple(m.gen_hidden), out_dim, m.bn_momentum)
-    return gen, Discriminator(tuple(m.disc_hidden))
+    gen = Generator(tuple(m.gen_hidden), out_dim, m.bn_momentum, m.dtype)
+    return gen, Discriminator(tuple(m.disc_hidden), m.dtype)
 
 
 def generate(gen_params, batch_stats, z, *, config: Config, out_dim: int, train: bool):

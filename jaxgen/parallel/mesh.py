@@ -17,9 +17,12 @@ def initialize_distributed() -> None:
     jax.distributed.initialize()
 
 
-def make_mesh(num_devices: int | None = None) -> Mesh:
-    """A 1-D `data` mesh over the first `num_devices` devices (all devices when None)."""
-    devices = jax.devices()
+def make_mesh(num_devices: int | None = None, *, devices=None) -> Mesh:
+    """A 1-D `data` mesh over the first `num_devices` of `devices` (default `jax.devices()`,
+    every host's; all of them when `num_devices` is None). `devices` may be the devices of a
+    TPU topology description, to compile ahead of time for hardware this machine lacks
+    (`benchmarks/tpu_compile.py`)."""
+    devices = jax.devices() if devices is None else list(devices)
     n = len(devices) if num_devices is None else num_devices
     if not 1 <= n <= len(devices):
         raise ValueError(f"num_devices must be in [1, {len(devices)}], got {n}")
