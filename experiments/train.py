@@ -1,11 +1,15 @@
 """Train a method: `python -m experiments.train --config CONFIG --workdir DIR [--config.a.b=v]`.
 
 Resumes from the newest checkpoint in `DIR/checkpoints`; logs to `DIR/metrics.jsonl` and
-TensorBoard (`DIR/tb`); writes sample figures to `DIR/samples/`.
+TensorBoard (`DIR/tb`); writes sample figures to `DIR/samples/`. SIGTERM (preemption) or Ctrl-C
+finishes the step in flight, checkpoints it, prints one line and exits with 128 + the signal
+number (143 for SIGTERM, 130 for SIGINT); the same command resumes.
 
 From Python: `train(config_dict, workdir)` returns the final state.
 """
 
+import contextlib
+import signal
 import sys
 from functools import partial
 
@@ -18,12 +22,33 @@ from experiments.selection import selection_hook
 from jaxgen.parallel import initialize_distributed
 from jaxgen.train.checkpoint import Checkpoints
 from jaxgen.train.logging import MetricsWriter
-from jaxgen.train.loop import TrainPlan, fit
+from jaxgen.train.loop import Interrupted, TrainPlan, fit
 
 
-def train(config, workdir: str, *, progress: bool | None = None):
+@contextlib.contextmanager
+def stop_on_signals(signums=(signal.SIGTERM, signal.SIGINT)):
+    """Within the block, SIGTERM (preemption) and SIGINT (Ctrl-C) only set a flag; yields
+    `received() -> signal number or None`. A second SIGINT interrupts at once."""
+    got: list[int] = []
+
+    def handler(signum, frame):
+        if got and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        got.append(signum)
+
+    old = {s: signal.signal(s, handler) for s in signums}
+    try:
+        yield lambda: got[0] if got else None
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def train(config, workdir: str, *, progress: bool | None = None, received=None):
     """Train (or resume) the run in `workdir` (`config`: an experiment ConfigDict or its
-    `Experiment`). Returns the final state."""
+    `Experiment`). Returns the final state. `received()` (see `stop_on_signals`) is polled
+    between steps: once it returns a signal, the step in flight finishes, is checkpointed, and
+    `jaxgen.train.loop.Interrupted` is raised."""
     exp = cli.as_experiment(config)
     c = exp.c
     if c.train.multihost:
@@ -73,6 +98,7 @@ def train(config, workdir: str, *, progress: bool | None = None):
             on_sample=sample_figure(exp, workdir),
             hooks=hooks,
             progress=progress,
+            should_stop=None if received is None else (lambda: received() is not None),
         )
     finally:
         writer.close()
@@ -89,7 +115,13 @@ def main(argv):
         exp = cli.parse_flags(argv)
         if flags.FLAGS.workdir is None:
             raise cli.ConfigError("--workdir is required")
-        train(exp, flags.FLAGS.workdir)
+        with stop_on_signals() as received:
+            try:
+                train(exp, flags.FLAGS.workdir, received=received)
+            except Interrupted as e:  # preempted or Ctrl-C: saved; exit 128 + signal number
+                name = signal.Signals(received()).name
+                print(f"{name}: {e}; run the same command to resume", file=sys.stderr)
+                sys.exit(128 + received())
 
     cli.run_main(run)
 

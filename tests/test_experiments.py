@@ -130,8 +130,26 @@ def _final_params(workdir):
     return state, meta
 
 
+def _interrupt(config, wd, args, sig):
+    """Start `train`, send `sig` once checkpoint 200 exists; `(returncode, stderr)`."""
+    cmd = [sys.executable, "-m", "experiments.train", f"--config={config}", f"--workdir={wd}"]
+    proc = subprocess.Popen(
+        [*cmd, *args], cwd=REPO, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    deadline = time.time() + 300
+    while not (wd / "checkpoints" / "200").exists() and proc.poll() is None:
+        assert time.time() < deadline, "no checkpoint appeared"
+        time.sleep(0.05)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    return proc.returncode, err.decode()
+
+
 @pytest.mark.slow
-def test_kill_and_resume_is_bit_identical(tmp_path):
+def test_kill_term_and_resume_are_bit_identical(tmp_path):
+    """SIGKILL: the run resumes from its last periodic checkpoint. SIGTERM (preemption): the
+    step in flight finishes and is checkpointed, one line says so, the exit status is 143, and
+    the resumed run ends bit-identical to an uninterrupted one, as the killed one does."""
     config = REPO / "experiments/configs/vapo/toy2d.py"
     args = [
         "--config.train.num_steps=600",
@@ -139,35 +157,26 @@ def test_kill_and_resume_is_bit_identical(tmp_path):
         "--config.train.sample_every=0",
     ]
     run("train", config, tmp_path / "full", *args)
-
-    wd = tmp_path / "killed"
-    cmd = [
-        sys.executable,
-        "-m",
-        "experiments.train",
-        f"--config={config}",
-        f"--workdir={wd}",
-        *args,
-    ]
-    proc = subprocess.Popen(
-        cmd, cwd=REPO, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    deadline = time.time() + 300
-    while not (wd / "checkpoints" / "200").exists() and proc.poll() is None:
-        assert time.time() < deadline, "no checkpoint appeared"
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    steps = Checkpoints(wd / "checkpoints").all_steps()
-    assert 600 not in steps, "the run finished before it could be killed"
-    run("train", config, wd, *args)
-
     full, full_meta = _final_params(tmp_path / "full")
-    resumed, resumed_meta = _final_params(wd)
-    assert int(full.step) == int(resumed.step) == 600
-    assert full_meta["cursor"] == resumed_meta["cursor"]
-    for a, b in zip(jax.tree.leaves(full), jax.tree.leaves(resumed), strict=True):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+    code, _ = _interrupt(config, tmp_path / "killed", args, signal.SIGKILL)
+    assert code == -signal.SIGKILL
+    assert 600 not in Checkpoints(tmp_path / "killed" / "checkpoints").all_steps()
+
+    code, err = _interrupt(config, tmp_path / "termed", args, signal.SIGTERM)
+    saved = Checkpoints(tmp_path / "termed" / "checkpoints").latest_step()
+    lines = [ln for ln in err.splitlines() if ln.startswith("SIGTERM")]
+    assert code == 143 and len(lines) == 1, err[-2000:]
+    assert f"stopped at step {saved}; checkpoint" in lines[0] and "to resume" in lines[0]
+    assert 200 <= saved < 600
+
+    for wd in ("killed", "termed"):
+        run("train", config, tmp_path / wd, *args)
+        resumed, resumed_meta = _final_params(tmp_path / wd)
+        assert int(full.step) == int(resumed.step) == 600
+        assert full_meta["cursor"] == resumed_meta["cursor"]
+        for a, b in zip(jax.tree.leaves(full), jax.tree.leaves(resumed), strict=True):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
 def test_consecutive_draws_reuse_one_compiled_sampler():

@@ -279,3 +279,39 @@ def test_hooks_see_the_exact_state_of_their_step(k):
     )
     assert all(step == state_step for step, state_step in seen)
     assert [step // 3 for step, _ in seen] == [1, 2, 3, 4]  # each multiple of 3 crossed once
+
+
+@pytest.mark.parametrize("k", [1, 4])
+def test_a_stop_request_checkpoints_the_step_in_flight_and_resumes_exactly(tmp_path, k):
+    """`should_stop` (what SIGTERM sets): the call in flight finishes, its step is saved,
+    `Interrupted` names it, and resuming from it gives the uninterrupted run's state."""
+    from jaxgen.train.loop import Interrupted
+
+    step = partial(vapo.train_step, config=CFG)
+    mesh = make_mesh(8)
+    stream, state = _setup()
+    n = 6 * k
+    full, _ = fit(step, state, stream, mesh, TrainPlan(n, 4, 0, steps_per_call=k), progress=False)
+    polls = iter(range(100))
+    stop_after_3_polls = lambda: next(polls) >= 3
+    stream, state = _setup()
+    store = Checkpoints(tmp_path / "ckpt")
+    plan = TrainPlan(n, log_every=4, ckpt_every=0, steps_per_call=k)  # no periodic checkpoint
+    with pytest.raises(Interrupted) as e:
+        fit(
+            step,
+            state,
+            stream,
+            mesh,
+            plan,
+            checkpoints=store,
+            progress=False,
+            should_stop=stop_after_3_polls,
+        )
+    # 3 calls were dispatched before the stop; all of them finished
+    assert e.value.step == 3 * k and store.latest_step() == 3 * k
+    assert f"checkpoint {tmp_path / 'ckpt' / str(3 * k)}" in str(e.value)
+    _, fresh = _setup()
+    restored, meta = Checkpoints(tmp_path / "ckpt").restore(fresh)
+    resumed, _ = fit(step, restored, stream, mesh, plan, cursor=meta["cursor"], progress=False)
+    _assert_trees(_params(full), _params(resumed))

@@ -26,6 +26,15 @@ class NonFiniteError(FloatingPointError):
     """Training produced a NaN/Inf loss or gradient."""
 
 
+class Interrupted(Exception):
+    """Training stopped on request (`fit(should_stop=...)`, e.g. SIGTERM) after the call in
+    flight finished and a checkpoint of that step was written; `step` is that step."""
+
+    def __init__(self, step: int, where: str):
+        super().__init__(f"stopped at step {step}; {where}")
+        self.step = step
+
+
 @dataclass(frozen=True)
 class TrainPlan:
     """How long to train, the intervals of logging / checkpoints / samples, and the policy for
@@ -98,6 +107,7 @@ def fit(
     on_sample: Callable | None = None,
     hooks: tuple[tuple[int, Callable], ...] = (),
     progress: bool | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ):
     """Train until `state.step == schedule.num_steps`. Returns `(state, cursor)`.
 
@@ -105,7 +115,13 @@ def fit(
     non-finite guard. `cursor` is the stream index of the next batch; it is saved with the
     state (with `meta`) so a resumed run sees the same batches. `on_sample(state, step)` is called
     every `sample_every` steps, and each `(every, fn)` of `hooks` as `fn(state, step)` every `every`
-    steps (e.g. model selection). `progress=None` shows a bar only on a terminal.
+    steps (e.g. model selection). `progress=None` shows a bar only on a terminal, with the
+    `headline` metrics. `state_sharding` lays the state out on the mesh (replicated when None;
+    see `jaxgen.parallel.state_shardings`).
+
+    `should_stop()` is polled before each dispatch: once it is true, no new call starts, the
+    call in flight is finished, its step is checkpointed (when `checkpoints` is given) and
+    `Interrupted` is raised (nothing trained is lost; a resume continues bit-identically).
     """
     if schedule.nonfinite not in ("stop", "skip", "rollback"):
         raise ValueError(f"nonfinite={schedule.nonfinite!r}; choose stop, skip or rollback")
@@ -134,7 +150,8 @@ def fit(
     try:
         while True:
             call = None
-            if planned < schedule.num_steps:
+            stopping = should_stop is not None and should_stop()
+            if planned < schedule.num_steps and not stopping:
                 k = min(K, schedule.num_steps - planned)
                 first, batch = _next_call(batches, mesh, k, stacked=K > 1)
                 state, metrics = step_jit(state, batch)
@@ -147,6 +164,9 @@ def fit(
                 flush_log()
             inflight = call
             if inflight is None:
+                if stopping and run.step < schedule.num_steps:
+                    flush_log()
+                    raise Interrupted(run.step, _save_now(state, run, checkpoints, meta))
                 break
             # the state of a step boundary is needed now (checkpoint / sample / hooks / end)
             everies = (schedule.ckpt_every, schedule.sample_every, *(e for e, _ in hooks))
@@ -228,6 +248,15 @@ def _at_boundary(state, run: _Run, schedule, checkpoints, meta, on_sample, hooks
         if _crossed(before, step, every):
             fn(state, step)
     run.checked, run.forced = step, False
+
+
+def _save_now(state, run: _Run, checkpoints, meta) -> str:
+    """Checkpoint the state of `run.step` unless that step is saved already; says where."""
+    if checkpoints is None:
+        return "no checkpoints were configured"
+    if checkpoints.latest_step() != run.step:
+        checkpoints.save(run.step, state, {**(meta or {}), "cursor": run.cursor})
+    return f"checkpoint {checkpoints.directory / str(run.step)}"
 
 
 def _crossed(before: int, after: int, every: int) -> bool:
