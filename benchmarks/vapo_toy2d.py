@@ -40,7 +40,7 @@ from experiments.configs.vapo.toy2d import get_config
 from experiments.train import train
 from jaxgen.data import mixture_modes, sample_toy2d
 from jaxgen.methods import vapo
-from jaxgen.methods.contract import replace_fields
+from jaxgen.methods.common import replace_fields
 from jaxgen.metrics import mmd_rbf, mode_coverage
 
 FIELD_BLOCK_S = 0.02  # a field timing block lasts at least this long

@@ -28,7 +28,7 @@ __all__ = [
 ]
 from jaxgen.data import DATASET_NAMES
 from jaxgen.data.images import DatasetMissingError
-from jaxgen.methods.contract import ConfigError
+from jaxgen.methods.common import ConfigError
 from jaxgen.train.checkpoint import CheckpointError
 from jaxgen.train.loop import NonFiniteError
 

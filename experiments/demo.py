@@ -20,7 +20,7 @@ from experiments import cli, evaluate
 from experiments.train import train
 from jaxgen.data import sample_toy2d
 from jaxgen.methods import vapo
-from jaxgen.methods.contract import ConfigError
+from jaxgen.methods.common import ConfigError
 from jaxgen.train.figures import save_field_plot, save_scatter
 
 DEFAULT_CONFIG = "experiments/configs/vapo/toy2d.py"

@@ -17,7 +17,7 @@ from experiments import cli, image_eval
 from experiments import protocol as protocol_lib
 from experiments.experiment import Experiment
 from jaxgen.data import OOD_NAMES, mixture_modes, sample_toy2d
-from jaxgen.methods.contract import ConfigError, config_to_dict
+from jaxgen.methods.common import ConfigError, config_to_dict
 from jaxgen.metrics import energy_distance, grid_log_likelihood, mmd_rbf, mode_coverage
 from jaxgen.train.figures import save_image_grid
 

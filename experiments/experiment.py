@@ -17,7 +17,7 @@ import numpy as np
 from jaxgen.data import TOY2D_NAMES, example_shape, make_stream, sample_toy2d
 from jaxgen.data.pipeline import to_unit_range
 from jaxgen.methods import get_recipe
-from jaxgen.methods.contract import ConfigError, config_from_dict
+from jaxgen.methods.common import ConfigError, config_from_dict
 from jaxgen.parallel import batch_sharding, make_mesh, replicated, state_shardings
 from jaxgen.train.checkpoint import CheckpointError, Checkpoints
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from experiments import protocol as protocol_lib
 from experiments.experiment import Experiment, workdir_paths
-from jaxgen.methods.contract import ConfigError
+from jaxgen.methods.common import ConfigError
 from jaxgen.train.checkpoint import Checkpoints
 
 

@@ -26,8 +26,7 @@ from experiments.evaluate import evaluate
 from experiments.train import train
 from jaxgen import methods
 from jaxgen.methods import gan2d
-from jaxgen.methods.common import Optim, make_tx
-from jaxgen.methods.contract import BaseStage, Capabilities, ConfigError
+from jaxgen.methods.common import BaseStage, Capabilities, ConfigError, Optim, make_tx
 from jaxgen.nn import ScalarMLP
 from jaxgen.optim import ModelState, apply_gradients, init_model_state
 

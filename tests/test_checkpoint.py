@@ -11,7 +11,7 @@ import optax
 import pytest
 
 from jaxgen.methods import vapo
-from jaxgen.methods.contract import replace_fields
+from jaxgen.methods.common import replace_fields
 from jaxgen.optim import (
     ModelState,
     apply_gradients,

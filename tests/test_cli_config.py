@@ -124,7 +124,7 @@ def test_runlocal_applies_the_smoke_variant(monkeypatch):
 def test_configs_state_only_what_differs_from_the_recipe_defaults():
     """The recipe's Config is the one source of defaults: the ConfigDict's sections are filled
     from it, and the 2-D config file sets nothing in them that equals a default."""
-    from jaxgen.methods.contract import config_to_dict
+    from jaxgen.methods.common import config_to_dict
 
     c = vapo_toy2d.get_config()
     defaults = config_to_dict(vapo.Config())

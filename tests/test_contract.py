@@ -1,4 +1,4 @@
-"""The recipe contract (`jaxgen.methods.contract`) and every registered recipe's declarations.
+"""The recipe contract (`jaxgen.methods.common`) and every registered recipe's declarations.
 
 - `Capabilities` refuses unknown extras and a `solver_ok` that is not a sampler stat;
 - each recipe's `CAPABILITIES` tells the truth: its `networks` are its `optim` sections and
@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from jaxgen.methods import RECIPES, fdrl, gan2d, get_recipe, vapo
-from jaxgen.methods.contract import (
+from jaxgen.methods.common import (
     EXTRAS,
     Capabilities,
     ConfigError,

@@ -12,7 +12,7 @@ from jax.scipy.optimize import minimize
 from jax.scipy.stats import norm
 
 from jaxgen.methods import fdrl
-from jaxgen.methods.contract import config_from_dict, replace_fields
+from jaxgen.methods.common import config_from_dict, replace_fields
 from jaxgen.objectives.fdrl import bregman_loss, check_pairing, f_prime, flow_drift, ratio
 from jaxgen.samplers.sde import euler_maruyama, noise_scale
 

@@ -15,7 +15,7 @@ from experiments.evaluate import evaluate
 from experiments.sample import sample
 from experiments.train import train
 from jaxgen.methods import gan2d
-from jaxgen.methods.contract import replace_fields
+from jaxgen.methods.common import replace_fields
 from jaxgen.parallel import DATA_AXIS, make_mesh, state_shardings
 from jaxgen.train.checkpoint import Checkpoints
 from jaxgen.train.step import make_sharded_step

@@ -15,7 +15,7 @@ from scipy.integrate import quad
 from scipy.stats import norm
 
 from jaxgen.methods import vapo
-from jaxgen.methods.contract import replace_fields
+from jaxgen.methods.common import replace_fields
 from jaxgen.nn import ScalarMLP
 from jaxgen.objectives.vapo import (
     Schedule,

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from jaxgen.methods import fdrl
-from jaxgen.methods.contract import replace_fields
+from jaxgen.methods.common import replace_fields
 from jaxgen.parallel import make_mesh, shard_over_batch, state_shardings
 from jaxgen.train.step import make_sharded_step
 

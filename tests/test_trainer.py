@@ -9,7 +9,7 @@ import pytest
 
 from jaxgen.data import make_stream
 from jaxgen.methods import vapo
-from jaxgen.methods.contract import replace_fields
+from jaxgen.methods.common import replace_fields
 from jaxgen.parallel import make_mesh
 from jaxgen.train.checkpoint import Checkpoints
 from jaxgen.train.loop import NonFiniteError, TrainPlan, fit

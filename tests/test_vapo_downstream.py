@@ -10,7 +10,7 @@ from sklearn.metrics import roc_auc_score
 from jaxgen.data import ood_images
 from jaxgen.data.ood import interpolated_pairs, resize_images
 from jaxgen.methods import vapo
-from jaxgen.methods.contract import replace_fields
+from jaxgen.methods.common import replace_fields
 from jaxgen.metrics import auroc, nearest_neighbours
 from jaxgen.parallel import batch_sharding, make_mesh, replicated
 from jaxgen.train.figures import save_histograms, save_image_rows

@@ -8,7 +8,7 @@ and every field can still be overridden from the command line.
 import ml_collections
 
 from jaxgen.methods import get_recipe
-from jaxgen.methods.contract import config_to_dict
+from jaxgen.methods.common import config_to_dict
 
 RECIPE_SECTIONS = ("model", "method", "optim", "sample")
 

@@ -1,6 +1,17 @@
-"""Pieces every recipe's `Config` uses: field validation and the typed optimizer section."""
+"""Pieces every recipe uses: field validation, the typed optimizer section, the `Config`
+conversion from nested dicts, and the declaration of what a recipe offers.
+
+The recipe contract: a recipe module has `Config` (a frozen dataclass whose fields are frozen
+section dataclasses: `model`, `method`, `optim` with one `Optim` per trained network, `sample`),
+`init`, `train_step`, `sample` and `CAPABILITIES`, which `experiments/` reads instead of
+inspecting the module. Configs are built from plain nested dicts by `config_from_dict` (unknown
+fields and impossible values are one-line `ConfigError`s naming the full path).
+"""
 
 import dataclasses
+import typing
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from jaxgen.optim import DECAYS, OPTIMIZERS, make_optimizer
 
@@ -84,3 +95,131 @@ def make_tx(optim: Optim):
     kwargs = {f.name: getattr(optim, f.name) for f in dataclasses.fields(optim)}
     kwargs.pop("ema_rate")
     return make_optimizer(kwargs.pop("optimizer"), kwargs.pop("lr"), **kwargs)
+
+
+EXTRAS = ("energy", "log_density", "interpolate", "translate")
+
+
+class ConfigError(ValueError):
+    """A config field is unknown, mistyped or impossible; the message names its full path."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DataFit:
+    """A fit to the training data made once before training (FDRL's data-dependent prior).
+
+    `needed(config)`: whether this config needs it; `fit(config, x)`: the fitted arrays (a
+    pytree) from the whole unaugmented training set `x` `[N, ...]`; `shapes(config, example_shape)`:
+    their `jax.ShapeDtypeStruct`s, so a checkpoint's abstract state costs no fit. `init` takes the
+    result as `fitted=`."""
+
+    needed: Callable[[Any], bool]
+    fit: Callable[[Any, Any], Any]
+    shapes: Callable[[Any, tuple], Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class BaseStage:
+    """The recipe starts from a finished run of recipe `recipe`, named by the config field
+    `method.base_workdir`. That run's config and newest checkpoint are read and checked (same
+    data set, then `check(config, base_config) -> reason or None` on the two recipe Configs),
+    and its restored state is passed to `init` as `base=`. The recipe keeps the frozen
+    parameters it needs inside its own state, so the new run's checkpoints stand alone."""
+
+    recipe: str
+    check: Callable[[Any, Any], str | None] = lambda config, base_config: None
+
+
+@dataclasses.dataclass(frozen=True)
+class Capabilities:
+    """What a recipe offers, read by `experiments/` (train, sample, evaluate, figures)."""
+
+    networks: tuple[str, ...]  # trained networks, each with its `optim.<name>` section
+    headline: tuple[str, ...] = ("loss",)  # metrics the progress bar shows
+    # per-sample statistics `sample` returns (mean / max are reported), and what NFE counts
+    sampler_stats: tuple[str, ...] = ("nfe",)
+    nfe: str = ""  # e.g. "vector-field evaluations"; "" when the recipe reports no NFE
+    solver_ok: str = ""  # a boolean stat: False where the solver stopped early ("" = none)
+    extras: tuple[str, ...] = ()  # of EXTRAS: energy(state, x), log_density(state, x), ...
+    sample_sharding: bool = False  # `sample(..., sharding=)` splits samples over devices
+    data_fit: DataFit | None = None
+    base_stage: BaseStage | None = None
+    batch_state: tuple[str, ...] = ()  # State fields whose leaves are split over `data`
+
+    def __post_init__(self):
+        unknown = [e for e in self.extras if e not in EXTRAS]
+        if unknown:
+            raise ValueError(f"unknown extras {unknown}; choose from {list(EXTRAS)}")
+        if self.solver_ok and self.solver_ok not in self.sampler_stats:
+            raise ValueError(f"solver_ok={self.solver_ok!r} is not among sampler_stats")
+
+    def has(self, extra: str) -> bool:
+        return extra in self.extras
+
+
+def _is_section(value) -> bool:
+    return dataclasses.is_dataclass(value) and not isinstance(value, type)
+
+
+def config_to_dict(config) -> dict:
+    """Nested plain dict of a Config's fields (section dataclasses become dicts)."""
+    return {
+        f.name: config_to_dict(v) if _is_section(v := getattr(config, f.name)) else v
+        for f in dataclasses.fields(config)
+    }
+
+
+def _coerce(value, kind, path: str):
+    """`value` as the annotated type `kind` (float, int, bool, str, tuple[T, ...]), or a
+    `ConfigError` naming `path`."""
+    if typing.get_origin(kind) is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{path}={value!r}: expected a tuple")
+        (item, *_) = typing.get_args(kind)
+        return tuple(_coerce(v, item, f"{path}[{i}]") for i, v in enumerate(value))
+    if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    ok = isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
+    if not ok:
+        raise ConfigError(f"{path}={value!r}: expected {kind.__name__}")
+    return value
+
+
+def config_from_dict(cls, tree: Mapping, *, path: str = "config"):
+    """`cls(**tree)` for a (nested) section dataclass `cls`, recursing into section fields.
+
+    Fields missing from `tree` keep their defaults. An unknown key, a value of the wrong type or
+    a value the section refuses is one `ConfigError` naming the full path (`config.optim.gen.lr`).
+    """
+    default, hints = cls(), typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in tree.items():
+        where = f"{path}.{key}"
+        if key not in names:
+            raise ConfigError(f"unknown config field {where} (fields: {', '.join(sorted(names))})")
+        d = getattr(default, key)
+        if _is_section(d):
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{where} is a section; set its fields ({where}.<name>)")
+            kwargs[key] = config_from_dict(type(d), value, path=where)
+        else:
+            kwargs[key] = _coerce(value, hints[key], where)
+    try:
+        return cls(**kwargs)
+    except FieldError as e:
+        raise ConfigError(f"{path}.{e}") from None
+
+
+def replace_fields(config, updates: Mapping[str, Any]):
+    """A copy of `config` with dotted fields replaced: `{"sample.t_end": 2.0}`."""
+    tree = config_to_dict(config)
+    for dotted, value in updates.items():
+        node = tree
+        *parents, leaf = dotted.split(".")
+        for name in parents:
+            if not isinstance(node.get(name), dict):
+                raise ConfigError(f"unknown config section config.{dotted}")
+            node = node[name]
+        node[leaf] = value
+    return config_from_dict(type(config), tree)

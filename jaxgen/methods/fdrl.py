@@ -20,8 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from jaxgen.methods.common import FieldError, Optim, make_tx, validate
-from jaxgen.methods.contract import Capabilities, DataFit
+from jaxgen.methods.common import Capabilities, DataFit, FieldError, Optim, make_tx, validate
 from jaxgen.nn import ScalarMLP
 from jaxgen.nn.mlp import ACTIVATIONS
 from jaxgen.objectives.fdrl import (

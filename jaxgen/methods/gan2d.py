@@ -14,8 +14,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from jaxgen.methods.common import Optim, make_tx, validate
-from jaxgen.methods.contract import Capabilities
+from jaxgen.methods.common import Capabilities, Optim, make_tx, validate
 from jaxgen.objectives.gan import d_loss_nonsaturating, g_loss_nonsaturating
 from jaxgen.optim import ModelState, apply_gradients, init_model_state
 from jaxgen.parallel import shard_over_batch

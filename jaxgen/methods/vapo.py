@@ -15,8 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from jaxgen.methods.common import Optim, make_tx, validate
-from jaxgen.methods.contract import Capabilities
+from jaxgen.methods.common import Capabilities, Optim, make_tx, validate
 from jaxgen.nn import ScalarMLP
 from jaxgen.nn.energy import EnergyResNet
 from jaxgen.nn.mlp import ACTIVATIONS
