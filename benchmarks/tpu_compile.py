@@ -31,6 +31,7 @@ import numpy as np
 from ml_collections import config_flags
 
 from benchmarks.common import record
+from experiments.configs.common import set_field
 from jaxgen.parallel import batch_sharding, make_mesh, replicated
 from jaxgen.train.step import make_sharded_step
 
@@ -50,14 +51,11 @@ def load_config(path: str, overrides: list[str]):
     c = config_flags.config_flags._LoadConfigModule("cfg", path).get_config()  # noqa: SLF001
     for item in overrides:
         key, value = item.split("=", 1)
-        *parents, leaf = key.split(".")
-        node = c
-        for name in parents:
-            node = node[name]
         try:
-            node[leaf] = ast.literal_eval(value)
+            value = ast.literal_eval(value)
         except (ValueError, SyntaxError):
-            node[leaf] = value  # a plain string
+            pass  # a plain string
+        set_field(c, key, value)
     return c
 
 

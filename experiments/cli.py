@@ -93,13 +93,13 @@ def _unknown_field_message(e: Exception, argv: list[str]) -> str:
 
 def _smoke_keeping_overrides(config, argv):
     """The smoke variant, with fields given explicitly on the command line left as given."""
-    from experiments.configs.common import smoke
+    from experiments.configs.common import set_field, smoke
 
     paths = [a[len("--config.") :].split("=")[0] for a in argv if a.startswith("--config.")]
     kept = {p: _get(config, p) for p in paths if p != "runlocal"}
     config = smoke(config)
     for p, value in kept.items():
-        _set(config, p, value)
+        set_field(config, p, value)
     return config
 
 
@@ -107,13 +107,6 @@ def _get(config, path: str):
     for name in path.split("."):
         config = config[name]
     return config
-
-
-def _set(config, path: str, value) -> None:
-    *parents, leaf = path.split(".")
-    for name in parents:
-        config = config[name]
-    config[leaf] = value
 
 
 def _die(message: str) -> None:

@@ -8,7 +8,6 @@ sampler statistics, checkpoint step, feature network) and `DIR/eval/metrics.md`.
 import json
 import sys
 import time
-from functools import partial
 
 import jax
 import numpy as np
@@ -48,7 +47,7 @@ def toy2d_log_likelihood(exp: Experiment, state, *, seed: int, num: int = 10_000
     test = np.asarray(sample_toy2d(exp.c.data.name, num, jax.random.PRNGKey(seed)))
     lim = 1.5 * float(np.abs(test).max())
     fn = exp.jitted("log_density", use_ema=exp.c.eval.ema)
-    log_density = partial(lambda s, x: np.asarray(fn(s, x.astype(np.float32))), state)
+    log_density = lambda x: np.asarray(fn(state, x.astype(np.float32)))
     return grid_log_likelihood(log_density, test, bounds=((-lim, lim), (-lim, lim)))
 
 

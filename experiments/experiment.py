@@ -7,13 +7,14 @@ reuse one compilation instead of re-tracing on every call.
 """
 
 import json
-from functools import partial
+from functools import cached_property, partial
 from pathlib import Path
 
 import jax
 import ml_collections
 import numpy as np
 
+from experiments.configs.common import RECIPE_SECTIONS
 from jaxgen.data import TOY2D_NAMES, example_shape, make_stream, sample_toy2d
 from jaxgen.data.pipeline import to_unit_range
 from jaxgen.methods import get_recipe
@@ -21,7 +22,6 @@ from jaxgen.methods.common import ConfigError, config_from_dict
 from jaxgen.parallel import batch_sharding, make_mesh, replicated, state_shardings
 from jaxgen.train.checkpoint import CheckpointError, Checkpoints
 
-RECIPE_SECTIONS = ("model", "method", "optim", "sample")
 BASE_CONFIG = "base_config.json"  # a base stage's config, copied into the run that builds on it
 
 
@@ -212,10 +212,12 @@ class Experiment:
         n_dev = jax.device_count()
         if not self.caps.sample_sharding or n_dev == 1 or chunk % n_dev:
             return None, None
-        if "sample_mesh" not in self._jitted:
-            self._jitted["sample_mesh"] = make_mesh()
-        mesh = self._jitted["sample_mesh"]
-        return mesh, batch_sharding(mesh)
+        return self.sample_mesh, batch_sharding(self.sample_mesh)
+
+    @cached_property
+    def sample_mesh(self):
+        """A `data` mesh over every device, for sharded sampling (built once per run)."""
+        return make_mesh()
 
     def draw(self, state, num: int, *, seed: int, use_ema: bool = True):
         """`num` samples as float32 numpy `[num, ...]` and the sampler's statistics (`<stat>_mean`,

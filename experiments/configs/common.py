@@ -13,6 +13,14 @@ from jaxgen.methods.common import config_to_dict
 RECIPE_SECTIONS = ("model", "method", "optim", "sample")
 
 
+def set_field(c: ml_collections.ConfigDict, dotted: str, value) -> None:
+    """`c.a.b = value` for `dotted` = "a.b"."""
+    *parents, leaf = dotted.split(".")
+    for name in parents:
+        c = c[name]
+    c[leaf] = value
+
+
 def base_config(
     recipe: str, *, dataset: str, batch_size: int, num_steps: int
 ) -> ml_collections.ConfigDict:
@@ -86,8 +94,5 @@ def smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     c.eval.update(dict(histogram_max=64, ood_num=64, nn_queries=2, interp_rows=1, interp_steps=3))
     c.eval.round_size = 80  # two rounds
     for dotted, value in c.smoke_overrides:  # the config's own tiny variant
-        node, (*parents, leaf) = c, dotted.split(".")
-        for name in parents:
-            node = node[name]
-        node[leaf] = value
+        set_field(c, dotted, value)
     return c
