@@ -5,7 +5,9 @@ Library functions (`experiments.train.train`, `experiments.sample.sample`,
 turns them into `error: ...` and exit status 2 (`run_main`).
 """
 
+import errno
 import json
+import logging
 import re
 import sys
 from pathlib import Path
@@ -29,7 +31,9 @@ __all__ = [
 from jaxgen.data import DATASET_NAMES
 from jaxgen.data.images import DatasetMissingError
 from jaxgen.methods.common import ConfigError
+from jaxgen.parallel import ClusterError, initialize_distributed
 from jaxgen.train.checkpoint import CheckpointError
+from jaxgen.train.lock import WorkdirLockedError
 from jaxgen.train.loop import NonFiniteError
 
 FLAGS = flags.FLAGS
@@ -41,6 +45,8 @@ USER_ERRORS = (
     NonFiniteError,
     SamplerError,
     DatasetMissingError,
+    ClusterError,
+    WorkdirLockedError,
     ValueError,
     OSError,
 )
@@ -51,16 +57,28 @@ def define_common_flags() -> None:
     flags.DEFINE_string("workdir", None, "run directory (checkpoints, metrics, samples)")
 
 
-def parse_flags(argv: list[str]) -> Experiment:
+def parse_flags(argv: list[str], *, cluster: bool = True) -> Experiment:
     """Parse `argv` into the run's `Experiment` (its ConfigDict is `.c`); raises `ConfigError`
-    naming the field on any bad flag or config field."""
+    naming the field on any bad flag or config field. `cluster=False` (sample, evaluate: one
+    process) ignores `train.multihost`, so a training command line can be reused."""
+    path = _config_path(argv)
+    if path is not None:
+        _check_config_file(path)
     try:
-        FLAGS(argv)
+        try:
+            FLAGS(argv)
+        except (flags.Error, AttributeError, KeyError):
+            raise
+        except Exception as e:  # the config file's get_config() raised
+            raise ConfigError(f"config file {path}: {_first_line(e)}") from None
         if FLAGS.config is None:
             raise ConfigError("--config is required")
         config = FLAGS.config
         if config.runlocal:
             config = _smoke_keeping_overrides(config, argv)
+        if not cluster:
+            config.train.multihost = False
+            config.train.coordinator, config.train.num_processes = "", 0
         return experiment(config)
     except (AttributeError, KeyError) as e:  # an override names a field the config lacks
         raise ConfigError(_unknown_field_message(e, argv)) from None
@@ -68,15 +86,88 @@ def parse_flags(argv: list[str]) -> Experiment:
         raise ConfigError(str(e).splitlines()[0] if str(e) else type(e).__name__) from None
 
 
+def _config_path(argv: list[str]) -> str | None:
+    """The file given to `--config` (without a `:argument` suffix), or None."""
+    for i, a in enumerate(argv):
+        if a.startswith("--config="):
+            value = a.split("=", 1)[1]
+        elif a == "--config" and i + 1 < len(argv):
+            value = argv[i + 1]
+        else:
+            continue
+        return value.split(":", 1)[0]
+    return None
+
+
+def _check_config_file(path: str) -> None:
+    """`ConfigError` for a config file that is missing or not valid Python (file and line)."""
+    p = Path(path)
+    if not p.is_file():
+        what = "is a directory" if p.is_dir() else "does not exist"
+        raise ConfigError(f"config file {path} {what}")
+    try:
+        compile(p.read_bytes(), str(p), "exec")
+    except SyntaxError as e:
+        raise ConfigError(
+            f"config file {path}, line {e.lineno}: {type(e).__name__}: {e.msg}"
+        ) from None
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).splitlines()[0] if str(e) else ""
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
 def run_main(fn) -> None:
     """Call `fn()`; a user error becomes one line on stderr and exit status 2."""
     from jaxgen.runtime import reuse_host_memory
 
     reuse_host_memory()
+    _drop_closed_loop_noise()
     try:
         fn()
+    except OSError as e:
+        _die(_os_error_line(e))
     except USER_ERRORS as e:
         _die(str(e).splitlines()[0] if str(e) else type(e).__name__)
+
+
+def _os_error_line(e: OSError) -> str:
+    """`/path: Read-only file system (a writable --workdir is needed)` for a file system error;
+    an `OSError` subclass of ours (a missing data set) keeps its own message."""
+    if e.strerror is None:
+        return str(e).splitlines()[0] if str(e) else type(e).__name__
+    hint = {
+        errno.EROFS: " (choose a writable --workdir)",
+        errno.EACCES: " (choose a writable --workdir)",
+        errno.ENOSPC: " (free some space; the same command resumes)",
+    }.get(e.errno, "")
+    where = f"{e.filename}: " if e.filename else ""
+    return f"{where}{e.strerror}{hint}"
+
+
+def _drop_closed_loop_noise() -> None:
+    """After a failed checkpoint write (a full disk), tensorstore completes its pending writes
+    on orbax's closed event loop; each prints a "RuntimeError: Event loop is closed" traceback
+    that says nothing (the failed save is reported once, with its cause)."""
+
+    # and the writes' asyncio tasks, collected at exit, log "Task exception was never retrieved"
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+
+    def is_noise(exc) -> bool:
+        return isinstance(exc, RuntimeError) and str(exc) == "Event loop is closed"
+
+    previous_except, previous_unraisable = sys.excepthook, sys.unraisablehook
+
+    def excepthook(kind, exc, tb):
+        if not is_noise(exc):
+            previous_except(kind, exc, tb)
+
+    def unraisablehook(info):
+        if not is_noise(info.exc_value):
+            previous_unraisable(info)
+
+    sys.excepthook, sys.unraisablehook = excepthook, unraisablehook
 
 
 def _unknown_field_message(e: Exception, argv: list[str]) -> str:
@@ -87,6 +178,8 @@ def _unknown_field_message(e: Exception, argv: list[str]) -> str:
     key = mean.group(2) if mean else (found.group(1) if found else "?")
     given = [a.split("=")[0].lstrip("-") for a in argv if a.startswith("--config.")]
     named = [g for g in given if key in g.split(".")]
+    if not named and not mean:  # raised inside the config file's get_config()
+        return f"config file {_config_path(argv)}: {type(e).__name__}: {text.splitlines()[0]}"
     field = named[0] if named else f"config.{key}"
     return f"unknown config field {field}" + (f' (did you mean "{mean.group(1)}"?)' if mean else "")
 
@@ -122,6 +215,13 @@ def _check(ok: bool, field: str, value, why: str) -> None:
 def experiment(c: ml_collections.ConfigDict) -> Experiment:
     """Check the fields every config has, then build the run's `Experiment` (the recipe's
     `Config` checks the rest). Raises `ConfigError` naming the field."""
+    if not c.train.multihost and (c.train.coordinator or c.train.num_processes):
+        raise ConfigError(
+            "config.train.coordinator / num_processes are set without "
+            "config.train.multihost=True: each process would train alone"
+        )
+    if c.train.multihost:  # before anything asks JAX for its devices
+        initialize_distributed(c.train.coordinator, c.train.num_processes, c.train.process_id)
     _check(
         c.data.name in DATASET_NAMES,
         "data.name",
@@ -155,6 +255,13 @@ def experiment(c: ml_collections.ConfigDict) -> Experiment:
         c.train.nonfinite,
         "choose stop, skip or rollback",
     )
+    _check(
+        c.train.progress in ("auto", "bar", "lines", "off"),
+        "train.progress",
+        c.train.progress,
+        "choose auto, bar, lines or off",
+    )
+    _check(c.train.max_nonfinite > 0, "train.max_nonfinite", c.train.max_nonfinite, "must be > 0")
     _check(c.eval.num_samples > 0, "eval.num_samples", c.eval.num_samples, "must be > 0")
     try:
         return Experiment(c)

@@ -3,6 +3,10 @@
 Computes the metrics listed in `config.eval.metrics` on `eval.num_samples` samples (EMA weights
 unless `eval.ema=False`) and writes `DIR/eval/metrics.json` (with the protocol: sample count,
 sampler statistics, checkpoint step, feature network) and `DIR/eval/metrics.md`.
+
+A missing or bad FID weights file (`eval.inception_weights` / `$JAXGEN_INCEPTION_WEIGHTS`)
+disables FID with one warning line and the other metrics still run; missing data that a chosen
+metric needs stops the evaluation before any sample is drawn.
 """
 
 import json
@@ -15,9 +19,11 @@ import numpy as np
 from experiments import cli, image_eval
 from experiments import protocol as protocol_lib
 from experiments.experiment import Experiment
-from jaxgen.data import OOD_NAMES, mixture_modes, sample_toy2d
+from jaxgen.data import IMAGE_NAMES, OOD_NAMES, check_images_available, mixture_modes, sample_toy2d
 from jaxgen.methods.common import ConfigError, config_to_dict
 from jaxgen.metrics import energy_distance, grid_log_likelihood, mmd_rbf, mode_coverage
+from jaxgen.metrics.features import apply_in_batches
+from jaxgen.metrics.inception_weights import InceptionWeightsError
 from jaxgen.train.figures import save_image_grid
 
 TOY2D_METRICS = ("mode_coverage", "mmd", "energy_distance")
@@ -43,12 +49,22 @@ def toy2d_metrics(name: str, samples: np.ndarray, metrics, *, seed: int) -> dict
 
 def toy2d_log_likelihood(exp: Experiment, state, *, seed: int, num: int = 10_000) -> dict:
     """Mean test log-likelihood of the recipe's declared `log_density` on fresh draws of the 2-D
-    set, normalised on a 512² grid over the data's bounds, padded by 50%."""
+    set. An unnormalised density is normalised on a 512² grid over the data's bounds, padded by
+    50%; a normalised one (a flow's) is used as it is, and its log Z on a 128² grid over the
+    same bounds is reported as a check (≈ 0 when the bounds hold its mass)."""
     test = np.asarray(sample_toy2d(exp.c.data.name, num, jax.random.PRNGKey(seed)))
     lim = 1.5 * float(np.abs(test).max())
     fn = exp.jitted("log_density", use_ema=exp.c.eval.ema)
     log_density = lambda x: np.asarray(fn(state, x.astype(np.float32)))
-    return grid_log_likelihood(log_density, test, bounds=((-lim, lim), (-lim, lim)))
+    bounds = ((-lim, lim), (-lim, lim))
+    if not exp.caps.log_density_normalised(exp.rc):
+        return grid_log_likelihood(log_density, test, bounds=bounds)
+    chunk = exp.c.eval.batch_size
+    check = grid_log_likelihood(
+        log_density, test[:chunk], bounds=bounds, num_points=128, chunk_size=chunk
+    )
+    values = apply_in_batches(log_density, test, chunk)
+    return {"mean_log_likelihood": float(np.mean(values)), "log_z_grid_128": check["log_z"]}
 
 
 IMAGE_METRICS = (
@@ -58,12 +74,14 @@ IMAGE_METRICS = (
     "ood",
     "nearest_neighbours",
     "interpolation",
+    "reconstruction",
 )
 # the recipe capability each metric needs
 _NEEDS = {
     "energy_histogram": "energy",
     "ood": "energy",
     "interpolation": "interpolate",
+    "reconstruction": "reconstruct",
     "log_likelihood": "log_density",
 }
 
@@ -105,23 +123,65 @@ def image_metrics(exp: Experiment, state, x, metrics, out, *, seed: int) -> dict
             scores[m] = image_eval.neighbours(exp.c, x, out)
         elif m == "interpolation":
             scores[m] = image_eval.interpolation(exp, state, out, seed=20_000 + seed)
+        elif m == "reconstruction":
+            scores[m] = image_eval.reconstruction(exp, state, out)
     return scores
+
+
+# the splits of the run's data set each image metric reads (fd's reference split is read up
+# front in `_image_scores`, unless cached, and only when its feature network is there)
+_DATA_SPLITS = {
+    "energy_histogram": ("train", "test"),
+    "ood": ("test",),
+    "nearest_neighbours": ("train", "test"),
+    "reconstruction": ("test",),
+}
+
+
+def check_data(c, metrics) -> None:
+    """Stop (`DatasetMissingError`, one line) before sampling when a chosen metric needs data
+    that is not on this machine: the run's splits, and the data sets among `eval.ood_sets`."""
+    needed = {(c.data.name, split) for m in metrics for split in _DATA_SPLITS.get(m, ())}
+    if "ood" in metrics:
+        needed |= {(name, "test") for name in c.eval.ood_sets if name in IMAGE_NAMES}
+    for name, split in sorted(needed):
+        check_images_available(name, split, data_dir=c.data.data_dir or None)
+
+
+def feature_network(c):
+    """`protocol.feature_network(c)`, with a bad Inception weights file treated like a missing
+    one: `(None, "fid", "unavailable: <what is wrong with which file>")`. When the network is
+    unavailable, prints one warning line; the other metrics still run."""
+    try:
+        net, name, why = protocol_lib.feature_network(c)
+    except InceptionWeightsError as e:  # not the weights: the same as no weights
+        net, name, why = None, "fid", f"unavailable: {e}"
+    if net is None:
+        print(f"warning: {name} {why}; the other metrics still run", file=sys.stderr)
+    return net, name, why
 
 
 def _image_scores(exp: Experiment, state, metrics, out, *, seed: int, protocol: dict):
     """`(sampler stats, scores)` of the image protocol: rounds, then the feature metrics."""
     c = exp.c
-    net, fd_name, why = protocol_lib.feature_network(c) if "fd" in metrics else (None,) * 3
+    net, fd_name, why = feature_network(c) if "fd" in metrics else (None,) * 3
+    check = protocol_lib.check_network(c) if net is not None else None
     if net is not None:
         protocol["feature_network"] = {"name": net.name, "hash": net.hash}
+        protocol_lib.reference(c, net, out)  # the reference split's statistics, cached up front
+    if check is not None:  # named in the protocol, so these rounds get their own fingerprint
+        protocol["check_network"] = {"name": check.name, "hash": check.hash}
+        protocol_lib.reference(c, check, out)
     protocol["round_size"] = int(c.eval.round_size)
-    rounds = protocol_lib.sample_rounds(exp, state, net, out, seed=seed, protocol=protocol)
+    rounds = protocol_lib.sample_rounds(
+        exp, state, net, out, seed=seed, protocol=protocol, check=check
+    )
     stats = {"nfe_mean": float(np.mean(rounds.nfe)), "nfe_max": float(np.max(rounds.nfe))}
     x = protocol_lib.dequantise(rounds.cat("samples"))
     scores = image_metrics(exp, state, x, [m for m in metrics if m != "fd"], out, seed=seed)
     if "fd" in metrics:
         scores["fd"] = (
-            protocol_lib.feature_metrics(c, net, fd_name, rounds, out)
+            protocol_lib.feature_metrics(c, net, fd_name, rounds, out, check=check)
             if net is not None
             else {fd_name: why}  # the one-line reason it is unavailable
         )
@@ -134,6 +194,8 @@ def evaluate(config, workdir: str, *, seed: int = 1) -> dict:
     exp = cli.as_experiment(config)
     c = exp.c
     metrics = chosen_metrics(exp)
+    if not exp.toy2d:
+        check_data(c, metrics)  # before the checkpoint is read or any sample drawn
     state, _ = exp.restore_latest(workdir)
     out = cli.workdir_paths(workdir)["eval"]
     out.mkdir(parents=True, exist_ok=True)
@@ -189,7 +251,7 @@ def main(argv):
     from absl import flags
 
     def run():
-        exp = cli.parse_flags(argv)
+        exp = cli.parse_flags(argv, cluster=False)
         workdir = flags.FLAGS.workdir
         if workdir is None:
             raise ConfigError("--workdir is required")

@@ -6,6 +6,7 @@ extras it builds, so consecutive draws (sample figures, evaluation rounds, model
 reuse one compilation instead of re-tracing on every call.
 """
 
+import contextlib
 import json
 from functools import cached_property, partial
 from pathlib import Path
@@ -19,8 +20,9 @@ from jaxgen.data import TOY2D_NAMES, example_shape, make_stream, sample_toy2d
 from jaxgen.data.pipeline import to_unit_range
 from jaxgen.methods import get_recipe
 from jaxgen.methods.common import ConfigError, config_from_dict
-from jaxgen.parallel import batch_sharding, make_mesh, replicated, state_shardings
+from jaxgen.parallel import batch_sharding, make_mesh, replicated, state_shardings, to_host
 from jaxgen.train.checkpoint import CheckpointError, Checkpoints
+from jaxgen.train.lock import WorkdirLock, WorkdirLockedError
 
 BASE_CONFIG = "base_config.json"  # a base stage's config, copied into the run that builds on it
 
@@ -49,6 +51,25 @@ def recipe_config(c):
         if isinstance(opt, dict) and opt.get("decay") == "cosine" and not opt.get("total_steps"):
             opt["total_steps"] = int(c.train.num_steps)
     return config_from_dict(recipe.Config, tree)
+
+
+@contextlib.contextmanager
+def _reader_lock(workdir: str):
+    """Yields whether this reader (sample / evaluate) holds the workdir's lock: only then may it
+    move an unreadable checkpoint aside (no trainer is using the directory)."""
+    lock = WorkdirLock(workdir, say=lambda *_: None)
+    if jax.process_count() > 1:  # the processes would disagree on who moves
+        yield False
+        return
+    try:
+        lock.acquire()
+    except (WorkdirLockedError, OSError):
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        lock.release()
 
 
 class Experiment:
@@ -184,7 +205,8 @@ class Experiment:
         return state_shardings(abstract, mesh, self.caps.batch_state)
 
     def restore_latest(self, workdir: str):
-        """The newest checkpoint's `(state, meta)`; `CheckpointError` when there is none."""
+        """The newest readable checkpoint's `(state, meta)` (an unreadable newer one is moved
+        aside with a warning); `CheckpointError` when there is none."""
         ckpt = workdir_paths(workdir)["ckpt"]
         if not ckpt.exists():
             raise CheckpointError(f"no checkpoints in {ckpt}; train first")
@@ -192,7 +214,8 @@ class Experiment:
         try:
             if store.latest_step() is None:
                 raise CheckpointError(f"no checkpoints in {ckpt}; train first")
-            return store.restore(self.abstract_state(workdir))
+            with _reader_lock(workdir) as holds_lock:  # move nothing under a live trainer
+                return store.restore_newest(self.abstract_state(workdir), move_aside=holds_lock)
         finally:
             store.close()
 
@@ -232,14 +255,15 @@ class Experiment:
         outs, stats = [], []
         for i, start in enumerate(range(0, num, chunk)):
             x, st = fn(state, chunk, key=jax.random.fold_in(jax.random.PRNGKey(seed), i))
-            outs.append(np.asarray(x)[: num - start])
-            stats.append(jax.device_get(st))
+            outs.append(to_host(x)[: num - start])  # gathered from every process
+            stats.append(to_host(st))
         ok = self.caps.solver_ok
         failed = sum(int(np.size(s[ok]) - np.sum(s[ok])) for s in stats) if ok else 0
         if failed:
             raise SamplerError(
-                f"the sampler stopped early on {failed} sample(s) ({ok}=False): raise "
-                "config.sample.max_steps or loosen the tolerances (sample.rtol / sample.atol)"
+                f"the sampler stopped early on {failed} sample(s) ({ok}=False): raise the "
+                "solver's max_steps or loosen its tolerances (rtol / atol in config.sample or "
+                "config.method)"
             )
         summary = {}
         for k in self.caps.sampler_stats:

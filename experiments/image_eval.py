@@ -89,3 +89,22 @@ def interpolation(exp, state, out, *, seed: int) -> dict:
     path = out / "interpolation.png"
     save_image_rows(path, np.stack(rows), scale=2)
     return {"figure": str(path), "nfe_mean": float(np.mean(nfe))}
+
+
+def reconstruction(exp, state, out) -> dict:
+    """The recipe's reconstructions G(E(x)) of the test split (at most `eval.ood_num` images):
+    summed squared error per image in [0, 1] units (the training loss's scale) and per pixel,
+    and a figure of the first 16 (originals above, reconstructions below)."""
+    c = exp.c
+    test = split_images(c, "test", c.eval.ood_num)
+    fn = exp.jitted("reconstruct", use_ema=c.eval.ema)
+    x_hat = apply_in_batches(lambda b: fn(state, b), test, c.eval.batch_size)
+    sq = (((np.clip(x_hat, -1, 1) - test) * 0.5) ** 2).reshape(len(test), -1)
+    path = out / "reconstructions.png"
+    save_image_rows(path, np.stack([test[:16], x_hat[:16]]), scale=2)
+    return {
+        "num": len(test),
+        "sse_per_image": float(sq.sum(1).mean()),
+        "mse_per_pixel": float(sq.mean()),
+        "figure": str(path),
+    }

@@ -7,7 +7,10 @@ is written to `eval/rounds_<fingerprint>/round_XXXX.npz` before the next one sta
 round size, EMA, sampler, feature network) and draws only the missing ones.
 
 Feature networks: the project's extractors for `fashion_mnist` and `digits` ("fd_<dataset>"),
-the FID Inception-v3 for the other image sets ("fid", when its weights file is present).
+the FID Inception-v3 for the other image sets ("fid", when its weights file is present). With
+`eval.check_features`, each round's samples also get features in the data set's independent check
+extractor (`CHECK_EXTRACTORS`), and the FD / KID / precision-recall in it are reported under
+"check" ("fd_check_<dataset>"): a second opinion for models trained with a feature-based loss.
 """
 
 import hashlib
@@ -21,6 +24,7 @@ from experiments.image_eval import split_images
 from jaxgen.data.pipeline import to_unit_range
 from jaxgen.io import atomic_write
 from jaxgen.metrics import (
+    CHECK_EXTRACTORS,
     FEATURE_EXTRACTORS,
     FeatureStats,
     feature_statistics,
@@ -50,6 +54,22 @@ def feature_network(c):
     return load_fid_inception(path), "fid", None
 
 
+def check_network(c):
+    """The data set's check extractor when `eval.check_features` is on and one is registered,
+    else None."""
+    if c.eval.get("check_features", False) and c.data.name in CHECK_EXTRACTORS:
+        return load_extractor(c.data.name, check=True)
+    return None
+
+
+def unpad(c, images) -> np.ndarray:
+    """Images `[N, 32, 32, C]` of a `data.pad_to_32` run cropped back to the 28×28 the loader
+    padded (2 pixels a side), which is what the 28×28 feature networks take; others unchanged."""
+    if c.data.pad_to_32 and images.shape[1:3] == (32, 32):
+        return images[:, 2:30, 2:30]
+    return images
+
+
 def quantise(x) -> np.ndarray:
     """Images in [-1, 1] → uint8 (the FID convention)."""
     return np.round(np.clip((np.asarray(x) + 1.0) * 0.5, 0.0, 1.0) * 255.0).astype(np.uint8)
@@ -66,30 +86,39 @@ def frechet_to_reference(features, ref) -> float:
 
 
 class RoundResults:
-    """What the rounds produced: at most `keep` samples (uint8) and features, the streamed
-    feature statistics of all samples, all logits (for IS), and the NFE of each round."""
+    """What the rounds produced: at most `keep` samples (uint8) and features (and check
+    features), the streamed feature statistics of all samples (`stats`, `check_stats`), all
+    logits (for IS), and the NFE of each round."""
 
     def __init__(self, keep: int):
         self.keep, self.samples, self.features, self.logits, self.nfe = keep, [], [], [], []
-        self.stats = FeatureStats()
+        self.check_features, self.stats, self.check_stats = [], FeatureStats(), FeatureStats()
 
     def add(self, z) -> None:
         held = sum(len(s) for s in self.samples)
-        self.samples.append(z["samples"][: max(0, self.keep - held)])
+        room = max(0, self.keep - held)
+        self.samples.append(z["samples"][:room])
         self.nfe.append(float(z["nfe"]))
         if "features" in z:
             self.stats.update(z["features"])
-            self.features.append(z["features"][: max(0, self.keep - held)])
+            self.features.append(z["features"][:room])
             self.logits.append(z["logits"])
+        if "check_features" in z:
+            self.check_stats.update(z["check_features"])
+            self.check_features.append(z["check_features"][:room])
 
     def cat(self, name: str):
         parts = getattr(self, name)
         return np.concatenate(parts) if parts else None
 
 
-def sample_rounds(exp, state, net, out: Path, *, seed: int, protocol: dict) -> RoundResults:
+def sample_rounds(
+    exp, state, net, out: Path, *, seed: int, protocol: dict, check=None
+) -> RoundResults:
     """Draw `eval.num_samples` samples in rounds of `eval.round_size`, resuming finished rounds
-    (every round reuses the run's one compiled sampler)."""
+    (every round reuses the run's one compiled sampler); `check`: also store each round's
+    features in that network (`protocol` must then name it, so such rounds get their own
+    fingerprint)."""
     c = exp.c
     fingerprint = hashlib.sha256(json.dumps(protocol, sort_keys=True).encode()).hexdigest()[:12]
     rdir = out / f"rounds_{fingerprint}"
@@ -105,8 +134,11 @@ def sample_rounds(exp, state, net, out: Path, *, seed: int, protocol: dict) -> R
             x = x[: min(size, n - r * size)]
             u8 = quantise(x)
             arrays = {"samples": u8, "nfe": np.float64(stats.get("nfe_mean", np.nan))}
+            images = unpad(c, dequantise(u8))  # the saved round, as the networks see it
             if net is not None:
-                arrays["features"], arrays["logits"] = net.features_and_logits(dequantise(u8))
+                arrays["features"], arrays["logits"] = net.features_and_logits(images)
+            if check is not None:
+                arrays["check_features"] = check.features(images)
             atomic_write(path, lambda f, a=arrays: np.savez(f, **a))
         with np.load(path) as z:
             results.add({k: z[k] for k in z.files})
@@ -120,7 +152,7 @@ def reference(c, net, out: Path):
     stats_path = out / f"reference_{c.data.name}_{split}_{net.name}.npz"
     feats_path = stats_path.with_suffix(".features.npy")
     if not stats_path.exists() or not feats_path.exists():
-        feats = net.features(split_images(c, split))
+        feats = net.features(unpad(c, split_images(c, split)))
         mu, sigma = feature_statistics(feats)
         keep = np.random.default_rng(0).permutation(len(feats))[: c.eval.kid_reference_max]
         atomic_write(feats_path, lambda f: np.save(f, feats[keep]))
@@ -129,19 +161,19 @@ def reference(c, net, out: Path):
     return ref, np.load(feats_path)
 
 
-def feature_metrics(c, net, name: str, rounds: RoundResults, out: Path) -> dict:
-    """FD / FID against the reference statistics, KID and precision/recall against reference
-    features (on at most `eval.kid_reference_max` samples), and IS (Inception only)."""
+def distances(c, net, stats: FeatureStats, feats, out: Path) -> dict:
+    """FD (key "fd") against the reference statistics in `net`, KID and precision/recall against
+    its reference features (at most `eval.kid_reference_max`), of the samples' streamed `stats`
+    and kept features `feats` `[M, F]`."""
     ref, ref_feats = reference(c, net, out)
-    mu, sigma, n = rounds.stats.finalize()
-    feats = rounds.cat("features")
+    mu, sigma, n = stats.finalize()
     n_kid = min(len(feats), len(ref_feats), c.eval.kid_subset_size)
     kid, kid_std = kernel_inception_distance(
         feats, ref_feats, num_subsets=c.eval.kid_subsets, subset_size=n_kid
     )
     n_pr = min(len(feats), len(ref_feats))
-    result = {
-        name: frechet_distance(mu, sigma, ref.mu, ref.sigma),
+    return {
+        "fd": frechet_distance(mu, sigma, ref.mu, ref.sigma),
         "num_samples": int(n),
         "kid": kid,
         "kid_std": kid_std,
@@ -149,8 +181,19 @@ def feature_metrics(c, net, name: str, rounds: RoundResults, out: Path) -> dict:
         "reference": {"split": c.eval.reference_split, "num_samples": int(ref.num_samples)},
         "feature_network": {"name": net.name, "hash": net.hash},
     }
+
+
+def feature_metrics(c, net, name: str, rounds: RoundResults, out: Path, check=None) -> dict:
+    """FD / FID against the reference statistics, KID and precision/recall against reference
+    features (on at most `eval.kid_reference_max` samples), IS (Inception only), and with a
+    `check` extractor the same in its features under "check" ("fd_check_<dataset>")."""
+    scores = distances(c, net, rounds.stats, rounds.cat("features"), out)
+    result = {name: scores.pop("fd"), **scores}
     if name == "fid":
         result["inception_score"], result["inception_score_std"] = inception_score(
             rounds.cat("logits")
         )
+    if check is not None:
+        scores = distances(c, check, rounds.check_stats, rounds.cat("check_features"), out)
+        result["check"] = {f"fd_check_{c.data.name}": scores.pop("fd"), **scores}
     return result

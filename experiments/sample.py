@@ -34,7 +34,7 @@ def sample(config, workdir: str, num: int, *, seed: int = 0, use_ema: bool = Tru
 
 def main(argv):
     def run():
-        exp = cli.parse_flags(argv)
+        exp = cli.parse_flags(argv, cluster=False)
         f = flags.FLAGS
         if f.workdir is None or f.out is None:
             raise cli.ConfigError("--workdir and --out are required")

@@ -5,6 +5,7 @@ import numpy as np
 
 from experiments.experiment import Experiment, workdir_paths
 from jaxgen.data import sample_toy2d
+from jaxgen.parallel import is_primary
 from jaxgen.train.figures import save_image_grid, save_scatter
 
 
@@ -19,7 +20,9 @@ def sample_figure(exp: Experiment, workdir: str):
 
     def callback(state, step: int):
         n = 1000 if reference is not None else 64
-        x, st = exp.draw(state, n, seed=exp.c.seed + 1)
+        x, st = exp.draw(state, n, seed=exp.c.seed + 1)  # every process draws (collective)
+        if not is_primary():
+            return
         path = out / f"step_{step:07d}.png"
         if reference is not None:
             lim = float(np.abs(reference).max()) * 1.3

@@ -6,11 +6,14 @@ import json
 import math
 from pathlib import Path
 
+import jax
 import numpy as np
+from jax.experimental import multihost_utils
 
 from experiments import protocol as protocol_lib
 from experiments.experiment import Experiment, workdir_paths
 from jaxgen.methods.common import ConfigError
+from jaxgen.parallel import is_primary
 from jaxgen.train.checkpoint import Checkpoints
 
 
@@ -39,11 +42,16 @@ def selection_hook(exp: Experiment, workdir: str):
 
     def callback(state, step: int):
         x, stats = exp.draw(state, c.train.select_samples, seed=c.seed + 7)
-        feats = net.features(protocol_lib.dequantise(protocol_lib.quantise(x)))
+        feats = net.features(
+            protocol_lib.unpad(c, protocol_lib.dequantise(protocol_lib.quantise(x)))
+        )
         score = protocol_lib.frechet_to_reference(feats, ref)
+        if jax.process_count() > 1:  # process 0's score decides on every process
+            score = float(multihost_utils.broadcast_one_to_all(np.float64(score)))
         row = {"step": step, name: score, "num_samples": len(x), "nfe": stats.get("nfe_mean")}
-        with open(log, "a") as f:
-            f.write(json.dumps(row) + "\n")
+        if is_primary():  # every process computes the same score, so all decide alike
+            with open(log, "a") as f:
+                f.write(json.dumps(row) + "\n")
         if score < best["score"] and np.isfinite(score):
             best["score"] = score
             store = Checkpoints(best_dir, max_to_keep=1)

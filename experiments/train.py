@@ -1,40 +1,54 @@
 """Train a method: `python -m experiments.train --config CONFIG --workdir DIR [--config.a.b=v]`.
 
-Resumes from the newest checkpoint in `DIR/checkpoints`; logs to `DIR/metrics.jsonl` and
-TensorBoard (`DIR/tb`); writes sample figures to `DIR/samples/`. SIGTERM (preemption) or Ctrl-C
-finishes the step in flight, checkpoints it, prints one line and exits with 128 + the signal
-number (143 for SIGTERM, 130 for SIGINT); the same command resumes.
+Resumes from the newest readable checkpoint in `DIR/checkpoints` after checking that the run
+is the same one (`experiments.resume`); logs to `DIR/metrics.jsonl` and TensorBoard (`DIR/tb`);
+writes sample figures to `DIR/samples/`; holds `DIR/.lock` while it runs. SIGTERM (preemption)
+or Ctrl-C finishes the step in flight, checkpoints it, prints one line and exits with 128 + the
+signal number (143 for SIGTERM, 130 for SIGINT); the same command resumes. Multi-host: every
+process runs the same command with `--config.train.multihost=True` (see docs/operating.md).
 
 From Python: `train(config_dict, workdir)` returns the final state.
 """
 
 import contextlib
+import itertools
+import os
 import signal
 import sys
+import time
 from functools import partial
 
 import jax
 from absl import flags
 
 from experiments import cli
+from experiments.resume import check_resume, recorded_identity, run_identity
 from experiments.sampling import sample_figure
 from experiments.selection import selection_hook
-from jaxgen.parallel import initialize_distributed
-from jaxgen.train.checkpoint import Checkpoints
+from jaxgen.methods.common import check_inputs
+from jaxgen.parallel import agreed, any_process, is_primary, preemption_point
+from jaxgen.train.checkpoint import Checkpoints, UnreadableCheckpointError
+from jaxgen.train.lock import WorkdirLock, WorkdirLockedError
 from jaxgen.train.logging import MetricsWriter
 from jaxgen.train.loop import Interrupted, TrainPlan, fit
 
 
 @contextlib.contextmanager
-def stop_on_signals(signums=(signal.SIGTERM, signal.SIGINT)):
+def stop_on_signals(signums=(signal.SIGTERM, signal.SIGINT), *, multihost: bool = False):
     """Within the block, SIGTERM (preemption) and SIGINT (Ctrl-C) only set a flag; yields
-    `received() -> signal number or None`. A second SIGINT interrupts at once."""
+    `received() -> signal number or None`. A second SIGINT interrupts at once. `multihost`:
+    SIGTERM is left to JAX's preemption notifier (every process then stops at one step) and
+    SIGINT is turned into a SIGTERM to this process."""
     got: list[int] = []
+    if multihost:
+        signums = tuple(s for s in signums if s != signal.SIGTERM)
 
     def handler(signum, frame):
         if got and signum == signal.SIGINT:
             raise KeyboardInterrupt
         got.append(signum)
+        if multihost:
+            os.kill(os.getpid(), signal.SIGTERM)
 
     old = {s: signal.signal(s, handler) for s in signums}
     try:
@@ -44,34 +58,92 @@ def stop_on_signals(signums=(signal.SIGTERM, signal.SIGINT)):
             signal.signal(s, h)
 
 
-def train(config, workdir: str, *, progress: bool | None = None, received=None):
+def train(config, workdir: str, *, progress=None, received=None):
     """Train (or resume) the run in `workdir` (`config`: an experiment ConfigDict or its
     `Experiment`). Returns the final state. `received()` (see `stop_on_signals`) is polled
     between steps: once it returns a signal, the step in flight finishes, is checkpointed, and
-    `jaxgen.train.loop.Interrupted` is raised."""
+    `jaxgen.train.loop.Interrupted` is raised; multi-host runs stop at JAX's preemption sync
+    point instead. `progress`: see `jaxgen.train.loop.progress_mode` (default
+    `train.progress`)."""
     exp = cli.as_experiment(config)
-    c = exp.c
-    if c.train.multihost:
-        initialize_distributed()
+    with _workdir_lock(workdir):
+        return _train_locked(exp, workdir, progress, received)
+
+
+@contextlib.contextmanager
+def _workdir_lock(workdir):
+    """Process 0 holds the workdir's lock; on a multi-host run every process learns whether it
+    got it, so a refused run stops on every host instead of leaving the others waiting."""
+    lock, error = WorkdirLock(workdir), None
+    if is_primary():
+        try:
+            lock.acquire()
+        except (WorkdirLockedError, OSError) as e:
+            error = e
+    if any_process(error is not None) and error is None:
+        error = WorkdirLockedError(f"{workdir} could not be locked (see process 0)")
+    if error is not None:
+        raise error
+    try:
+        yield
+    finally:
+        if is_primary():
+            lock.release()
+
+
+def _train_locked(exp, workdir, progress, received):
+    c, primary = exp.c, is_primary()
+    say = print if primary else (lambda *a, **k: None)
     paths = cli.workdir_paths(workdir)
-    cli.save_config(c, workdir)
-    stream = exp.stream()
-    mesh = exp.mesh()
     store = Checkpoints(paths["ckpt"], max_to_keep=c.train.keep)
-    cursor = 0
-    if store.latest_step() is not None:  # resume: no init, no data fit, no base run needed
-        abstract = exp.abstract_state(workdir)
-        shardings = exp.state_sharding(mesh, abstract)
-        state, meta = store.restore(jax.tree.map(_placed, abstract, shardings))
-        cursor = int(meta["cursor"])
-        print(f"resuming from {paths['ckpt']} at step {int(state.step)}")
+    try:
+        resumed = _resume(exp, store, workdir, say) if store.latest_step() is not None else None
+        if resumed is not None and int(resumed[0].step) >= c.train.num_steps:
+            say(
+                f"the run in {workdir} is finished: its newest checkpoint is step "
+                f"{int(resumed[0].step)} (train.num_steps={c.train.num_steps}); raise "
+                "--config.train.num_steps to train longer"
+            )
+            return resumed[0]
+        return _fit(exp, store, workdir, resumed, progress, received, say)
+    finally:
+        store.close()
+
+
+def _resume(exp, store, workdir, say):
+    """`(state, shardings, meta)` of the newest readable checkpoint, once the run's identity
+    checks out (nothing is written before)."""
+    try:
+        meta = store.read_meta()
+    except UnreadableCheckpointError:  # restore_newest moves it aside; check config.json
+        meta = {}
+    check_resume(exp.c, recorded_identity(meta, workdir), str(store.directory))
+    abstract = exp.abstract_state(workdir)
+    shardings = exp.state_sharding(exp.mesh(), abstract)
+    state, meta = store.restore_newest(jax.tree.map(_placed, abstract, shardings), say=say)
+    return state, shardings, meta
+
+
+def _fit(exp, store, workdir, resumed, progress, received, say):
+    c = exp.c
+    stream, mesh = agreed(exp.stream, "opening the data"), exp.mesh()
+    write = is_primary()  # the config record, once the data opened and the run checked out
+    agreed(lambda: cli.save_config(c, workdir) if write else None, "writing config.json")
+    if resumed is not None:  # no init, no data fit, no base run needed
+        state, shardings, meta = resumed
+        cursor, reseeds = int(meta["cursor"]), int(meta.get("reseeds", 0))
     else:
         base, base_state = exp.restore_base()
-        if base is not None:
+        if base is not None and is_primary():
             exp.save_base_config(base, workdir)
-        example = exp.example_batch(stream.batch(0))
+        first = stream.batch(0)
+        image, who = len(exp.shape) == 3, f"train ({c.data.name})"
+        agreed(lambda: check_inputs(first, image=image, who=who), "checking the first batch")
+        example = exp.example_batch(first)
         state = exp.init(example, fitted=exp.fit_data(stream), base=base_state)
-        shardings = exp.state_sharding(mesh, state)
+        shardings, cursor, reseeds = exp.state_sharding(mesh, state), 0, 0
+    start = int(state.step)
+    say(_start_line(exp, workdir, mesh, start, store if resumed else None))
     plan = TrainPlan(
         c.train.num_steps,
         c.train.log_every,
@@ -79,9 +151,12 @@ def train(config, workdir: str, *, progress: bool | None = None, received=None):
         c.train.sample_every,
         c.train.nonfinite,
         c.train.steps_per_call,
+        c.train.max_nonfinite,
+        c.train.rollback_reseed,
     )
-    writer = MetricsWriter(workdir)
+    writer = MetricsWriter(workdir) if is_primary() else None
     hooks = tuple(h for h in [selection_hook(exp, workdir)] if h)
+    t0 = time.perf_counter()
     try:
         state, _ = fit(
             partial(exp.recipe.train_step, config=exp.rc),
@@ -93,17 +168,51 @@ def train(config, workdir: str, *, progress: bool | None = None, received=None):
             headline=exp.caps.headline,
             cursor=cursor,
             checkpoints=store,
-            meta={"recipe": c.recipe},
+            meta={"recipe": c.recipe, "run": run_identity(c)},
             writer=writer,
             on_sample=sample_figure(exp, workdir),
             hooks=hooks,
-            progress=progress,
-            should_stop=None if received is None else (lambda: received() is not None),
+            progress=_progress(progress, c) if is_primary() else "off",
+            should_stop=_stop_poll(received),
+            reseeds=reseeds,
         )
-    finally:
+    except BaseException:
+        if writer is not None:  # a full disk must not replace the error that stopped the run
+            with contextlib.suppress(OSError):
+                writer.close()
+        raise
+    if writer is not None:
         writer.close()
-        store.close()
+    last = store.latest_step()
+    saved = f"; checkpoint {store.directory / str(last)}" if last is not None else ""
+    say(f"done: step {int(state.step)} in {time.perf_counter() - t0:.1f} s{saved}")
     return state
+
+
+def _progress(progress, c):
+    return c.train.progress if progress is None else progress
+
+
+def _start_line(exp, workdir, mesh, start, store) -> str:
+    c = exp.c
+    hosts = f" on {jax.process_count()} processes" if jax.process_count() > 1 else ""
+    where = f"resuming from {store.directory / str(start)}" if store else "starting"
+    return (
+        f"train: {c.recipe} on {c.data.name} (batch {c.data.batch_size}), {mesh.size} "
+        f"device{'s' if mesh.size > 1 else ''}"
+        f"{hosts}; {where}, step {start} of {c.train.num_steps}; workdir {workdir}"
+    )
+
+
+def _stop_poll(received):
+    """`should_stop` for `fit`: JAX's preemption sync point on multi-host runs (the same poll
+    sequence on every process), else the signal flag."""
+    if jax.process_count() > 1:
+        polls = itertools.count()
+        return lambda: preemption_point(next(polls))
+    if received is None:
+        return None
+    return lambda: received() is not None
 
 
 def _placed(abstract, sharding):
@@ -115,13 +224,16 @@ def main(argv):
         exp = cli.parse_flags(argv)
         if flags.FLAGS.workdir is None:
             raise cli.ConfigError("--workdir is required")
-        with stop_on_signals() as received:
+        multihost = jax.process_count() > 1
+        with stop_on_signals(multihost=multihost) as received:
             try:
                 train(exp, flags.FLAGS.workdir, received=received)
             except Interrupted as e:  # preempted or Ctrl-C: saved; exit 128 + signal number
-                name = signal.Signals(received()).name
-                print(f"{name}: {e}; run the same command to resume", file=sys.stderr)
-                sys.exit(128 + received())
+                signum = received() or signal.SIGTERM  # multi-host: JAX caught a SIGTERM
+                if is_primary():
+                    name = signal.Signals(signum).name
+                    print(f"{name}: {e}; run the same command to resume", file=sys.stderr)
+                sys.exit(128 + signum)
 
     cli.run_main(run)
 

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxgen.methods import RECIPES, fdrl, gan2d, get_recipe, vapo
+from jaxgen.methods import RECIPES, fdrl, gan2d, get_recipe, glf, shortrun_ebm, vapo
 from jaxgen.methods.common import (
     EXTRAS,
     Capabilities,
@@ -36,12 +36,32 @@ SMALL = {
     "vapo": {"model.hidden": (8,)},
     "fdrl": {"model.hidden": (8,), "method.flow_steps": 2},
     "gan2d": {"model.gen_hidden": (8,), "model.disc_hidden": (8,), "model.latent": 2},
+    "glf": {"model.latent": 4, "model.ae_width": 4, "model.flow_hidden": 8, "model.flow_blocks": 2},
+    # persistent chains: a batch-split state field to check
+    "shortrun_ebm": {"model.hidden": (8,), "method.num_steps": 2, "method.persistent": True},
 }
+EXAMPLE_SHAPES = {"glf": (8, 8, 1)}  # one example; the others take 2-D points
+
+
+def _example_batch(name):
+    shape = EXAMPLE_SHAPES.get(name, (2,))
+    rng = np.random.default_rng(0)
+    if len(shape) == 3:  # images in [-1, 1]
+        return {"x": rng.uniform(-1, 1, size=(8, *shape)).astype(np.float32)}
+    return {"x": rng.normal(size=(8, *shape)).astype(np.float32)}
+
+
 NAMES = sorted(RECIPES)
 
 
 def test_registry():
-    assert RECIPES == {"fdrl": fdrl, "gan2d": gan2d, "vapo": vapo}
+    assert RECIPES == {
+        "fdrl": fdrl,
+        "gan2d": gan2d,
+        "glf": glf,
+        "shortrun_ebm": shortrun_ebm,
+        "vapo": vapo,
+    }
     assert sorted(SMALL) == NAMES  # a new recipe needs a small config here
     assert get_recipe("vapo") is vapo
     with pytest.raises(ValueError, match="unknown method 'nope'"):
@@ -121,7 +141,7 @@ def built(request):
     name = request.param
     mod = RECIPES[name]
     cfg = replace_fields(mod.Config(), SMALL[name])
-    batch = {"x": np.random.default_rng(0).normal(size=(8, 2)).astype(np.float32)}
+    batch = _example_batch(name)
     state = mod.init(cfg, batch, key=jax.random.PRNGKey(0))
     step = jax.jit(mod.train_step, static_argnames="config")
     new_state, metrics = step(state, batch, config=cfg)
@@ -168,7 +188,7 @@ def test_batch_state_is_split_along_the_batch(built):
 
 def test_sample_returns_every_declared_stat(built):
     caps, x, stats = built["mod"].CAPABILITIES, built["x"], built["stats"]
-    assert x.shape == (4, 2) and bool(jnp.all(jnp.isfinite(x)))
+    assert x.shape == (4, *built["batch"]["x"].shape[1:]) and bool(jnp.all(jnp.isfinite(x)))
     missing = set(caps.sampler_stats) - set(stats)
     assert not missing, f"{built['name']}: sampler stats {missing} not in {sorted(stats)}"
     assert bool(jnp.all(stats["nfe"] >= 1))
@@ -177,7 +197,7 @@ def test_sample_returns_every_declared_stat(built):
         assert flag.dtype == jnp.bool_ and bool(jnp.all(flag))
 
 
-@pytest.mark.parametrize("built", ["fdrl", "vapo"], indirect=True)  # those with extras
+@pytest.mark.parametrize("built", ["fdrl", "glf", "shortrun_ebm", "vapo"], indirect=True)
 def test_declared_extras_run(built):
     """Each declared extra runs on the trained state with its documented signature."""
     mod, cfg, state = built["mod"], built["cfg"], built["new"]
@@ -188,9 +208,16 @@ def test_declared_extras_run(built):
         e = mod.energy(state, x, config=cfg)
         assert e.shape == (8,) and bool(jnp.all(jnp.isfinite(e)))
     if "interpolate" in extras:  # interpolate(state, num, shape=) -> ([num, *shape], stats)
-        path, stats = mod.interpolate(state, 3, config=cfg, key=jax.random.PRNGKey(2), shape=(2,))
-        assert path.shape == (3, 2) and bool(jnp.all(jnp.isfinite(path)))
+        shape = x.shape[1:]
+        path, stats = mod.interpolate(state, 3, config=cfg, key=jax.random.PRNGKey(2), shape=shape)
+        assert path.shape == (3, *shape) and bool(jnp.all(jnp.isfinite(path)))
         assert set(mod.CAPABILITIES.sampler_stats) <= set(stats)
+    if "log_density" in extras:  # log_density(state, x) -> [B]
+        lp = mod.log_density(state, x, config=cfg)
+        assert lp.shape == (8,) and bool(jnp.all(jnp.isfinite(lp)))
+    if "reconstruct" in extras:  # reconstruct(state, x) -> [B, ...]
+        y = mod.reconstruct(state, x, config=cfg)
+        assert y.shape == x.shape and bool(jnp.all(jnp.isfinite(y)))
     if "translate" in extras:  # translate(state, x0) -> (x [N, ...], stats)
         y, stats = mod.translate(state, x, config=cfg, key=jax.random.PRNGKey(2))
         assert y.shape == x.shape and bool(jnp.all(jnp.isfinite(y)))

@@ -4,10 +4,14 @@ Statistical checks use fixed keys (so they are deterministic) and tolerances of 
 errors of the estimated quantity (so a correct implementation passes for any key).
 """
 
+import gzip
 import itertools
+import logging
 import math
 import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import jax
@@ -20,6 +24,7 @@ from jaxgen.data import (
     BatchStream,
     DatasetMissingError,
     ImageSource,
+    check_images_available,
     load_digits,
     load_fashion_mnist,
     load_images,
@@ -482,6 +487,63 @@ def test_fashion_mnist_partial_install_message_says_how_to_provide(monkeypatch, 
     assert "JAXGEN_DATA_DIR" in str(e.value)
 
 
+def test_fashion_mnist_missing_names_every_folder_searched(monkeypatch, tmp_path):
+    empty = _missing_setup(monkeypatch, tmp_path)
+    with pytest.raises(DatasetMissingError) as e:
+        check_images_available("fashion_mnist", "test")  # reads nothing
+    msg = str(e.value)
+    for looked in (empty, empty / "fashion-mnist"):
+        assert str(looked / "train-images-idx3-ubyte.gz") in msg
+    assert f"JAXGEN_DATA_DIR={empty}" in msg and "$JAXGEN_DATA_DIR/fashion-mnist/" in msg
+    assert all(f in msg for f in FASHION_FILES) and "nothing is downloaded" in msg
+    monkeypatch.delenv("JAXGEN_DATA_DIR")
+    with pytest.raises(DatasetMissingError, match="JAXGEN_DATA_DIR unset"):
+        load_fashion_mnist("test")
+
+
+def test_fashion_mnist_damaged_file_is_one_line(monkeypatch, tmp_path):
+    root = _missing_setup(monkeypatch, tmp_path)
+    for f in FASHION_FILES:
+        (root / f).write_bytes(b"not gzip")
+    with pytest.raises(ValueError) as e:
+        load_fashion_mnist("train")
+    assert "not a gzipped IDX file" in str(e.value) and "\n" not in str(e.value)
+    with gzip.open(root / FASHION_FILES[0], "wb") as f:
+        f.write(b"\x00\x00\x08\x03" + (5).to_bytes(4, "big") * 3)  # header, no pixels
+    with pytest.raises(ValueError, match=f"{FASHION_FILES[0]} is not a gzipped IDX file"):
+        load_fashion_mnist("train")
+
+
+def test_train_cli_without_fashion_mnist_prints_one_line(tmp_path):
+    """`python -m experiments.train` on Fashion-MNIST with an empty JAXGEN_DATA_DIR: exit 2 and
+    one stderr line saying which files are missing, where it looked and how to get them."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    env = {
+        **os.environ,
+        "JAXGEN_DATA_DIR": str(empty),
+        "JAX_PLATFORMS": "cpu",
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=1",
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "experiments.train",
+        "--config=experiments/configs/vapo/fashion_mnist.py",
+        f"--workdir={tmp_path / 'run'}",
+        "--config.runlocal=True",
+    ]
+    repo = Path(__file__).resolve().parents[1]
+    out = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2, out.stderr[-2000:]
+    (line,) = out.stderr.splitlines()
+    assert line.startswith("error: Fashion-MNIST files missing: ")
+    assert str(empty / "train-images-idx3-ubyte.gz") in line
+    assert "apt-get install dataset-fashion-mnist" in line and "$JAXGEN_DATA_DIR" in line
+    assert list(empty.iterdir()) == []
+
+
 def test_unknown_split_and_image_name_raise():
     with pytest.raises(ValueError, match="unknown split"):
         load_digits("validation")
@@ -523,6 +585,35 @@ def test_tfds_missing_is_one_helpful_line_without_download(name, tmp_path, no_ne
     assert list(tmp_path.iterdir()) == [], "nothing may be written into data_dir"
 
 
+def test_tfds_missing_holds_back_tfds_log_lines(tmp_path, no_network, caplog):
+    """tfds logs a warning about the missing folder before it raises; only our line is left."""
+    with caplog.at_level(logging.INFO, logger="absl"):
+        with pytest.raises(DatasetMissingError):
+            check_images_available("cifar10", "test", data_dir=str(tmp_path))
+    assert caplog.records == []
+
+
+def test_tfds_prepared_but_unreadable_says_so(tmp_path, no_network):
+    version = tmp_path / "cifar10" / "3.0.2"
+    version.mkdir(parents=True)
+    (version / "dataset_info.json").write_text("{}")
+    with pytest.raises(DatasetMissingError) as e:
+        load_tfds_images("cifar10", data_dir=str(tmp_path))
+    msg = str(e.value)
+    assert msg.startswith(f"cifar10: the tfds data set 'cifar10' in {version} cannot be read (")
+    assert "\n" not in msg and "--file_format=array_record" in msg
+    assert "nothing is downloaded" in msg and no_network == []
+
+
+def test_tfds_default_data_dir_is_named(monkeypatch, tmp_path, no_network):
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "default"))
+    with pytest.raises(DatasetMissingError) as e:
+        load_images("celeba64", "test")
+    msg = str(e.value)
+    assert f"data_dir={tmp_path / 'default'} (the tfds default; set config.data.data_dir)" in msg
+    assert "'celeb_a'" in msg and "split test" in msg
+
+
 @pytest.fixture
 def tfds_mock():
     """`tfds.testing.mock_data` with `tfds.data_source` (works without TensorFlow)."""
@@ -541,6 +632,7 @@ def test_cifar10_loads_through_our_loader_under_mock_data(tfds_mock, tmp_path, n
         src = load_tfds_images("cifar10", "train", data_dir=str(tmp_path))
         test = load_images("cifar10", "test", data_dir=str(tmp_path))
         stream = make_stream("cifar10", 4, 0, data_dir=str(tmp_path), flip=True)
+        check_images_available("cifar10", "test", data_dir=str(tmp_path))
         limited = load_tfds_images("cifar10", "train", data_dir=str(tmp_path), limit=3)
     assert src.images.shape == (8, 32, 32, 3) and src.images.dtype == np.uint8
     assert src.max_value == 255.0 and src.labels.dtype == np.int32

@@ -82,16 +82,16 @@ def test_network_value_input_gradient_and_vapo_parameter_gradient_match_referenc
     kx, kw, kp = jax.random.split(jax.random.PRNGKey(1), 3)
     x = jax.random.uniform(kx, (5, 8, 8, 3), minval=-1.5, maxval=1.5)  # 5: uneven slices
     w = jax.random.normal(kw, (5,))
-    params = ref_net.init(kp, x)["params"]
-    same_init = net.init(kp, x)["params"]  # same parameter names, shapes and initial values
+    params = jax.jit(ref_net.init)(kp, x)["params"]  # jitted: one compile, not one per op
+    same_init = jax.jit(net.init)(kp, x)["params"]  # the same names, shapes and values
     assert jax.tree.structure(same_init) == jax.tree.structure(params)
     _close(same_init, params, 0.0)
     # random g so that the residual branches and the read-out are not near zero
     params = jax.tree_util.tree_map_with_path(
         lambda path, p: p * 3.0 if path[-1].key == "g" else p, params
     )
-    got = _vapo_quantities(net, params, x, w)
-    want = _vapo_quantities(ref_net, params, x, w)
+    got = jax.jit(partial(_vapo_quantities, net))(params, x, w)
+    want = jax.jit(partial(_vapo_quantities, ref_net))(params, x, w)
     # float32 summation-order differences, amplified by the double backward
     names, rtols = ("phi", "grad_x", "grad_params"), (1e-5, 2e-5, 1e-4)
     for name, a, b, rtol in zip(names, got, want, rtols, strict=True):

@@ -6,6 +6,7 @@ reference helpers at the bottom are also used by `benchmarks/inception_parity.py
 """
 
 import hashlib
+import re
 import sys
 import types
 
@@ -17,7 +18,9 @@ import pytest
 from jaxgen.metrics import inception, inception_weights
 from jaxgen.metrics.inception import FIDInception, preprocess
 from jaxgen.metrics.inception_weights import (
+    InceptionWeightsError,
     InceptionWeightsHashError,
+    InceptionWeightsInvalid,
     InceptionWeightsUnavailable,
     load_variables,
     read_npz,
@@ -159,7 +162,7 @@ def test_wrong_hash_errors(tmp_path):
     assert inception_weights.PT_FID_WEIGHTS_SHA256 in msg and actual in msg and "\n" not in msg
     npz = tmp_path / "w.npz"
     save_npz(random_state_dict(), npz, source_sha256=actual)
-    with pytest.raises(InceptionWeightsHashError, match=f"expected SHA-256 .*got {actual}"):
+    with pytest.raises(InceptionWeightsHashError, match=f"source SHA-256 .*{actual}.* does not"):
         load_variables(npz)
     with np.load(npz) as data:  # tampered content -> content digest mismatch
         arrays = dict(data)
@@ -167,6 +170,108 @@ def test_wrong_hash_errors(tmp_path):
     np.savez(npz, **arrays)
     with pytest.raises(InceptionWeightsHashError, match="corrupt"):
         load_variables(npz, expected_sha256=actual)
+
+
+def _small_npz_with_digests(path) -> None:
+    """An .npz with both digest entries (of weights other than the pinned ones) and one array."""
+    digests = {"__source_sha256__": "ab" * 32, "__content_sha256__": "cd" * 32}
+    np.savez(path, x=np.zeros(3, np.float32), **{k: np.array(v) for k, v in digests.items()})
+
+
+def _truncated(path) -> None:
+    _small_npz_with_digests(path)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+# one bad weights file of each kind: (file name, how to make it, what the message must say)
+BAD_WEIGHTS = {
+    "random_npz": (  # np.load would try to unpickle it
+        "random.npz",
+        lambda p: p.write_bytes(np.random.default_rng(0).bytes(4096)),
+        "not an Inception weights file: .*not an .npz archive",
+    ),
+    "npz_wrong_arrays": (
+        "other.npz",
+        lambda p: np.savez(p, a=np.zeros(3), b=np.ones((2, 2))),
+        "not an Inception weights file: .*no __source_sha256__",
+    ),
+    "npz_pickled_arrays": (
+        "objects.npz",
+        lambda p: np.savez(p, obj=np.array([{"x": 1}], dtype=object)),
+        "not an Inception weights file: .*allow_pickle",
+    ),
+    "npz_of_other_weights": (
+        "keys.npz",
+        _small_npz_with_digests,
+        "recorded source SHA-256 of .* does not match the pinned",
+    ),
+    "truncated_npz": (
+        "truncated.npz",
+        _truncated,
+        "not an Inception weights file: .*unreadable .npz",
+    ),
+    "wrong_hash_pth": (
+        "other.pth",
+        lambda p: p.write_bytes(b"not the weights"),
+        "SHA-256 of .*other.pth .* does not match the pinned",
+    ),
+    "directory": ("folder.npz", lambda p: p.mkdir(), "not an Inception weights file: .*directory"),
+}
+
+
+def make_bad_weights(tmp_path, kind: str):
+    """`(path, regex of the message)` of a bad weights file of `kind` (see `BAD_WEIGHTS`)."""
+    name, make, says = BAD_WEIGHTS[kind]
+    path = tmp_path / name
+    make(path)
+    return path, says
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_WEIGHTS))
+def test_bad_weights_file_is_one_value_error_line(tmp_path, kind):
+    path, says = make_bad_weights(tmp_path, kind)
+    with pytest.raises(InceptionWeightsError) as e:
+        inception.load_fid_inception(path)
+    msg = str(e.value)
+    assert isinstance(e.value, ValueError) and "\n" not in msg and str(path) in msg
+    assert e.value.__cause__ is None, "one line: no chained numpy / zipfile traceback"
+    assert re.search(says, msg), msg
+
+
+def test_npz_with_pinned_digests_but_wrong_arrays(tmp_path):
+    sd = random_state_dict()
+    del sd["fc.bias"]
+    path = tmp_path / "partial.npz"
+    save_npz(sd, path, source_sha256=inception_weights.PT_FID_WEIGHTS_SHA256)
+    with pytest.raises(InceptionWeightsInvalid, match="not an Inception weights file: .*fc.bias"):
+        load_variables(path)
+
+
+def test_unreadable_pth_is_one_line(tmp_path, monkeypatch):
+    path = tmp_path / "w.pth"
+    path.write_bytes(b"x")
+
+    def denied(p):
+        raise PermissionError(13, "Permission denied", str(p))
+
+    monkeypatch.setattr(inception_weights, "sha256_file", denied)
+    with pytest.raises(InceptionWeightsInvalid, match=f"cannot read .*{path}: Permission denied"):
+        load_variables(path)
+
+
+def test_pth_without_torch_is_one_line_and_still_an_import_error(tmp_path, monkeypatch):
+    path = tmp_path / "w.pth"
+    path.write_bytes(b"x")
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch -> ImportError
+    with pytest.raises(InceptionWeightsError, match=f"{path}: reading a .pth needs torch") as e:
+        load_variables(path, expected_sha256=None)
+    assert isinstance(e.value, ImportError)
+
+
+def test_directory_is_reported_by_unavailable_reason(tmp_path):
+    assert unavailable_reason(tmp_path) == (
+        f"unavailable: not an Inception weights file: {tmp_path} (a directory, not a file)"
+    )
 
 
 # ----------------------------------------------------------------------------- torch parity

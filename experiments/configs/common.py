@@ -49,7 +49,15 @@ def base_config(
             nonfinite="stop",
             steps_per_call=1,
             num_devices=0,
+            max_nonfinite=3,  # skip / rollback give up at this many failures in a row
+            rollback_reseed=False,  # True: after a rollback, batches in a new order
+            progress="auto",  # auto (bar on a terminal, else lines) | bar | lines | off
+            allow_changes="",  # run-defining fields a resume may change: "optim.gen.lr,seed"
             multihost=False,
+            # multihost without auto-detection (N processes on one machine or a plain cluster):
+            coordinator="",  # HOST:PORT of process 0
+            num_processes=0,
+            process_id=-1,
             select_every=0,  # > 0: FD of select_samples EMA samples every N steps; best kept
             select_samples=2500,
         )
@@ -73,6 +81,9 @@ def base_config(
             kid_subset_size=1000,
             kid_subsets=100,
             inception_weights="",  # FID weights file ("" = $JAXGEN_INCEPTION_WEIGHTS)
+            # also FD / KID / precision-recall in the data set's independent check extractor
+            # (jaxgen.metrics.CHECK_EXTRACTORS), reported under fd.check
+            check_features=False,
         )
     )
     defaults = config_to_dict(get_recipe(recipe).Config())

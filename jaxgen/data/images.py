@@ -56,44 +56,71 @@ def load_digits(split: str = "train") -> ImageSource:
 
 
 def _read_idx(path: Path) -> np.ndarray:
-    with gzip.open(path, "rb") as f:
-        raw = f.read()
-    ndim = raw[3]
-    dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
-    return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(dims)
+    try:
+        with gzip.open(path, "rb") as f:
+            raw = f.read()
+        ndim = raw[3]
+        dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+        return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(dims)
+    except (OSError, EOFError, ValueError, IndexError) as e:  # not gzip, truncated, bad header
+        why = f"{type(e).__name__}: {str(e).splitlines()[0]}" if str(e) else type(e).__name__
+        raise ValueError(
+            f"Fashion-MNIST file {path} is not a gzipped IDX file ({why}); {_FASHION_HOW}"
+        ) from None
 
 
-def _fashion_missing(path: Path) -> DatasetMissingError:
+_FASHION_HOW = (
+    "install the Debian package dataset-fashion-mnist (`apt-get install dataset-fashion-mnist`; "
+    f"it puts the files in {FASHION_MNIST_DIRS[0]}, read when JAXGEN_DATA_DIR is unset) or put "
+    f"the four IDX files ({', '.join(f for pair in _FASHION_FILES.values() for f in pair)}) in "
+    "$JAXGEN_DATA_DIR/fashion-mnist/ (or $JAXGEN_DATA_DIR itself); nothing is downloaded"
+)
+
+
+def _fashion_candidates() -> tuple[list[Path], str]:
+    """The folders searched for the IDX files, and where that list came from."""
+    override = os.environ.get("JAXGEN_DATA_DIR")
+    if override:
+        return [Path(override), Path(override) / "fashion-mnist"], f"JAXGEN_DATA_DIR={override}"
+    return [Path(d) for d in FASHION_MNIST_DIRS], "JAXGEN_DATA_DIR unset"
+
+
+def _fashion_missing(paths: list[Path], where: str) -> DatasetMissingError:
+    looked = " or ".join(str(p) for p in paths)
     return DatasetMissingError(
-        f"Fashion-MNIST file missing: {path}. Install the data with `apt-get install "
-        "dataset-fashion-mnist`, or set JAXGEN_DATA_DIR to a folder with the four IDX .gz files."
+        f"Fashion-MNIST files missing: no {looked} ({where}). To get them, {_FASHION_HOW}."
     )
 
 
 def fashion_mnist_dir() -> Path:
     """The directory holding the Fashion-MNIST IDX files: `JAXGEN_DATA_DIR` (or its
-    `fashion-mnist/` subfolder) when set, else the Debian package's folder."""
-    override = os.environ.get("JAXGEN_DATA_DIR")
-    if override:
-        candidates = [Path(override), Path(override) / "fashion-mnist"]
-    else:
-        candidates = [Path(d) for d in FASHION_MNIST_DIRS]
+    `fashion-mnist/` subfolder) when set, else the Debian package's folder. Raises
+    `DatasetMissingError` naming every place it looked and how to provide the files."""
+    candidates, where = _fashion_candidates()
+    first = _FASHION_FILES["train"][0]
     for c in candidates:
-        if (c / _FASHION_FILES["train"][0]).exists():
+        if (c / first).exists():
             return c
-    raise _fashion_missing(candidates[0] / _FASHION_FILES["train"][0])
+    raise _fashion_missing([c / first for c in candidates], where)
+
+
+def fashion_mnist_files(split: str = "train") -> tuple[Path, Path]:
+    """The (images, labels) IDX files of `split`; `DatasetMissingError` (one line: which file,
+    where, how to get it) unless both are there."""
+    _check_split(split)
+    root = fashion_mnist_dir()
+    paths = tuple(root / name for name in _FASHION_FILES[split])
+    for path in paths:
+        if not path.exists():
+            raise _fashion_missing([path], _fashion_candidates()[1])
+    return paths
 
 
 def load_fashion_mnist(split: str = "train", *, pad_to_32: bool = False) -> ImageSource:
     """Fashion-MNIST `[N, 28, 28, 1]` uint8 (60k train, 10k test), optionally zero-padded to 32²."""
-    _check_split(split)
-    root = fashion_mnist_dir()
-    img_file, lbl_file = _FASHION_FILES[split]
-    for name in (img_file, lbl_file):
-        if not (root / name).exists():
-            raise _fashion_missing(root / name)
-    images = _read_idx(root / img_file)[..., None]
-    labels = _read_idx(root / lbl_file).astype(np.int32)
+    img_file, lbl_file = fashion_mnist_files(split)
+    images = _read_idx(img_file)[..., None]
+    labels = _read_idx(lbl_file).astype(np.int32)
     if pad_to_32:
         images = np.pad(images, ((0, 0), (2, 2), (2, 2), (0, 0)))
     return ImageSource(images, labels, 255.0)

@@ -14,8 +14,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgen.data.images import ImageSource, load_digits, load_fashion_mnist
-from jaxgen.data.tfds_sources import TFDS_NAMES, load_tfds_images
+from jaxgen.data.images import ImageSource, fashion_mnist_files, load_digits, load_fashion_mnist
+from jaxgen.data.tfds_sources import TFDS_NAMES, check_tfds_images, load_tfds_images
 from jaxgen.data.toy2d import TOY2D_NAMES, sample_toy2d
 
 TOY_CHUNK = 64  # 2-D batches are drawn this many at a time (one dispatch), then served from memory
@@ -48,12 +48,27 @@ def load_images(
     raise ValueError(f"unknown image data set {name!r}; choose one of {list(IMAGE_NAMES)}")
 
 
+def check_images_available(name: str, split: str = "train", *, data_dir: str | None = None) -> None:
+    """Raise what `load_images(name, split, ...)` would raise for missing data (a
+    `DatasetMissingError`: one line naming the set, where it looked and how to get it) without
+    reading the images, so a long job can stop before it starts."""
+    if name == "digits":
+        return  # bundled with scikit-learn
+    if name == "fashion_mnist":
+        fashion_mnist_files(split)
+    elif name in TFDS_NAMES:
+        check_tfds_images(name, split, data_dir=data_dir)
+    else:
+        raise ValueError(f"unknown image data set {name!r}; choose one of {list(IMAGE_NAMES)}")
+
+
 # one example's shape per data set, known without reading it (abstract states, AOT compiles)
 IMAGE_SHAPES = {
     "digits": (8, 8, 1),
     "fashion_mnist": (28, 28, 1),
     "cifar10": (32, 32, 3),
     "celeba64": (64, 64, 3),
+    "celeba64_crop160": (64, 64, 3),
     "lsun_church64": (64, 64, 3),
 }
 

@@ -1,8 +1,14 @@
-"""tfds-backed image sets (CIFAR-10, CelebA-64, LSUN church 64) read from a local `data_dir`.
+"""tfds-backed image sets (CIFAR-10, CelebA-64 (two crops), LSUN church 64) in a local `data_dir`.
 
 Uses `tfds.data_source` (array_record, no TensorFlow needed) with downloads disabled. A missing
-data set stops with one message naming the folder and how to prepare it.
+data set stops with one message (a `DatasetMissingError`) naming the data set, the folder searched
+and how to prepare it; tfds's own log lines about it are held back.
 """
+
+import contextlib
+import logging
+import os
+from pathlib import Path
 
 import numpy as np
 
@@ -11,9 +17,13 @@ from jaxgen.data.images import DatasetMissingError, ImageSource
 _TFDS = {
     "cifar10": ("cifar10", {"train": "train", "test": "test"}),
     "celeba64": ("celeb_a", {"train": "train", "test": "test"}),
+    # the GLF chapter's CelebA: centre crop 160 (as Lucic et al. 2018), then 64 × 64
+    "celeba64_crop160": ("celeb_a", {"train": "train", "test": "test"}),
     "lsun_church64": ("lsun/church_outdoor", {"train": "train", "test": "validation"}),
 }
 TFDS_NAMES = tuple(sorted(_TFDS))
+# centre crop before the resize to 64² (None: the shorter side)
+_CROPS = {"celeba64": 140, "celeba64_crop160": 160, "lsun_church64": None}
 
 
 def center_crop_resize(image: np.ndarray, crop: int | None, size: int) -> np.ndarray:
@@ -30,21 +40,75 @@ def center_crop_resize(image: np.ndarray, crop: int | None, size: int) -> np.nda
     return out.reshape(size, size, -1)
 
 
+@contextlib.contextmanager
+def _held_absl_records():
+    """Hold back the absl log records emitted inside the block (tfds warns about missing
+    folders before raising); yields the list, for the caller to pass on on success."""
+    logger = logging.getLogger("absl")
+    held: list[logging.LogRecord] = []
+
+    def hold(record):
+        held.append(record)
+        return False
+
+    logger.addFilter(hold)
+    try:
+        yield held
+    finally:
+        logger.removeFilter(hold)
+
+
+def _missing_message(name: str, split: str, data_dir: str | None, error: Exception) -> str:
+    """One line: which set, the data_dir searched, what is there, how to prepare it."""
+    from tensorflow_datasets.core.constants import get_default_data_dir
+
+    builder_name, splits = _TFDS[name]
+    root = Path(os.path.expanduser(data_dir or get_default_data_dir()))
+    where = f"data_dir={root}" + (
+        "" if data_dir else " (the tfds default; set config.data.data_dir)"
+    )
+    prepared = sorted(p.parent for p in (root / builder_name).glob("*/dataset_info.json"))
+    if prepared:
+        cause = str(error).strip().splitlines()
+        detail = f"{type(error).__name__}: {cause[0]}" if cause else type(error).__name__
+        what = f"the tfds data set {builder_name!r} in {prepared[-1]} cannot be read ({detail})"
+    else:
+        what = (
+            f"no prepared tfds data set {builder_name!r} (split {splits[split]}) in {where} "
+            f"(no {root / builder_name}/<version>/dataset_info.json)"
+        )
+    return (
+        f"{name}: {what}. Prepare it on a machine with the files (`tfds build {builder_name} "
+        "--file_format=array_record`, with --manual_dir where the set needs one) and copy the "
+        "folder here; nothing is downloaded at run time."
+    )
+
+
 def _open(name: str, split: str, data_dir: str | None):
     import tensorflow_datasets as tfds
 
     builder_name, splits = _TFDS[name]
-    try:
-        return tfds.data_source(
-            builder_name, split=splits[split], data_dir=data_dir, download=False
-        )
-    except Exception as e:  # tfds raises several types for "not prepared"
-        raise DatasetMissingError(
-            f"{name}: no prepared tfds data set {builder_name!r} (split {splits[split]}) in "
-            f"data_dir={data_dir or '~/tensorflow_datasets'} ({type(e).__name__}). Prepare it on a "
-            "machine with the files (`tfds build` with file_format=array_record, or a manual_dir) "
-            "and copy the folder here; nothing is downloaded at run time."
-        ) from None
+    with _held_absl_records() as held:
+        try:
+            source = tfds.data_source(
+                builder_name, split=splits[split], data_dir=data_dir, download=False
+            )
+        except Exception as e:  # tfds raises several types for "not prepared"
+            error = e
+        else:
+            error = None
+    if error is not None:
+        raise DatasetMissingError(_missing_message(name, split, data_dir, error)) from None
+    for record in held:  # it opened: tfds's messages were not about a missing set
+        logging.getLogger("absl").handle(record)
+    return source
+
+
+def check_tfds_images(name: str, split: str = "train", *, data_dir: str | None = None) -> None:
+    """`DatasetMissingError` (one line) unless split `split` of `name` opens; reads no images."""
+    if name not in _TFDS:
+        raise ValueError(f"unknown tfds image set {name!r}; choose one of {list(TFDS_NAMES)}")
+    _open(name, split, data_dir)
 
 
 def load_tfds_images(
@@ -59,10 +123,8 @@ def load_tfds_images(
     for i in range(n):
         ex = source[i]
         img = np.asarray(ex["image"], np.uint8)
-        if name == "celeba64":
-            img = center_crop_resize(img, 140, 64)
-        elif name == "lsun_church64":
-            img = center_crop_resize(img, None, 64)
+        if name in _CROPS:
+            img = center_crop_resize(img, _CROPS[name], 64)
         images.append(img)
         labels.append(int(ex.get("label", -1)) if "label" in ex else -1)
     return ImageSource(np.stack(images), np.asarray(labels, np.int32), 255.0)

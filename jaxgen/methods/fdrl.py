@@ -20,7 +20,17 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from jaxgen.methods.common import Capabilities, DataFit, FieldError, Optim, make_tx, validate
+from jaxgen.methods.common import (
+    Capabilities,
+    DataFit,
+    FieldError,
+    Optim,
+    check_batch,
+    check_count,
+    check_shape,
+    make_tx,
+    validate,
+)
 from jaxgen.nn import ScalarMLP
 from jaxgen.nn.mlp import ACTIVATIONS
 from jaxgen.objectives.fdrl import (
@@ -146,16 +156,37 @@ CAPABILITIES = Capabilities(
 )
 
 
+def _check_fitted(fitted, example_shape: tuple):
+    """`fitted` = `(mean [D], chol [D, D])` for examples of `example_shape`, or a `ValueError`."""
+    if fitted is None:
+        raise ValueError(
+            "fdrl.init: prior='ddp' needs fitted=fdrl.fit_data(config, training_images)"
+        )
+    d = int(np.prod(example_shape))
+    mean, chol = fitted
+    if jnp.shape(mean) != (d,) or jnp.shape(chol) != (d, d):
+        raise ValueError(
+            f"fdrl.init: fitted has shapes {jnp.shape(mean)} and {jnp.shape(chol)}; examples of "
+            f"shape {tuple(example_shape)} need ({d},) and ({d}, {d})"
+        )
+    return mean, chol
+
+
+def example_size(params) -> int:
+    """D, the values per example (flattened) the ratio network with these parameters takes:
+    its first kernel is `[D, h]`."""
+    return params["mlp"]["dense_0"]["kernel"].shape[0]
+
+
 def init(config: Config, example_batch, *, key, fitted=None) -> State:
-    """Fresh state. A `ddp` prior needs `fitted = fit_data(config, training_images)`."""
-    x = np.asarray(example_batch["x"], np.float32)
+    """Fresh state for examples shaped like `example_batch["x"]` `[B, ...]` (floating, B >= 1).
+    A `ddp` prior needs `fitted = fit_data(config, training_images)`."""
+    shape = tuple(check_batch(example_batch, "fdrl.init").shape[1:])
     k_init, k_state = jax.random.split(key)
-    params = make_network(config).init(k_init, jnp.zeros((1, *x.shape[1:])))["params"]
+    params = make_network(config).init(k_init, jnp.zeros((1, *shape)))["params"]
     mean, chol = jnp.zeros((1,), jnp.float32), jnp.zeros((1, 1), jnp.float32)
     if config.method.prior == "ddp":
-        if fitted is None:
-            raise ValueError("prior='ddp' needs fitted=fdrl.fit_data(config, training_images)")
-        mean, chol = fitted
+        mean, chol = _check_fitted(fitted, shape)
     opt = config.optim.ratio
     ms = init_model_state(params, make_tx(opt), ema=opt.ema_rate > 0)
     return State(jnp.zeros((), jnp.int32), k_state, ms, jnp.asarray(mean), jnp.asarray(chol))
@@ -221,7 +252,9 @@ def loss_fn(params, x_q, x_p, *, config: Config):
 
 def train_step(state: State, batch, *, config: Config):
     """Algorithm 1: flow fresh prior draws K steps with the current θ, then one optimizer step
-    on the Bregman loss with the particles as q and `batch["x"]` `[B, ...]` as p."""
+    on the Bregman loss with the particles as q and `batch["x"]` `[B, ...]` as p (floating,
+    B >= 1, `example_size` values per example; checked at trace time, one `ValueError`)."""
+    check_batch(batch, "fdrl.train_step", example_size=example_size(state.ratio.params))
     key = jax.random.fold_in(state.key, state.step)
     k_prior, k_flow, k_deq = jax.random.split(key, 3)
     m, opt = config.method, config.optim.ratio
@@ -259,8 +292,11 @@ translate = flow_from  # the `translate` extra: source-domain particles to the t
 
 def sample(state: State, num: int, *, config: Config, key, shape=None, use_ema: bool = True):
     """Algorithm 2: `num` prior draws flowed K + κ steps with the EMA network. `shape` is one
-    example's shape (2-D by default). Returns `(x [num, ...], {"nfe": [num]})`."""
-    shape = (2,) if shape is None else tuple(shape)
+    example's shape (2-D by default; its size must be `example_size`). `num`: a positive int,
+    static under `jit`. Returns `(x [num, ...], {"nfe": [num]})`."""
+    num = check_count(num, "fdrl.sample")
+    size = example_size(state.ratio.params)
+    shape = check_shape((2,) if shape is None else shape, "fdrl.sample", example_size=size)
     k_prior, k_flow = jax.random.split(key)
     x0 = sample_prior(state, num, shape, k_prior, config=config)
     return flow_from(state, x0, config=config, key=k_flow, use_ema=use_ema)

@@ -14,7 +14,15 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from jaxgen.methods.common import Capabilities, Optim, make_tx, validate
+from jaxgen.methods.common import (
+    Capabilities,
+    Optim,
+    check_batch,
+    check_count,
+    check_shape,
+    make_tx,
+    validate,
+)
 from jaxgen.objectives.gan import d_loss_nonsaturating, g_loss_nonsaturating
 from jaxgen.optim import ModelState, apply_gradients, init_model_state
 from jaxgen.parallel import shard_over_batch
@@ -138,11 +146,11 @@ def generate(gen_params, batch_stats, z, *, config: Config, out_dim: int, train:
 
 def init(config: Config, example_batch, *, key) -> State:
     """Fresh state; `example_batch["x"]` `[B, D]` sets the data dimension and the replay
-    buffer's size B (the global batch)."""
-    x = jnp.asarray(example_batch["x"], jnp.float32)
-    if x.ndim != 2:
-        raise ValueError(f"gan2d takes flat data [B, D]; got shape {x.shape}")
-    b, d = x.shape
+    buffer's size B (the global batch): floating, B >= 1 (one `ValueError` otherwise)."""
+    shape = tuple(check_batch(example_batch, "gan2d.init").shape)
+    if len(shape) != 2:
+        raise ValueError(f"gan2d.init: gan2d takes flat data [B, D]; got shape {shape}")
+    b, d = shape
     k_g, k_d, k_z, k_state = jax.random.split(key, 4)
     gen, disc = networks(config, d)
     z = jnp.zeros((1, config.model.latent))
@@ -172,7 +180,10 @@ def _disc_logits(params, x, config: Config):
 
 
 def train_step(state: State, batch, *, config: Config):
-    """D then G on `batch["x"]` `[B, D]`; the replay buffer's rows used by D are refreshed."""
+    """D then G on `batch["x"]` `[B, D]`; the replay buffer's rows used by D are refreshed.
+    B and D are the replay buffer's, i.e. `init`'s (checked at trace time, one `ValueError`)."""
+    b_init, d_init = state.replay.shape
+    check_batch(batch, "gan2d.train_step", example_shape=(d_init,), batch_size=b_init)
     x_real = batch["x"].astype(jnp.float32)
     b, d = x_real.shape
     key = jax.random.fold_in(state.key, state.step)
@@ -228,8 +239,11 @@ def train_step(state: State, batch, *, config: Config):
 
 def sample(state: State, num: int, *, config: Config, key, shape=None, use_ema: bool = True):
     """`num` samples G(z) `[num, D]` (BatchNorm in inference mode) and `{"nfe": [num]}` (one
-    generator pass each). `shape` is one example's shape (`(2,)` by default)."""
-    d = 2 if shape is None else int(shape[0])
+    generator pass each). `shape` is one example's shape (`(2,)` by default), the state's `(D,)`;
+    `num`: a positive int, static under `jit`."""
+    num = check_count(num, "gan2d.sample")
+    want = state.replay.shape[1:]
+    (d,) = check_shape((2,) if shape is None else shape, "gan2d.sample", example_shape=want)
     z = jax.random.normal(key, (num, config.model.latent))
     params = state.gen.eval_params(use_ema)
     x, _ = generate(

@@ -12,10 +12,18 @@ from functools import partial
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import struct
 
-from jaxgen.methods.common import Capabilities, Optim, make_tx, validate
+from jaxgen.methods.common import (
+    Capabilities,
+    Optim,
+    check_batch,
+    check_count,
+    check_inputs,
+    check_shape,
+    make_tx,
+    validate,
+)
 from jaxgen.nn import ScalarMLP
 from jaxgen.nn.energy import EnergyResNet
 from jaxgen.nn.mlp import ACTIVATIONS
@@ -148,29 +156,38 @@ def make_network(config: Config) -> nn.Module:
     return ScalarMLP(hidden=tuple(m.hidden), act=m.act)
 
 
-def check_inputs(x, config: Config) -> None:
-    """One clear `ValueError` for data the network cannot take: images need `[B, H, W, C]` with
-    C = `model.channels` and values in [-1, 1]. Host-side (numpy) check."""
-    x, m = np.asarray(x), config.model
+def example_spec(params, config: Config) -> dict:
+    """What one example must look like to the network with these parameters, as keywords of
+    `check_batch` / `check_shape`. Only what the parameters' shapes fix: the MLP's first kernel
+    `[D, h]` fixes the flattened size D; the ResNet's first conv `[3, 3, C, ch]` fixes the
+    channels C, any H, W (global pooling)."""
+    if config.model.network == "resnet":
+        return {"example_shape": ("H", "W", params["conv_in"]["v"].shape[2])}
+    return {"example_size": params["mlp"]["dense_0"]["kernel"].shape[0]}
+
+
+def check_example_batch(example_batch, config: Config) -> None:
+    """`init`'s checks of `{"x": [B, ...]}`: a non-empty floating batch the network can take
+    (the resnet: images `[B, H, W, C]` with C = `model.channels`), and on the host its values
+    (finite; images in [-1, 1]). One clear `ValueError`."""
+    x, m = check_batch(example_batch, "vapo.init"), config.model
     if m.network == "resnet":
         if x.ndim != 4:
-            raise ValueError(f"the resnet potential takes images [B, H, W, C]; got shape {x.shape}")
+            raise ValueError(
+                f"vapo.init: the resnet potential takes images [B, H, W, C]; got shape {x.shape}"
+            )
         if m.channels and x.shape[-1] != m.channels:
             raise ValueError(
-                f"images have {x.shape[-1]} channels but the config is built for "
+                f"vapo.init: images have {x.shape[-1]} channels but the config is built for "
                 f"model.channels={m.channels}"
             )
-    if x.ndim == 4 and x.size and (np.nanmin(x) < -1.0 - 1e-6 or np.nanmax(x) > 1.0 + 1e-6):
-        raise ValueError(
-            f"images must be scaled to [-1, 1]; got values in [{np.nanmin(x):.3g}, "
-            f"{np.nanmax(x):.3g}]"
-        )
+    check_inputs(example_batch, image=x.ndim == 4, who="vapo.init")
 
 
 def init(config: Config, example_batch, *, key) -> State:
     """Fresh state; `example_batch` is a data batch `{"x": [B, ...]}` (only its shape is used,
-    and its values with `model.data_init`)."""
-    check_inputs(example_batch["x"], config)
+    and its values with `model.data_init`), checked by `check_example_batch`."""
+    check_example_batch(example_batch, config)
     k_init, k_state = jax.random.split(key)
     x = jnp.zeros((1, *example_batch["x"].shape[1:]), jnp.float32)
     if config.model.data_init:  # the initial weight-norm scales come from this batch
@@ -207,7 +224,10 @@ def loss_fn(params, xbar, key, *, config: Config):
 
 
 def train_step(state: State, batch, *, config: Config):
-    """One optimizer step on `batch["x"]` `[B, ...]`. Pure and jittable."""
+    """One optimizer step on `batch["x"]` `[B, ...]` (floating, B >= 1, examples of the shape
+    `init` saw as far as the parameters fix it: `example_spec`; checked at trace time, one
+    `ValueError`). Pure and jittable."""
+    check_batch(batch, "vapo.train_step", **example_spec(state.potential.params, config))
     key = jax.random.fold_in(state.key, state.step)
     opt = config.optim.potential
     with jax.default_matmul_precision("float32"):
@@ -245,9 +265,12 @@ def sample(
     """`num` samples: x(0) ~ N(0, σ0² I), then the ODE to T. `shape` is one example's shape
     (the training data's; 2-D by default). `sharding` (e.g. `batch_sharding(mesh)`) splits the
     samples over devices; the batch-shared step-size control then reduces across them.
-    Returns `(x [num, ...], stats)`."""
-    shape = (2,) if shape is None else tuple(shape)
+    `num` (a positive int, static under `jit`) and `shape` are checked against the state
+    (`example_spec`). Returns `(x [num, ...], stats)`."""
+    num = check_count(num, "vapo.sample")
     params = state.potential.eval_params(use_ema)
+    spec = example_spec(params, config)
+    shape = check_shape((2,) if shape is None else shape, "vapo.sample", **spec)
     x0 = config.method.sigma0 * jax.random.normal(key, (num, *shape), jnp.float32)
     if sharding is not None:
         x0 = jax.lax.with_sharding_constraint(x0, sharding)
@@ -270,6 +293,9 @@ def slerp(z1, z2, num: int):
 
 def interpolate(state: State, num: int, *, config: Config, key, shape, use_ema: bool = True):
     """Decode a slerp path between two prior draws: `([num, *shape] images, solver stats)`."""
+    num = check_count(num, "vapo.interpolate")
+    spec = example_spec(state.potential.params, config)
+    shape = check_shape(shape, "vapo.interpolate", **spec)
     k1, k2 = jax.random.split(key)
     sigma0 = config.method.sigma0
     z1, z2 = (sigma0 * jax.random.normal(k, tuple(shape), jnp.float32) for k in (k1, k2))

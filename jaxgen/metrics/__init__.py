@@ -1,7 +1,13 @@
 """Evaluation metrics: sample-based distances, mode coverage and exact 2-D likelihoods,
-feature-space distances (FD, KID, precision/recall, IS) and the project's feature extractors."""
+feature-space distances (FD, KID, precision/recall, IS), the project's feature extractors and
+its perceptual network."""
 
-from jaxgen.metrics.features import FEATURE_EXTRACTORS, Extractor, load_extractor
+from jaxgen.metrics.features import (
+    CHECK_EXTRACTORS,
+    FEATURE_EXTRACTORS,
+    Extractor,
+    load_extractor,
+)
 from jaxgen.metrics.frechet import (
     FeatureStats,
     ReferenceStats,
@@ -16,6 +22,7 @@ from jaxgen.metrics.frechet import (
 from jaxgen.metrics.neighbours import nearest_neighbours
 from jaxgen.metrics.ood import auroc
 from jaxgen.metrics.ood import summary as score_summary
+from jaxgen.metrics.perceptual import PERCEPTUAL_NETWORKS, PerceptualNetwork, load_perceptual
 from jaxgen.metrics.toy2d import (
     energy_distance,
     gaussian_mixture_log_density,
@@ -25,9 +32,12 @@ from jaxgen.metrics.toy2d import (
 )
 
 __all__ = [
+    "CHECK_EXTRACTORS",
     "FEATURE_EXTRACTORS",
+    "PERCEPTUAL_NETWORKS",
     "Extractor",
     "FeatureStats",
+    "PerceptualNetwork",
     "ReferenceStats",
     "auroc",
     "energy_distance",
@@ -38,6 +48,7 @@ __all__ = [
     "inception_score",
     "kernel_inception_distance",
     "load_extractor",
+    "load_perceptual",
     "load_stats",
     "mmd_rbf",
     "mode_coverage",

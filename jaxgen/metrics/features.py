@@ -9,6 +9,10 @@ Architecture (per spec in `FEATURE_EXTRACTORS`): [conv 3x3 -> ReLU -> max-pool 2
 `channels`, flatten, Dense(feature_dim) -> ReLU (the feature), Dense(num_classes) (the logits).
 Weights live in `jaxgen/metrics/weights/<name>.msgpack` (`flax.serialization` msgpack of the
 params dict); an extractor's `hash` is the SHA-256 of that file.
+
+`CHECK_EXTRACTORS` holds a second, independently trained extractor per data set (other channels,
+feature size and seed): scores of a model trained with a loss on some network's features are
+checked in it too (`load_extractor(dataset, check=True)`, `eval.check_features`).
 """
 
 import hashlib
@@ -72,27 +76,53 @@ FEATURE_EXTRACTORS: dict[str, ExtractorSpec] = {
     "fashion_mnist": ExtractorSpec("fashion_mnist_cnn_v1", "fashion_mnist", (28, 28, 1), (32, 64)),
     "digits": ExtractorSpec("digits_cnn_v1", "digits", (8, 8, 1), (32, 64)),
 }
+# independent second opinions: another architecture and training seed than FEATURE_EXTRACTORS
+CHECK_EXTRACTORS: dict[str, ExtractorSpec] = {
+    "fashion_mnist": ExtractorSpec(
+        "fashion_mnist_cnn_check_v1", "fashion_mnist", (28, 28, 1), (24, 48, 96), feature_dim=96
+    ),
+}
+TRAIN_COMMAND = "python -m benchmarks.train_feature_extractors"
 
 
-def _spec(dataset: str) -> ExtractorSpec:
-    if dataset not in FEATURE_EXTRACTORS:
-        raise ValueError(
-            f"no feature extractor for data set {dataset!r}; choose one of "
-            f"{sorted(FEATURE_EXTRACTORS)}"
-        )
-    return FEATURE_EXTRACTORS[dataset]
+def _spec(dataset: str, check: bool = False) -> ExtractorSpec:
+    registry = CHECK_EXTRACTORS if check else FEATURE_EXTRACTORS
+    if dataset not in registry:
+        what = "check extractor" if check else "feature extractor"
+        raise ValueError(f"no {what} for data set {dataset!r}; choose one of {sorted(registry)}")
+    return registry[dataset]
 
 
-def save_extractor_weights(spec: ExtractorSpec, params, path=None) -> Path:
-    """Write `params` as flax msgpack to `path` (default: the spec's package file), atomically."""
+def save_extractor_weights(spec, params, path=None) -> Path:
+    """Write `params` as flax msgpack to `path` (default: the spec's package file), atomically.
+    `spec`: any spec with `.name`, `.weights_path` and `.init_params(key)`."""
     path = Path(path) if path is not None else spec.weights_path
     params = jax.tree.map(np.asarray, params)
-    _check_structure(spec, params, path)
+    check_structure(spec, params, path)
     return atomic_write(path, lambda f: f.write(serialization.to_bytes(params)))
 
 
-def _check_structure(spec: ExtractorSpec, params, path) -> None:
-    """ValueError unless `params` has the tree structure and shapes of `spec`'s network."""
+def read_weights(spec, path, *, kind: str, train_args: str = "") -> tuple[dict, str]:
+    """`(params, sha256 hex of the file)` of the msgpack weights at `path` for `spec`'s network;
+    one-line FileNotFoundError (naming the training command) or ValueError (not msgpack, or
+    shapes that do not fit)."""
+    path = Path(path)
+    if not path.exists():
+        command = f"{TRAIN_COMMAND} {train_args}".strip()
+        raise FileNotFoundError(f"{kind} weights missing: {path}. Train them with `{command}`")
+    try:
+        raw = path.read_bytes()
+        params = serialization.msgpack_restore(raw)
+    except Exception as e:  # msgpack raises several unrelated types on corrupt input
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ValueError(f"weights {path} are not a flax msgpack file: {first}") from e
+    check_structure(spec, params, path)
+    return params, hashlib.sha256(raw).hexdigest()
+
+
+def check_structure(spec, params, path) -> None:
+    """ValueError unless `params` has the tree structure and shapes of `spec`'s network (`spec`:
+    any spec with `.name` and `.init_params(key)`)."""
     expected = jax.eval_shape(spec.init_params, jax.random.PRNGKey(0))
     exp_shapes = jax.tree.map(lambda a: tuple(a.shape), expected)
     try:
@@ -183,22 +213,16 @@ class Extractor:
         return self.features_and_logits(images)[1]
 
 
-def load_extractor(dataset: str, *, weights_path=None, batch_size: int = 256) -> Extractor:
-    """The feature extractor of `dataset` ("fashion_mnist" or "digits") with its weights loaded.
+def load_extractor(
+    dataset: str, *, weights_path=None, batch_size: int = 256, check: bool = False
+) -> Extractor:
+    """The feature extractor of `dataset` ("fashion_mnist" or "digits") with its weights loaded;
+    `check=True`: its independent check extractor (`CHECK_EXTRACTORS`) instead.
 
     `weights_path` overrides the packaged file `jaxgen/metrics/weights/<name>.msgpack`.
     """
-    spec = _spec(dataset)
+    spec = _spec(dataset, check)
     path = Path(weights_path) if weights_path is not None else spec.weights_path
-    if not path.exists():
-        raise FileNotFoundError(
-            f"feature-extractor weights missing: {path}. Train them with "
-            "`python -m benchmarks.train_feature_extractors`"
-        )
-    raw = path.read_bytes()
-    try:
-        params = serialization.msgpack_restore(raw)
-    except Exception as e:  # msgpack raises several unrelated types on corrupt input
-        raise ValueError(f"weights {path} are not a flax msgpack file: {e}") from e
-    _check_structure(spec, params, path)
-    return Extractor(spec, params, hashlib.sha256(raw).hexdigest(), batch_size=batch_size)
+    kind, args = ("check-extractor", "--which check") if check else ("feature-extractor", "")
+    params, sha = read_weights(spec, path, kind=kind, train_args=args)
+    return Extractor(spec, params, sha, batch_size=batch_size)

@@ -276,9 +276,12 @@ def load_fid_inception(
 ) -> FIDInception:
     """The FID network with weights from `path` or `$JAXGEN_INCEPTION_WEIGHTS` (.pth or .npz).
 
-    Raises `InceptionWeightsUnavailable` ("unavailable: no Inception weights at <path>") when the
-    file is missing and `InceptionWeightsHashError` when it is not the pinned file; `kwargs` go to
-    `inception_weights.load_variables` (e.g. `expected_sha256=None` for test weights).
+    Strict: raises `InceptionWeightsUnavailable` ("unavailable: no Inception weights at <path>")
+    when the file is missing, and an `InceptionWeightsError` (a ValueError with one line naming
+    the file and the problem) for any other bad file: `InceptionWeightsHashError` when it is not
+    the pinned file, `InceptionWeightsInvalid` when it is not an Inception weights file at all.
+    `kwargs` go to `inception_weights.load_variables` (e.g. `expected_sha256=None` for test
+    weights).
     """
     from jaxgen.metrics import inception_weights
 

@@ -10,6 +10,12 @@ torch state dict of the 2015 TF Inception graph. Nothing is downloaded: the user
   `__content_sha256__` (a digest of the arrays, checked on load). No torch needed at run time.
   (An `.npz` file's own bytes carry zip timestamps, so its file hash cannot be pinned.)
 
+Errors: a missing file raises `InceptionWeightsUnavailable` (a `FileNotFoundError`); any other bad
+file (not a regular file, unreadable, not an `.npz` archive, arrays that are not the network's, a
+digest that does not match) raises an `InceptionWeightsError` (a `ValueError`) whose one-line
+message names the file and what is wrong with it. `experiments.evaluate` turns both into "FID
+unavailable" and runs the other metrics.
+
 Key mapping (torch -> Flax), for every `BasicConv2d` at `<path>` (e.g. `Mixed_6b.branch7x7_2`):
 `<path>.conv.weight` [O, I, kh, kw] -> params `<path>/conv/kernel` [kh, kw, I, O];
 `<path>.bn.weight|bias` -> params `<path>/bn/scale|bias`;
@@ -55,8 +61,46 @@ class InceptionWeightsUnavailable(FileNotFoundError):
     """No weights file at the configured path ("unavailable: no Inception weights at <path>")."""
 
 
-class InceptionWeightsHashError(ValueError):
+class InceptionWeightsError(ValueError):
+    """The file at the configured path is not usable Inception weights; the one-line message
+    names the file and what is wrong with it."""
+
+
+class InceptionWeightsHashError(InceptionWeightsError):
     """The weights file is not the pinned one (message names expected and actual SHA-256)."""
+
+
+class InceptionWeightsInvalid(InceptionWeightsError):
+    """The file is not an Inception weights file ("not an Inception weights file: <path> (why)")
+    or cannot be read."""
+
+
+class InceptionWeightsNeedTorch(InceptionWeightsError, ImportError):
+    """A `.pth` was given but torch is not installed (also an `ImportError`)."""
+
+
+_CONVERT_HINT = "convert the .pth with `python -m jaxgen.metrics.inception_weights in.pth out.npz`"
+
+
+def _invalid(path, why: str) -> InceptionWeightsInvalid:
+    return InceptionWeightsInvalid(f"not an Inception weights file: {path} ({_one_line(why)})")
+
+
+def _unreadable(path, e: OSError) -> InceptionWeightsInvalid:
+    return InceptionWeightsInvalid(
+        f"cannot read Inception weights file {path}: {e.strerror or _describe(e)}"
+    )
+
+
+def _one_line(text) -> str:
+    lines = str(text).strip().splitlines()
+    return lines[0].strip() if lines else ""
+
+
+def _describe(e: BaseException) -> str:
+    """`Type: first line of the message` of an exception."""
+    msg = _one_line(e)
+    return f"{type(e).__name__}: {msg}" if msg else type(e).__name__
 
 
 def resolve_weights_path(path: str | os.PathLike | None = None) -> str:
@@ -68,10 +112,13 @@ def resolve_weights_path(path: str | os.PathLike | None = None) -> str:
 
 
 def unavailable_reason(path: str | os.PathLike | None = None) -> str | None:
-    """One-line reason why no weights can be loaded, or None if the file exists."""
+    """One-line reason why no weights can be loaded ("unavailable: ..."), or None if a regular
+    file is there (its content is checked by `load_variables`)."""
     resolved = resolve_weights_path(path)
     if os.path.isfile(resolved):
         return None
+    if os.path.isdir(resolved):
+        return f"unavailable: {_invalid(resolved, 'a directory, not a file')}"
     return f"unavailable: no Inception weights at {resolved}"
 
 
@@ -84,10 +131,11 @@ def sha256_file(path: str | os.PathLike) -> str:
 
 
 def _check_hash(actual: str, expected: str | None, what: str) -> None:
+    """`what` is e.g. "SHA-256 of <path>"; one line naming both digests on a mismatch."""
     if expected is not None and actual != expected:
         raise InceptionWeightsHashError(
-            f"wrong Inception weights {what}: expected SHA-256 {expected} "
-            f"({PT_FID_WEIGHTS_FILENAME}), got {actual}"
+            f"{what} ({actual}) does not match the pinned pytorch-fid weights "
+            f"{PT_FID_WEIGHTS_FILENAME} (expected SHA-256 {expected})"
         )
 
 
@@ -167,22 +215,32 @@ def content_sha256(state_dict: Mapping[str, np.ndarray]) -> str:
     return digest.hexdigest()
 
 
+def _file_sha256(path) -> str:
+    try:
+        return sha256_file(path)
+    except OSError as e:
+        raise _unreadable(path, e) from None
+
+
 def read_pth(path, *, expected_sha256: str | None = PT_FID_WEIGHTS_SHA256) -> dict[str, np.ndarray]:
     """Read the pytorch-fid `.pth` (hash-checked before unpickling) as float32 numpy arrays."""
-    _check_hash(sha256_file(path), expected_sha256, f"file {path}")
+    _check_hash(_file_sha256(path), expected_sha256, f"SHA-256 of {path}")
     try:
         import torch
-    except ImportError as e:
-        raise ImportError(
-            "reading a .pth needs torch; convert it once elsewhere with "
-            "`python -m jaxgen.metrics.inception_weights in.pth out.npz`"
-        ) from e
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    return {
-        k: v.detach().numpy().astype(np.float32)
-        for k, v in state.items()
-        if not k.endswith("num_batches_tracked")
-    }
+    except ImportError:
+        raise InceptionWeightsNeedTorch(
+            f"cannot read Inception weights file {path}: reading a .pth needs torch; convert it "
+            "once elsewhere with `python -m jaxgen.metrics.inception_weights in.pth out.npz`"
+        ) from None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        return {
+            k: v.detach().numpy().astype(np.float32)
+            for k, v in state.items()
+            if not k.endswith("num_batches_tracked")
+        }
+    except Exception as e:  # torch raises many types on a file that is not a state dict
+        raise _invalid(path, f"torch cannot read it as a state dict: {_describe(e)}") from None
 
 
 def save_npz(state_dict: Mapping[str, np.ndarray], path, *, source_sha256: str) -> None:
@@ -196,17 +254,41 @@ def save_npz(state_dict: Mapping[str, np.ndarray], path, *, source_sha256: str) 
     )
 
 
+_NPZ_DIGESTS = ("__source_sha256__", "__content_sha256__")
+
+
+def _npz_arrays(path) -> dict[str, np.ndarray]:
+    """Every array of the `.npz` at `path` (no pickles), or `InceptionWeightsInvalid`."""
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+    except OSError as e:
+        raise _unreadable(path, e) from None
+    if magic != b"PK\x03\x04":  # np.load would try to unpickle anything that is not a zip
+        raise _invalid(path, f"not an .npz archive; {_CONVERT_HINT}")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except Exception as e:  # zipfile, zlib and numpy raise many types on a damaged archive
+        raise _invalid(path, f"unreadable .npz, {_describe(e)}; {_CONVERT_HINT}") from None
+
+
 def read_npz(path, *, expected_sha256: str | None = PT_FID_WEIGHTS_SHA256) -> dict[str, np.ndarray]:
     """Read a converted `.npz`; check its recorded source digest and its content digest."""
-    with np.load(path, allow_pickle=False) as data:
-        arrays = {k: data[k] for k in data.files}
-    source = str(arrays.pop("__source_sha256__", "none recorded"))
-    recorded = str(arrays.pop("__content_sha256__", "none recorded"))
-    _check_hash(source, expected_sha256, f"source of {path}")
-    actual = content_sha256(arrays)
+    arrays = _npz_arrays(path)
+    absent = [k for k in _NPZ_DIGESTS if k not in arrays]
+    if absent:
+        raise _invalid(path, f"no {' or '.join(absent)} entry; {_CONVERT_HINT}")
+    try:
+        source, recorded = (str(arrays.pop(k)[()]) for k in _NPZ_DIGESTS)
+        actual = content_sha256(arrays)
+    except (TypeError, ValueError) as e:
+        raise _invalid(path, f"unexpected entries, {_describe(e)}") from None
+    _check_hash(source, expected_sha256, f"recorded source SHA-256 of {path}")
     if actual != recorded:
         raise InceptionWeightsHashError(
-            f"corrupt Inception weights {path}: expected content SHA-256 {recorded}, got {actual}"
+            f"content SHA-256 of {path} ({actual}) does not match the one recorded in it "
+            f"({recorded}): the file is corrupt; {_CONVERT_HINT} again"
         )
     return arrays
 
@@ -217,18 +299,27 @@ def load_variables(path=None, *, expected_sha256: str | None = PT_FID_WEIGHTS_SH
     `expected_sha256=None` skips the pin (only for test weights).
     """
     resolved = resolve_weights_path(path)
+    if os.path.isdir(resolved):
+        raise _invalid(resolved, "a directory, not a file")
     reason = unavailable_reason(resolved)
     if reason:
         raise InceptionWeightsUnavailable(reason)
     reader = read_npz if resolved.endswith(".npz") else read_pth
-    return state_dict_to_variables(reader(resolved, expected_sha256=expected_sha256))
+    state_dict = reader(resolved, expected_sha256=expected_sha256)
+    try:
+        return state_dict_to_variables(state_dict)
+    except ValueError as e:  # keys or shapes are not the network's
+        raise _invalid(resolved, str(e)) from None
 
 
 def convert(src, dst, *, expected_sha256: str | None = PT_FID_WEIGHTS_SHA256) -> str:
     """`.pth` -> `.npz`, checked against the network's keys and shapes; returns the .pth digest."""
-    source_sha = sha256_file(src)
+    source_sha = _file_sha256(src)
     state = read_pth(src, expected_sha256=expected_sha256)
-    state_dict_to_variables(state)  # validates keys and shapes
+    try:
+        state_dict_to_variables(state)  # validates keys and shapes
+    except ValueError as e:
+        raise _invalid(src, str(e)) from None
     save_npz(state, dst, source_sha256=source_sha)
     return source_sha
 
@@ -253,7 +344,7 @@ def main(argv=None) -> int:
         return 1
     try:
         digest = convert(args.src, args.dst, expected_sha256=expected)
-    except (InceptionWeightsHashError, ValueError) as e:
+    except ValueError as e:  # InceptionWeightsError and friends: one line each
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(f"wrote {args.dst} (source SHA-256 {digest}); use it with {ENV_VAR}={args.dst}")

@@ -10,13 +10,6 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 DATA_AXIS = "data"
 
 
-def initialize_distributed() -> None:
-    """Join a multi-host run (TPU pod / multi-node GPU). A no-op when already initialised."""
-    if jax.distributed.is_initialized():
-        return
-    jax.distributed.initialize()
-
-
 def make_mesh(num_devices: int | None = None, *, devices=None) -> Mesh:
     """A 1-D `data` mesh over the first `num_devices` of `devices` (default `jax.devices()`,
     every host's; all of them when `num_devices` is None). `devices` may be the devices of a

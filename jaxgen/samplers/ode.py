@@ -103,24 +103,31 @@ def solve_adaptive_per_sample(
     return jax.vmap(one)(x0)
 
 
+def _axpy(x, dt, *ks):
+    """x + dt·Σ kᵢ over pytrees (a state may be a tuple such as `(x, log p)`)."""
+    return jax.tree.map(lambda v, *k: v + dt * sum(k), x, *ks)
+
+
 def _step(f: VectorField, method: str, t, x, dt):
     if method == "euler":
-        return x + dt * f(t, x)
+        return _axpy(x, dt, f(t, x))
     if method == "heun":
         k1 = f(t, x)
-        k2 = f(t + dt, x + dt * k1)
-        return x + 0.5 * dt * (k1 + k2)
+        k2 = f(t + dt, _axpy(x, dt, k1))
+        return _axpy(x, 0.5 * dt, k1, k2)
     k1 = f(t, x)  # classic RK4
-    k2 = f(t + 0.5 * dt, x + 0.5 * dt * k1)
-    k3 = f(t + 0.5 * dt, x + 0.5 * dt * k2)
-    k4 = f(t + dt, x + dt * k3)
-    return x + dt / 6.0 * (k1 + 2 * k2 + 2 * k3 + k4)
+    k2 = f(t + 0.5 * dt, _axpy(x, 0.5 * dt, k1))
+    k3 = f(t + 0.5 * dt, _axpy(x, 0.5 * dt, k2))
+    k4 = f(t + dt, _axpy(x, dt, k3))
+    k23 = jax.tree.map(lambda a, b: 2 * (a + b), k2, k3)
+    return _axpy(x, dt / 6.0, k1, k23, k4)
 
 
 def solve_fixed(
     f: VectorField, x0, *, t0: float = 0.0, t1: float = 1.0, num_steps: int = 100, method="heun"
 ):
-    """Integrate dx/dt = f(t, x) with `num_steps` equal steps of `method` (euler, heun, rk4).
+    """Integrate dx/dt = f(t, x) with `num_steps` equal steps of `method` (euler, heun, rk4);
+    `x0` may be a pytree (then `f` returns one of the same structure).
 
     Returns: `(x_T [B, ...], stats)` with `nfe = num_steps * stages`.
     """

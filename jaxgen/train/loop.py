@@ -7,6 +7,7 @@ keeps at most two collective programs in flight (more, un-awaited, abort XLA:CPU
 runs, see ecosystem notes §5).
 """
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,12 +19,17 @@ from tqdm.auto import tqdm
 
 from jaxgen.parallel.mesh import global_batch, replicated
 from jaxgen.train.checkpoint import Checkpoints
-from jaxgen.train.logging import MetricsWriter
+from jaxgen.train.logging import MetricsWriter, ProgressLines, progress_mode
 from jaxgen.train.step import make_sharded_step
 
 
 class NonFiniteError(FloatingPointError):
     """Training produced a NaN/Inf loss or gradient."""
+
+
+class _GiveUp(Exception):  # noqa: N818 - internal signal from _settle to fit
+    def __init__(self, step: int):
+        self.step = step
 
 
 class Interrupted(Exception):
@@ -46,6 +52,16 @@ class TrainPlan:
     sample_every: int = 0  # 0: never
     nonfinite: str = "stop"  # stop | skip | rollback (newest checkpoint, then the next batch)
     steps_per_call: int = 1  # K > 1: K steps per dispatch in one lax.scan
+    max_nonfinite: int = 3  # skip / rollback give up at this many failures in a row
+    rollback_reseed: bool = False  # after a rollback, draw batches in a new order (see fit)
+
+
+RESEED_STRIDE = 1_000_003  # seed offset of the k-th reseeded batch order: seed + k * stride
+
+
+def reseeded(stream, k: int):
+    """`stream` with its `k`-th reseeded batch order (k = 0: `stream` itself)."""
+    return stream if k == 0 else dataclasses.replace(stream, seed=stream.seed + k * RESEED_STRIDE)
 
 
 def _prefetch(stream, cursor: int):
@@ -77,7 +93,7 @@ def _concat(metrics: list[dict]) -> dict:
     return {k: jnp.concatenate([jnp.ravel(m[k]) for m in metrics]) for k in metrics[0]}
 
 
-def _log(writer, pbar, pending, step, batch_size, seconds, headline):
+def _log(writer, pbar, pending, step, batch_size, seconds, headline, lines=None):
     if not pending:
         return
     # one device-side concatenation per metric, then one transfer each (not one per step)
@@ -89,6 +105,8 @@ def _log(writer, pbar, pending, step, batch_size, seconds, headline):
         writer.write(step, means)
     shown = {k: f"{means[k]:.4g}" for k in headline if k in means}
     pbar.set_postfix(**shown, ex_s=f"{means['examples_per_s']:.0f}", refresh=False)
+    if lines is not None:
+        lines(step, shown, means["examples_per_s"])
 
 
 def fit(
@@ -106,8 +124,9 @@ def fit(
     writer: MetricsWriter | None = None,
     on_sample: Callable | None = None,
     hooks: tuple[tuple[int, Callable], ...] = (),
-    progress: bool | None = None,
+    progress: bool | str | None = None,
     should_stop: Callable[[], bool] | None = None,
+    reseeds: int = 0,
 ):
     """Train until `state.step == schedule.num_steps`. Returns `(state, cursor)`.
 
@@ -115,13 +134,19 @@ def fit(
     non-finite guard. `cursor` is the stream index of the next batch; it is saved with the
     state (with `meta`) so a resumed run sees the same batches. `on_sample(state, step)` is called
     every `sample_every` steps, and each `(every, fn)` of `hooks` as `fn(state, step)` every `every`
-    steps (e.g. model selection). `progress=None` shows a bar only on a terminal, with the
-    `headline` metrics. `state_sharding` lays the state out on the mesh (replicated when None;
-    see `jaxgen.parallel.state_shardings`).
+    steps (e.g. model selection). `progress` (see `progress_mode`): a bar, or a line per log
+    interval, with the `headline` metrics. `state_sharding` lays the state out on the mesh
+    (replicated when None; see `jaxgen.parallel.state_shardings`).
 
     `should_stop()` is polled before each dispatch: once it is true, no new call starts, the
     call in flight is finished, its step is checkpointed (when `checkpoints` is given) and
     `Interrupted` is raised (nothing trained is lost; a resume continues bit-identically).
+
+    Non-finite steps (`schedule.nonfinite`): "skip" drops the step's update, "rollback" restores
+    the newest checkpoint and continues after the bad batch, with the `k`-th reseeded batch
+    order (`reseeded`) when `schedule.rollback_reseed`; `reseeds` is the number of earlier
+    reseeds (saved in the checkpoints' meta as "reseeds"). Both give up with `NonFiniteError`
+    after `schedule.max_nonfinite` failures without a finite step past the last one.
     """
     if schedule.nonfinite not in ("stop", "skip", "rollback"):
         raise ValueError(f"nonfinite={schedule.nonfinite!r}; choose stop, skip or rollback")
@@ -129,14 +154,18 @@ def fit(
     shardings = replicated(mesh) if state_sharding is None else state_sharding
     step_jit = make_sharded_step(step_fn, mesh, state_sharding=shardings, steps_per_call=K)
     state = jax.device_put(state, shardings)
-    run = _Run(int(state.step), cursor, time.perf_counter())
+    run = _Run(int(state.step), cursor, time.perf_counter(), reseeds=reseeds)
+    mode = progress_mode(progress)
     pbar = tqdm(
         total=schedule.num_steps,
         initial=run.step,
-        disable=None if progress is None else not progress,
+        disable=mode != "bar",
         dynamic_ncols=True,
         desc="train",
     )
+    lines = ProgressLines(schedule.num_steps, run.step) if mode == "lines" else None
+    meta = run.meta = {**(meta or {}), "reseeds": reseeds}
+    stream = reseeded(stream, reseeds)
     batches = _prefetch(stream, cursor)
     inflight = None  # the dispatched call whose `finite` flags are not read yet
     planned = run.step  # steps once every dispatched call has run
@@ -144,7 +173,7 @@ def fit(
     def flush_log():  # right after a settle, so each log interval gets its own row
         if run.step >= schedule.num_steps or run.log_due:
             seconds = run.seconds()
-            _log(writer, pbar, run.pending, run.step, stream.batch_size, seconds, headline)
+            _log(writer, pbar, run.pending, run.step, stream.batch_size, seconds, headline, lines)
             run.pending, run.log_due = [], False
 
     try:
@@ -157,9 +186,13 @@ def fit(
                 state, metrics = step_jit(state, batch)
                 call, planned = (first, k, metrics), planned + k
             if inflight is not None:  # read the previous call while this one runs
-                state, restart = _settle(inflight, state, run, schedule, checkpoints, pbar)
+                try:
+                    state, restart = _settle(inflight, state, run, schedule, checkpoints, pbar)
+                except _GiveUp as g:
+                    _give_up(g.step, state, run, call, schedule, checkpoints)
                 if restart:  # rolled back: drop the call just dispatched, re-read the stream
-                    batches, planned, inflight = _restart(batches, stream, run)
+                    batches, planned, inflight, stream = _restart(batches, stream, run, schedule)
+                    meta["reseeds"] = run.reseeds
                     continue
                 flush_log()
             inflight = call
@@ -172,10 +205,14 @@ def fit(
             everies = (schedule.ckpt_every, schedule.sample_every, *(e for e, _ in hooks))
             ends = planned == schedule.num_steps
             if ends or run.forced or any(_crossed(run.checked, planned, e) for e in everies):
-                state, restart = _settle(inflight, state, run, schedule, checkpoints, pbar)
+                try:
+                    state, restart = _settle(inflight, state, run, schedule, checkpoints, pbar)
+                except _GiveUp as g:
+                    _give_up(g.step, state, run, None, schedule, checkpoints)
                 inflight, planned = None, run.step
                 if restart:
-                    batches, planned, inflight = _restart(batches, stream, run)
+                    batches, planned, inflight, stream = _restart(batches, stream, run, schedule)
+                    meta["reseeds"] = run.reseeds
                     continue
                 flush_log()
                 _at_boundary(state, run, schedule, checkpoints, meta, on_sample, hooks)
@@ -185,11 +222,15 @@ def fit(
     return state, run.cursor
 
 
-def _restart(batches, stream, run):
-    """After a rollback: a fresh batch iterator from the restored cursor, nothing in flight.
-    Returns `(batches, planned_step, inflight)`."""
+def _restart(batches, stream, run, schedule):
+    """After a rollback: a fresh batch iterator from the restored cursor (in a new order when
+    `schedule.rollback_reseed`), nothing in flight. Returns
+    `(batches, planned_step, inflight, stream)`."""
     batches.close()
-    return _prefetch(stream, run.cursor), run.step, None
+    if schedule.rollback_reseed:
+        stream = reseeded(stream, 1)  # one stride further than the order in use
+        run.reseeds += 1
+    return _prefetch(stream, run.cursor), run.step, None, stream
 
 
 @dataclass
@@ -203,6 +244,11 @@ class _Run:
     forced: bool = False  # a call was skipped: check boundaries at the next call
     log_due: bool = False
     pending: list = field(default_factory=list)  # metrics of settled calls not yet logged
+    reseeds: int = 0  # reseeded batch orders so far (rollback_reseed)
+    failures: int = 0  # non-finite failures without a finite step past the last one
+    failed_at: int = -1  # the step of the last failure
+    nonfinite: str = ""  # the metrics that were non-finite at the last failure
+    meta: dict = field(default_factory=dict)  # saved with each checkpoint
 
     def __post_init__(self):
         self.checked = self.step
@@ -219,9 +265,15 @@ def _settle(call, state, run: _Run, schedule, checkpoints, pbar):
     first, k, metrics = call
     finite = np.ravel(np.asarray(metrics["finite"]))
     run.cursor = first + k
-    if not finite.all():
-        bad = run.step + int(np.argmin(finite))
-        state, rolled_back = _on_nonfinite(schedule.nonfinite, bad, state, checkpoints)
+    bad = _count_failures(run, finite)
+    if bad is not None:
+        run.nonfinite = _nonfinite_names(metrics, finite)
+        if schedule.nonfinite != "stop" and run.failures >= schedule.max_nonfinite:
+            run.step += int(finite.sum())  # the guard kept the last finite state
+            raise _GiveUp(bad)
+        state, rolled_back = _on_nonfinite(
+            schedule.nonfinite, bad, state, checkpoints, run.nonfinite
+        )
         if rolled_back:  # continue from the checkpoint's state after the bad batch
             run.step = run.checked = int(state.step)
             return state, True
@@ -232,6 +284,23 @@ def _settle(call, state, run: _Run, schedule, checkpoints, pbar):
     pbar.update(run.step - before)
     run.log_due |= _crossed(before, run.step, schedule.log_every)
     return state, False
+
+
+def _count_failures(run: _Run, finite) -> int | None:
+    """Count a call's non-finite steps, in order, into `run.failures` (reset by a finite step
+    past the last failure: after a rollback, steps redone below it do not reset). Returns the
+    first failing step of the call, or None."""
+    step, first_bad = run.step, None
+    for ok in finite:
+        if ok:
+            step += 1
+            if step > run.failed_at:
+                run.failures = 0
+        else:
+            run.failures += 1
+            run.failed_at = step
+            first_bad = step if first_bad is None else first_bad
+    return first_bad
 
 
 def _at_boundary(state, run: _Run, schedule, checkpoints, meta, on_sample, hooks):
@@ -264,18 +333,50 @@ def _crossed(before: int, after: int, every: int) -> bool:
     return bool(every) and after // every > before // every
 
 
-def _on_nonfinite(policy, step, state, checkpoints):
-    """Returns `(state, rolled_back)` or raises `NonFiniteError`."""
+def _give_up(bad: int, state, run: _Run, newer, schedule, checkpoints):
+    """Raise `NonFiniteError` after saving the last finite state: `state` also holds the call
+    dispatched after the failing one (`newer`, or None), whose finite steps count too (the
+    guard made its non-finite ones no-ops)."""
+    if newer is not None:
+        first, k, metrics = newer
+        run.step += int(np.sum(np.asarray(metrics["finite"])))
+        run.cursor = first + k
+    saved = _save_now(state, run, checkpoints, run.meta)
+    raise NonFiniteError(
+        f"gave up at step {bad}{run.nonfinite}: {run.failures} non-finite steps without "
+        "progress past them "
+        f"(train.nonfinite={schedule.nonfinite}, train.max_nonfinite={schedule.max_nonfinite}); "
+        f"the last finite state is saved as {saved}; lower the learning rate or check the data"
+    )
+
+
+def _nonfinite_names(metrics, finite) -> str:
+    """ " (non-finite: a, b)": the metrics that were NaN / Inf at a call's first failing step,
+    which name the network (e.g. `grad_norm_flow`, `log_det`); "" when none is reported."""
+    first = int(np.argmin(finite))
+    names = []
+    for name, value in sorted(metrics.items()):
+        v = np.ravel(np.asarray(value))
+        if name == "finite" or not np.issubdtype(v.dtype, np.floating):
+            continue
+        v = v[first] if v.size == finite.size else v
+        if not np.all(np.isfinite(v)):
+            names.append(name)
+    return f" (non-finite: {', '.join(names)})" if names else ""
+
+
+def _on_nonfinite(policy, step, state, checkpoints, what: str = ""):
+    """Returns `(state, rolled_back)` or raises `NonFiniteError`; `what` names the metrics."""
     if policy == "skip":
-        print(f"warning: non-finite loss or gradient at step {step}; batch skipped")
+        print(f"warning: non-finite loss or gradient at step {step}{what}; batch skipped")
         return state, False
     if policy == "rollback" and checkpoints is not None and checkpoints.latest_step() is not None:
         restored, _ = checkpoints.restore(state)
         print(
-            f"warning: non-finite loss or gradient at step {step}; rolled back to step "
+            f"warning: non-finite loss or gradient at step {step}{what}; rolled back to step "
             f"{int(restored.step)} and skipping the batch"
         )
         shardings = jax.tree.map(lambda x: x.sharding, state)
         return jax.device_put(restored, shardings), True
     where = f" (last good checkpoint: step {checkpoints.latest_step()})" if checkpoints else ""
-    raise NonFiniteError(f"non-finite loss or gradient at step {step}{where}")
+    raise NonFiniteError(f"non-finite loss or gradient at step {step}{what}{where}")

@@ -1,0 +1,315 @@
+"""Short-run EBMs (docs/methods/shortrun_ebm.md): the 2-D likelihood report and the cost of
+the generator loss.
+
+    python -m benchmarks.shortrun_ebm toy2d ebm=runs/srl_swiss ml=runs/srl_swiss_ml [--out]
+    python -m benchmarks.shortrun_ebm step_cost [--repeats 7] [--out]
+    python -m benchmarks.shortrun_ebm vapo_bpd runs/vapo_fmnist [--num 1000] [--exact 4] [--out]
+
+`toy2d` reads each run (config, newest checkpoint, `eval/metrics.json` from
+`python -m experiments.evaluate`) and reports the flow's test log-likelihood (eq. 1.7, exact
+trace, dopri5 at the run's tolerance, 10k held-out points) beside the same points' log-density
+under the true data density and under the EBM's own e^{−E} normalised on a 512² grid, and
+draws Fig. 5.3/5.5 (samples, normalised e^{−E}, flow density) into
+`docs/figures/shortrun_ebm_<data>.png`.
+
+`step_cost` times the Fashion-MNIST config's step (batch 64, K = 40) with plain contrastive
+training, with the generator loss, and with the generator loss under `jax.checkpoint`: all
+compiled and warmed up, repeats interleaved, medians, XLA's FLOP count against this machine's
+float32 matmul rate and XLA's temporary-buffer size (the step's peak working memory).
+
+`vapo_bpd` gives a trained VAPO run's flow dx/dt = +∇Φ from N(0, σ0² I) over [0, T] a
+likelihood (eq. 1.7 with its sign, `jaxgen.samplers.likelihood`): bits per dimension of the
+first `--num` test images, uniformly dequantised (x = 2(k + u)/256 − 1), with Hutchinson's
+estimate (`--probes` Rademacher probes), and on the first `--exact` images also with the exact
+trace, as a check of the estimate.
+"""
+
+import argparse
+import json
+import math
+import time
+from functools import partial
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from scipy.special import logsumexp
+
+from benchmarks.common import record
+from benchmarks.glf_fashion import _sgemm_rate
+from jaxgen.data import mixture_modes, sample_toy2d
+from jaxgen.methods import shortrun_ebm as srl
+from jaxgen.metrics import gaussian_mixture_log_density, grid_log_likelihood
+
+FIGURES = Path(__file__).resolve().parents[1] / "docs" / "figures"
+
+
+def swissroll_log_density(x, num_t: int = 20_000) -> np.ndarray:
+    """The exact log-density `[N]` of `jaxgen.data.toy2d`'s Swiss roll at `x` `[N, 2]`:
+    x = (t cos t, t sin t)/5 + N(0, 0.1² I) with t ~ U[1.5π, 4.5π], by the midpoint rule in t."""
+    t = 1.5 * np.pi + 3 * np.pi * (np.arange(num_t) + 0.5) / num_t
+    centres = np.stack([t * np.cos(t), t * np.sin(t)], 1) / 5.0
+    sq = ((x[:, None, :] - centres[None]) ** 2).sum(-1)
+    var = 0.1**2
+    log_n = -sq / (2 * var) - math.log(2 * math.pi * var)
+    return logsumexp(log_n, axis=1) - math.log(num_t)
+
+
+def true_log_density(name: str, x) -> np.ndarray:
+    if name == "swissroll":
+        return np.concatenate([swissroll_log_density(c) for c in np.array_split(x, 20)])
+    centres, std = mixture_modes(name)
+    return gaussian_mixture_log_density(x, centres, std)
+
+
+def restore(workdir: Path):
+    """`(experiment, state)` of a finished run."""
+    from experiments import cli
+
+    c = ml_collections.ConfigDict(json.loads((workdir / "config.json").read_text()))
+    exp = cli.experiment(c)
+    state, _ = exp.restore_latest(str(workdir))
+    return exp, state
+
+
+def _grid(lim: float, n: int) -> np.ndarray:
+    g = -lim + 2 * lim * (np.arange(n) + 0.5) / n
+    return np.stack(np.meshgrid(g, g, indexing="ij"), -1).reshape(-1, 2).astype(np.float32)
+
+
+def toy2d_run(name: str, workdir: Path) -> dict:
+    exp, state = restore(workdir)
+    data = exp.c.data.name
+    ev = json.loads((workdir / "eval" / "metrics.json").read_text())
+    test = np.asarray(
+        sample_toy2d(data, 10_000, jax.random.PRNGKey(30_000 + ev["protocol"]["seed"]))
+    )
+    lim = 1.5 * float(np.abs(test).max())
+    neg_e = exp.jitted("energy", use_ema=False)
+    ebm = grid_log_likelihood(
+        lambda x: np.asarray(neg_e(state, x)), test, bounds=((-lim, lim),) * 2, chunk_size=8192
+    )
+    flow_ll = ev["log_likelihood"]["mean_log_likelihood"]
+    out = {
+        "run": name,
+        "data": data,
+        "objective": exp.rc.method.objective,
+        "steps": ev["protocol"]["checkpoint_step"],
+        "flow_test_ll": flow_ll,
+        "flow_log_z_grid": ev["log_likelihood"]["log_z_grid_128"],
+        "ebm_density_test_ll": ebm["mean_log_likelihood"],
+        "data_true_ll": float(np.mean(true_log_density(data, test.astype(np.float64)))),
+        "mmd_rbf": ev.get("mmd_rbf"),
+        "seconds_per_step": _seconds_per_step(workdir),
+    }
+    return {"summary": out, "exp": exp, "state": state, "lim": lim}
+
+
+def _seconds_per_step(workdir: Path) -> float | None:
+    rows = [json.loads(x) for x in (workdir / "metrics.jsonl").read_text().splitlines()]
+    times = [r.get("time") for r in rows if r.get("time") is not None]
+    if len(times) < 2:
+        return None
+    return (times[-1] - times[0]) / (rows[-1]["step"] - rows[0]["step"])
+
+
+def plot_toy2d(runs: list, path: Path, n: int = 160) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(runs), 3, figsize=(10, 3.3 * len(runs)), squeeze=False)
+    for row, r in zip(axes, runs, strict=True):
+        exp, state, lim = r["exp"], r["state"], r["lim"]
+        grid = _grid(lim, n)
+        x, _ = exp.draw(state, 4000, seed=0, use_ema=False)
+        neg_e = np.asarray(exp.jitted("energy", use_ema=False)(state, grid))
+        ebm = np.exp(neg_e - logsumexp(neg_e) - math.log((2 * lim / n) ** 2))
+        lp = exp.jitted("log_density", use_ema=False)
+        flow = np.exp(np.concatenate([np.asarray(lp(state, g)) for g in np.split(grid, 16)]))
+        name = f"{r['summary']['run']} ({r['summary']['objective']})"
+        row[0].scatter(x[:, 0], x[:, 1], s=1, alpha=0.3)
+        row[0].set(xlim=(-lim, lim), ylim=(-lim, lim), title=f"{name}: samples")
+        for ax, img, title in ((row[1], ebm, "e^{-E} normalised"), (row[2], flow, "flow density")):
+            ax.imshow(img.reshape(n, n).T, origin="lower", extent=(-lim, lim, -lim, lim))
+            ax.set_title(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+
+
+def toy2d(args) -> None:
+    runs = []
+    for spec in args.runs:
+        name, _, folder = spec.partition("=")
+        runs.append(toy2d_run(name, Path(folder)))
+    data = runs[0]["summary"]["data"]
+    figure = FIGURES / f"shortrun_ebm_{data}.png"
+    plot_toy2d(runs, figure)
+    table = [r["summary"] for r in runs]
+    for row in table:
+        print(
+            ", ".join(
+                f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()
+            )
+        )
+    print(f"figure: {figure}")
+    if args.out:
+        cmd = "python -m benchmarks.shortrun_ebm toy2d " + " ".join(args.runs)
+        print(f"wrote {record(f'shortrun_ebm_{data}', {'command': cmd, 'runs': table})}")
+
+
+VARIANTS = {
+    "contrastive": {},
+    "generator_loss": {"generator_loss": True},
+    "generator_loss_checkpoint": {"generator_loss": True, "checkpoint": True},
+}
+
+
+def step_cost(args) -> None:
+    from experiments.configs.shortrun_ebm.fashion_mnist import get_config
+    from jaxgen.methods.common import config_from_dict
+
+    c = get_config()
+    tree = {k: c[k].to_dict() for k in ("model", "method", "optim", "sample")}
+    x = np.random.default_rng(0).uniform(-1, 1, (c.data.batch_size, 32, 32, 1)).astype("float32")
+    compiled, state = {}, None
+    for name, change in VARIANTS.items():
+        cfg = config_from_dict(srl.Config, {**tree, "method": {**tree["method"], **change}})
+        state = srl.init(cfg, {"x": x}, key=jax.random.PRNGKey(0)) if state is None else state
+        fn = jax.jit(lambda s, b, cfg=cfg: srl.train_step(s, b, config=cfg))
+        compiled[name] = fn.lower(state, {"x": x}).compile()
+    for fn in compiled.values():
+        jax.block_until_ready(fn(state, {"x": x}))
+    times = {k: [] for k in compiled}
+    for _ in range(args.repeats):
+        for name, fn in compiled.items():  # interleaved
+            t = time.perf_counter()
+            jax.block_until_ready(fn(state, {"x": x}))
+            times[name].append(time.perf_counter() - t)
+    sgemm = _sgemm_rate()
+    result = {"batch": len(x), "K": c.method.num_steps, "sgemm_gflops": sgemm}
+    for name, fn in compiled.items():
+        flops, med = fn.cost_analysis()["flops"], float(np.median(times[name]))
+        mem = fn.memory_analysis()
+        result[name] = {
+            "median_s": med,
+            "quartiles_s": [float(q) for q in np.percentile(times[name], [25, 75])],
+            "gflop_per_step": flops / 1e9,
+            "fraction_of_sgemm": flops / 1e9 / med / sgemm,
+            "temp_mib": mem.temp_size_in_bytes / 2**20,
+        }
+        mib = mem.temp_size_in_bytes / 2**20
+        print(f"{name}: {med:.3f} s/step, {flops / 1e9:.1f} GFLOP, temp {mib:.0f} MiB")
+    base = result["contrastive"]["median_s"]
+    result["generator_loss_time_ratio"] = result["generator_loss"]["median_s"] / base
+    print(f"generator loss costs {result['generator_loss_time_ratio']:.2f}x the contrastive step")
+    if args.out:
+        cmd = f"python -m benchmarks.shortrun_ebm step_cost --repeats {args.repeats}"
+        print(f"wrote {record('shortrun_ebm_step_cost', {'command': cmd, **result})}")
+
+
+def _vapo_test_images(exp, num: int) -> np.ndarray:
+    """The first `num` test images, uniformly dequantised: x = 2(k + u)/256 − 1, `[N, H, W, C]`."""
+    from jaxgen.data import load_images
+
+    c = exp.c
+    src = load_images(
+        c.data.name, "test", pad_to_32=c.data.pad_to_32, data_dir=c.data.data_dir or None
+    )
+    if src.max_value != 255:
+        raise SystemExit(f"vapo_bpd: expects 8-bit images, got max_value={src.max_value}")
+    k = np.asarray(src.images[:num], np.float64)
+    u = np.random.default_rng(0).uniform(size=k.shape)
+    return (2 * (k + u) / 256 - 1).astype(np.float32)
+
+
+def _vapo_bpd_fn(exp, state, args):
+    """`bpd(x, key, trace) -> (bits/dim [B], nfe, success)` of the run's flow."""
+    from jaxgen.methods import vapo
+    from jaxgen.samplers.likelihood import bits_per_dim, flow_log_likelihood
+
+    rc, params = exp.rc, state.potential.eval_params(exp.c.eval.ema)
+    sigma0 = rc.method.sigma0
+
+    def log_p0(z):  # N(0, σ0² I)
+        flat = z.reshape(z.shape[0], -1)
+        norm = flat.shape[1] * jnp.log(sigma0 * jnp.sqrt(2 * jnp.pi))
+        return -0.5 * jnp.sum(flat**2, 1) / sigma0**2 - norm
+
+    def bpd(xb, key, trace):
+        v = lambda t, z: vapo.velocity(params, z, config=rc)
+        kw = dict(trace=trace, key=key, num_probes=args.probes, rtol=args.rtol, atol=args.atol)
+        with jax.default_matmul_precision("float32"):
+            lp, st = flow_log_likelihood(v, xb, t1=rc.sample.t_end, log_p0=log_p0, **kw)
+        return bits_per_dim(lp, xb[0].size), st["nfe"], st["success"]
+
+    return bpd
+
+
+def vapo_bpd(args) -> None:
+    """Bits/dim of a VAPO run's flow on test images (Hutchinson; exact trace on a few)."""
+    exp, state = restore(Path(args.workdir))
+    x = _vapo_test_images(exp, args.num)
+    bpd_fn = _vapo_bpd_fn(exp, state, args)
+    hutch = jax.jit(partial(bpd_fn, trace="hutchinson"))
+    bpd, nfe, t = [], [], time.perf_counter()
+    for i, start in enumerate(range(0, len(x), args.batch)):
+        b, n, ok = hutch(x[start : start + args.batch], jax.random.PRNGKey(i))
+        if not bool(ok):
+            raise SystemExit(f"vapo_bpd: the solver ran out of steps on batch {i}")
+        bpd.append(np.asarray(b)), nfe.append(int(n))
+        print(f"images {start + len(b)}/{len(x)}: {np.mean(np.concatenate(bpd)):.4f} bits/dim")
+    bpd = np.concatenate(bpd)
+    result = {
+        "num": len(x),
+        "probes": args.probes,
+        "rtol": args.rtol,
+        "atol": args.atol,
+        "ema": exp.c.eval.ema,
+        "bits_per_dim": float(bpd.mean()),
+        "standard_error": float(bpd.std(ddof=1) / np.sqrt(len(bpd))),
+        "nfe_median": float(np.median(nfe)),
+        "seconds": time.perf_counter() - t,
+    }
+    if args.exact:  # the same images, exact trace against the estimate
+        xe = x[: args.exact]
+        exact, _, _ = jax.jit(partial(bpd_fn, trace="exact"))(xe, None)
+        result["exact_check"] = {
+            "num": args.exact,
+            "exact_bits_per_dim": np.asarray(exact).tolist(),
+            "hutchinson_bits_per_dim": bpd[: args.exact].tolist(),
+        }
+    print(json.dumps(result, indent=1))
+    if args.out:
+        cmd = f"python -m benchmarks.shortrun_ebm vapo_bpd {args.workdir} --num {args.num}"
+        print(f"wrote {record('vapo_bits_per_dim', {'command': cmd, **result})}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("toy2d")
+    p.add_argument("runs", nargs="+", help="NAME=WORKDIR")
+    p.add_argument("--out", action="store_true")
+    p = sub.add_parser("step_cost")
+    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--out", action="store_true")
+    p = sub.add_parser("vapo_bpd")
+    p.add_argument("workdir")
+    p.add_argument("--num", type=int, default=1000)
+    p.add_argument("--batch", type=int, default=100)
+    p.add_argument("--probes", type=int, default=1)
+    p.add_argument("--exact", type=int, default=4)
+    p.add_argument("--rtol", type=float, default=1e-5)
+    p.add_argument("--atol", type=float, default=1e-5)
+    p.add_argument("--out", action="store_true")
+    args = parser.parse_args()
+    {"toy2d": toy2d, "step_cost": step_cost, "vapo_bpd": vapo_bpd}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,414 @@
+"""Short-run EBMs as generators (thesis ch. 5; docs/methods/shortrun_ebm.md): an energy E_θ whose
+K-step sampling dynamics from N(0, I) are the model's generator.
+
+Dynamics (`method.sampler`):
+
+    euler   x_{k+1} = x_k − step ∇E(x_k) + noise_std ω_k     eq. 1.3 / 1.8 (noise_std = 0)
+    ode     dx/dt = −∇E(x) on [0, t_end], dopri5              eq. 1.5 (2-D)
+
+Objectives (`method.objective`): `ebm`, the contrastive loss with stop-gradient negatives
+(eq. 1.1), plus the generator loss E_{sg(θ)}(G_θ(x₀)) through the unrolled dynamics with
+`method.generator_loss` (eq. 1.14, one batch of negatives); `max_likelihood`, −log p(x) of the
+noise-free ODE flow by the instantaneous change of variables (eq. 1.7).
+
+Sampling runs the training dynamics (T is part of the model). Extras: `energy` (−E, higher = more
+in-distribution), `log_density` (the ODE flow's exact log p), `interpolate` (ρ-interpolation of
+the initial noise), `reconstruct` (the x₀ whose dynamics land on x, by gradient descent).
+"""
+
+import dataclasses
+from functools import partial
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from jaxgen.methods.common import (
+    Capabilities,
+    Optim,
+    check_batch,
+    check_count,
+    check_inputs,
+    check_shape,
+    make_tx,
+    validate,
+)
+from jaxgen.nn import ScalarMLP
+from jaxgen.nn.conv_energy import ConvEnergy, check_image_size
+from jaxgen.objectives.ebm import shortrun_ebm_loss
+from jaxgen.optim import ModelState, apply_gradients, init_model_state
+from jaxgen.samplers import solve_adaptive
+from jaxgen.samplers.langevin import langevin
+from jaxgen.samplers.likelihood import ADAPTIVE, FIXED, PROBES, TRACES, flow_log_likelihood
+
+
+@dataclasses.dataclass(frozen=True)
+class Model:
+    """The energy: "mlp" (2-D: 5 dense layers of 256, Swish) or "conv" (Table 5.2)."""
+
+    network: str = "mlp"
+    hidden: tuple[int, ...] = (256, 256, 256, 256)  # mlp: 4 hidden layers + the output layer
+    nf: int = 32  # conv: 32 (MNIST, Fashion-MNIST, CelebA), 64 (CIFAR-10)
+    widths: tuple[int, ...] = (2, 2, 2)  # conv: the stride-2 convs' widths in units of nf
+
+    def __post_init__(self):
+        ranges = {
+            "nf": self.nf >= 1,
+            "hidden": all(h >= 1 for h in self.hidden),
+            "widths": (bool(self.widths) and all(w >= 1 for w in self.widths), "need >= 1 each"),
+        }
+        validate(self, ranges, {"network": ("mlp", "conv")})
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+    """Spec §1.6: K = 40 (Fashion-MNIST) / 60, step 0.1 as the coefficient on ∇E (the thesis's
+    "step size 0.1" may also mean η = 0.1, i.e. step 0.05: docs/methods/shortrun_ebm.md §4),
+    noise 0.1 for the noisy baseline, 0 for noise-free."""
+
+    objective: str = "ebm"  # ebm | max_likelihood (the ODE flow's exact likelihood)
+    sampler: str = "euler"  # euler (K steps) | ode (dopri5 on [0, t_end])
+    num_steps: int = 40  # K (euler)
+    step: float = 0.1  # coefficient on ∇E (euler)
+    noise_std: float = 0.0  # 0: noise-free (eq. 1.8)
+    generator_loss: bool = False  # add E_{sg(θ)}(G_θ(x₀)) (eq. 1.14; euler only)
+    checkpoint: bool = False  # jax.checkpoint each unrolled step (generator-loss memory)
+    alpha: float = 0.0  # energy-magnitude penalty (off for ch. 5)
+    persistent: bool = False  # chains carried across steps (ch. 5: fresh every step)
+    reset_prob: float = 0.05  # persistent: chance a chain restarts from N(0, I)
+    t_end: float = 0.2  # ode: the flow's horizon (euler's flow spans K·step: `flow_time`)
+    rtol: float = 1e-5  # ode and likelihood
+    atol: float = 1e-5
+    trace: str = "exact"  # max_likelihood: exact | hutchinson
+    num_probes: int = 1
+    # max_likelihood: the training solve; dopri5 (rtol, atol) or euler / rk4 with ml_steps
+    ml_solver: str = "dopri5"
+    ml_steps: int = 4
+
+    def __post_init__(self):
+        ranges = {
+            "num_steps": (self.num_steps >= 1, "K must be >= 1"),
+            "step": (self.step > 0, "must be > 0"),
+            "noise_std": (self.noise_std >= 0, "must be >= 0 (0: noise-free)"),
+            "alpha": (self.alpha >= 0, "must be >= 0"),
+            "reset_prob": (0 <= self.reset_prob <= 1, "must be in [0, 1]"),
+            "t_end": (self.t_end > 0, "must be > 0"),
+            "rtol": self.rtol > 0,
+            "atol": self.atol > 0,
+            "num_probes": (self.num_probes >= 1, "the Hutchinson probe count must be >= 1"),
+            "ml_steps": self.ml_steps >= 1,
+            "generator_loss": (
+                not self.generator_loss or self.sampler == "euler",
+                "the generator loss unrolls the euler dynamics (sampler='euler')",
+            ),
+            "persistent": (
+                not self.persistent or self.objective == "ebm",
+                "persistent chains are negatives of the ebm objective",
+            ),
+            "objective": (
+                self.objective == "ebm" or (self.sampler == "ode" and not self.generator_loss),
+                "max_likelihood trains the ODE flow (sampler='ode', no generator_loss)",
+            ),
+        }
+        if self.sampler == "ode":  # the ODE has no noise term
+            ranges["noise_std"] = (self.noise_std == 0, "sampler='ode' is noise-free; use 0")
+        choices = {
+            "objective": ("ebm", "max_likelihood"),
+            "sampler": ("euler", "ode"),
+            "trace": TRACES,
+            "ml_solver": (*ADAPTIVE, *FIXED),
+        }
+        validate(self, ranges, choices)
+
+
+@dataclasses.dataclass(frozen=True)
+class Sample:
+    """The `log_density` extra and the reconstruction by optimisation of x₀."""
+
+    trace: str = "exact"  # log_density: exact | hutchinson
+    num_probes: int = 16
+    probe: str = "rademacher"
+    reconstruct_steps: int = 200  # Adam steps on x₀
+    reconstruct_lr: float = 0.05
+
+    def __post_init__(self):
+        ranges = {
+            "num_probes": (self.num_probes >= 1, "the Hutchinson probe count must be >= 1"),
+            "reconstruct_steps": self.reconstruct_steps >= 1,
+            "reconstruct_lr": self.reconstruct_lr > 0,
+        }
+        validate(self, ranges, {"trace": TRACES, "probe": PROBES})
+
+
+@dataclasses.dataclass(frozen=True)
+class Optims:
+    energy: Optim = Optim(lr=5e-4, ema_rate=0.0)  # spec §1.6 (2-D: 1e-3); β unstated
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    model: Model = Model()
+    method: Method = Method()
+    optim: Optims = Optims()
+    sample: Sample = Sample()
+
+
+def noise_free(config: Config) -> bool:
+    """Whether the model is a flow (noise-free dynamics) whose density `log_density` gives."""
+    return config.method.noise_std == 0
+
+
+CAPABILITIES = Capabilities(
+    networks=("energy",),
+    headline=("loss", "e_pos", "e_neg"),
+    sampler_stats=("nfe", "success"),
+    nfe="energy-gradient evaluations",
+    solver_ok="success",
+    extras=("energy", "log_density", "interpolate", "reconstruct"),
+    sample_sharding=True,
+    batch_state=("chains",),
+    log_density_normalised=noise_free,
+)
+
+
+@struct.dataclass
+class State:
+    step: jax.Array
+    key: jax.Array
+    energy: ModelState
+    chains: dict  # persistent: {"x": [B, ...]}; {} with fresh chains
+
+
+def make_network(config: Config) -> nn.Module:
+    """The energy network: `[B, ...] -> [B]`."""
+    m = config.model
+    if m.network == "conv":
+        return ConvEnergy(nf=m.nf, widths=tuple(m.widths))
+    return ScalarMLP(hidden=tuple(m.hidden), act="silu")
+
+
+def energy_fn(params, x, *, config: Config):
+    """E_θ(x) `[B]` for `x` `[B, ...]`."""
+    return make_network(config).apply({"params": params}, x)
+
+
+def example_spec(params, config: Config) -> dict:
+    """The example shape the parameters fix: the MLP's first kernel fixes the flattened size,
+    the conv's the channels (and the dense read-out the spatial size: checked in `init`)."""
+    if config.model.network == "conv":
+        return {"example_shape": ("H", "W", params["conv_in"]["kernel"].shape[2])}
+    return {"example_size": params["mlp"]["dense_0"]["kernel"].shape[0]}
+
+
+def _check_readout(params, shape, config: Config, who: str) -> None:
+    """The conv energy's dense read-out fixes H·W: one `ValueError` for another image size."""
+    if config.model.network != "conv":
+        return
+    m = config.model
+    cells = params["out"]["kernel"].shape[0] // (m.widths[-1] * m.nf)
+    got = (shape[0] // 2 ** len(m.widths)) * (shape[1] // 2 ** len(m.widths))
+    if got != cells or shape[0] % 2 ** len(m.widths) or shape[1] % 2 ** len(m.widths):
+        side = int(round(cells**0.5)) * 2 ** len(m.widths)
+        raise ValueError(
+            f"{who}: shape={tuple(shape)}, the state was initialised for "
+            f"{side}×{side} images (its dense read-out takes {cells} cells)"
+        )
+
+
+def init(config: Config, example_batch, *, key) -> State:
+    """Fresh state for batches like `example_batch` `{"x": [B, ...]}` (2-D points or images
+    `[B, H, W, C]` in [-1, 1])."""
+    x = check_batch(example_batch, "shortrun_ebm.init")
+    if config.model.network == "conv":
+        check_image_size(x.shape[1:], config.model.widths, "shortrun_ebm.init")
+    check_inputs(example_batch, image=x.ndim == 4, who="shortrun_ebm.init")
+    k_init, k_state, k_chains = jax.random.split(key, 3)
+    zeros = jnp.zeros((1, *x.shape[1:]), jnp.float32)
+    params = jax.jit(make_network(config).init)(k_init, zeros)  # eager conv init is slow on CPU
+    opt = config.optim.energy
+    ms = init_model_state(params["params"], make_tx(opt), ema=opt.ema_rate > 0)
+    chains = {}
+    if config.method.persistent:
+        chains = {"x": jax.random.normal(k_chains, x.shape, jnp.float32)}
+    return State(jnp.zeros((), jnp.int32), k_state, ms, chains)
+
+
+def dynamics(params, x0, key, *, config: Config, differentiable: bool = False):
+    """The model's generator G_θ(x₀): `(x [B, ...], stats, trace)`; stats `nfe`, `success`
+    `[B]` (False where the ODE solver ran out of steps); trace: the euler steps' energy and
+    gradient-norm means `[K]` ({} for the ode)."""
+    m = config.method
+    if not differentiable:  # nothing to differentiate: keep the solver out of the backward pass
+        params = jax.lax.stop_gradient(params)
+    if m.sampler == "ode":
+        f = lambda t, x: -velocity_field(params, x, config=config)
+        x, stats = solve_adaptive(f, x0, t1=m.t_end, rtol=m.rtol, atol=m.atol)
+        x = x if differentiable else jax.lax.stop_gradient(x)
+        b = x0.shape[0]
+        return (
+            x,
+            {"nfe": jnp.full((b,), stats["nfe"]), "success": jnp.full((b,), stats["success"])},
+            {},
+        )
+    e = partial(energy_fn, params, config=config)
+    kw = dict(num_steps=m.num_steps, step=m.step, noise_std=m.noise_std)
+    x, trace = langevin(e, x0, key, differentiable=differentiable, checkpoint=m.checkpoint, **kw)
+    b = x0.shape[0]
+    return x, {"nfe": jnp.full((b,), m.num_steps), "success": jnp.ones((b,), bool)}, trace
+
+
+def velocity_field(params, x, *, config: Config):
+    """∇ₓE_θ(x) `[B, ...]` (the ODE's velocity is its negative)."""
+    return jax.grad(lambda z: jnp.sum(energy_fn(params, z, config=config)))(x)
+
+
+def flow_time(config: Config) -> float:
+    """The horizon of the ODE flow x' = −∇E whose density is the model's: t_end, or K·step,
+    the time the euler steps approximate."""
+    m = config.method
+    return m.t_end if m.sampler == "ode" else m.num_steps * m.step
+
+
+def log_likelihood(params, x, key, *, config: Config, solver: str = "dopri5", **kw):
+    """log p(x) `[B]` of the ODE flow over [0, `flow_time`] from N(0, I) (eq. 1.7); `kw`:
+    `trace`, `num_probes`, `probe`, `num_steps` of `flow_log_likelihood`."""
+    m = config.method
+    v = lambda t, z: -velocity_field(params, z, config=config)
+    t1 = flow_time(config)
+    return flow_log_likelihood(v, x, t1=t1, key=key, solver=solver, rtol=m.rtol, atol=m.atol, **kw)
+
+
+def _negatives(state: State, params, x, key, config: Config):
+    """x₀ and the negatives of this step, and the chains to keep."""
+    k_x0, k_reset, k_dyn = jax.random.split(key, 3)
+    fresh = jax.random.normal(k_x0, x.shape, jnp.float32)
+    x0, chains = fresh, state.chains
+    if config.method.persistent:
+        reset = jax.random.bernoulli(k_reset, config.method.reset_prob, (x.shape[0],))
+        x0 = jnp.where(reset.reshape((-1,) + (1,) * (x.ndim - 1)), fresh, chains["x"])
+    differentiable = config.method.generator_loss
+    x_neg, stats, trace = dynamics(params, x0, k_dyn, config=config, differentiable=differentiable)
+    if config.method.persistent:
+        chains = {"x": jax.lax.stop_gradient(x_neg)}
+    return x_neg, chains, stats, trace
+
+
+def loss_fn(params, state: State, x, key, *, config: Config):
+    """The objective on data `x` `[B, ...]`: `(loss, (chains to keep, metrics))`."""
+    m = config.method
+    if m.objective == "max_likelihood":
+        kw = dict(trace=m.trace, num_probes=m.num_probes, num_steps=m.ml_steps)
+        lp, stats = log_likelihood(params, x, key, config=config, solver=m.ml_solver, **kw)
+        loss = -jnp.mean(lp)
+        metrics = {"loss": loss, "nll": loss, "nfe": jnp.mean(stats["nfe"])}
+        return loss, (state.chains, {**metrics, "solver_ok": jnp.mean(stats["success"])})
+    x_neg, chains, stats, trace = _negatives(state, params, x, key, config)
+    e = partial(energy_fn, config=config)
+    loss, metrics = shortrun_ebm_loss(
+        e, params, x, x_neg, use_generator_loss=m.generator_loss, alpha=m.alpha
+    )
+    if trace:  # ‖∇ₓE‖ at the start of the last step
+        metrics["x_grad_norm_last_step"] = trace["grad_norm"][-1]
+    return loss, (chains, {**metrics, "solver_ok": jnp.mean(stats["success"])})
+
+
+def train_step(state: State, batch, *, config: Config):
+    """One Adam step of the energy on `batch["x"]` `[B, ...]`."""
+    chains = state.chains.get("x")
+    check_batch(
+        batch,
+        "shortrun_ebm.train_step",
+        batch_size=None if chains is None else chains.shape[0],
+        **example_spec(state.energy.params, config),
+    )
+    key = jax.random.fold_in(state.key, state.step)
+    opt = config.optim.energy
+    with jax.default_matmul_precision("float32"):
+        grads, (chains, metrics) = jax.grad(loss_fn, has_aux=True)(
+            state.energy.params, state, batch["x"].astype(jnp.float32), key, config=config
+        )
+    ms, gnorm = apply_gradients(
+        state.energy, grads, make_tx(opt), step=state.step, ema_rate=opt.ema_rate
+    )
+    new = state.replace(step=state.step + 1, energy=ms, chains=chains)
+    return new, {**metrics, "grad_norm": gnorm}
+
+
+def _shape(state: State, shape, config: Config, who: str) -> tuple:
+    spec = example_spec(state.energy.params, config)
+    shape = check_shape((2,) if shape is None else shape, who, **spec)
+    _check_readout(state.energy.params, shape, config, who)
+    return shape
+
+
+def sample(state: State, num: int, *, config: Config, key, shape=None, use_ema=True, sharding=None):
+    """`num` samples `[num, ...]`: x₀ ~ N(0, I), then the training dynamics; stats `nfe`,
+    `success` `[num]`."""
+    num = check_count(num, "shortrun_ebm.sample")
+    shape = _shape(state, shape, config, "shortrun_ebm.sample")
+    k0, k_dyn = jax.random.split(key)
+    x0 = jax.random.normal(k0, (num, *shape), jnp.float32)
+    if sharding is not None:
+        x0 = jax.lax.with_sharding_constraint(x0, sharding)
+    with jax.default_matmul_precision("float32"):
+        x, stats, _ = dynamics(state.energy.eval_params(use_ema), x0, k_dyn, config=config)
+    return x, stats
+
+
+def energy(state: State, x, *, config: Config, use_ema: bool = True):
+    """−E(x) `[B]` (higher = more in-distribution) for data `x` `[B, ...]`."""
+    with jax.default_matmul_precision("float32"):
+        return -energy_fn(state.energy.eval_params(use_ema), x, config=config)
+
+
+def log_density(state: State, x, *, config: Config, use_ema: bool = True, key=None):
+    """The model's log-density `[B]` at `x` `[B, ...]`. Noise-free dynamics: the ODE flow's
+    normalised log p (eq. 1.7, per `config.sample`), NaN where the solver ran out of steps.
+    Noisy dynamics have no flow density: −E, unnormalised (the thesis's Fig. 5.4 normalises
+    e^{−E} on a grid)."""
+    params = state.energy.eval_params(use_ema)
+    if not noise_free(config):
+        return energy(state, x, config=config, use_ema=use_ema)
+    s = config.sample
+    key = jax.random.PRNGKey(0) if key is None else key
+    kw = dict(trace=s.trace, num_probes=s.num_probes, probe=s.probe)
+    with jax.default_matmul_precision("float32"):
+        lp, stats = log_likelihood(params, x, key, config=config, **kw)
+    return jnp.where(stats["success"], lp, jnp.nan)
+
+
+def interpolate(state: State, num: int, *, config: Config, key, shape=None, use_ema=True):
+    """ρ-interpolation of the initial noise (spec §1.2): x₀(ρ) = ρ z₁ + √(1 − ρ²) z₂ for ρ
+    from 0 to 1 in `num` steps, each run through the dynamics: `([num, ...], {"nfe"})`."""
+    num = check_count(num, "shortrun_ebm.interpolate")
+    shape = _shape(state, shape, config, "shortrun_ebm.interpolate")
+    k1, k2, k_dyn = jax.random.split(key, 3)
+    z1, z2 = (jax.random.normal(k, shape, jnp.float32) for k in (k1, k2))
+    rho = jnp.linspace(0.0, 1.0, num).reshape((num,) + (1,) * len(shape))
+    x0 = rho * z1 + jnp.sqrt(1.0 - rho**2) * z2
+    with jax.default_matmul_precision("float32"):
+        x, stats, _ = dynamics(state.energy.eval_params(use_ema), x0, k_dyn, config=config)
+    return x, stats
+
+
+def reconstruct(state: State, x, *, config: Config, use_ema: bool = True):
+    """G(x₀*) `[B, ...]` with x₀* = argmin ‖G(x₀) − x‖² by Adam through the dynamics from
+    x₀ = 0 (spec §1.2; noise-free: the noise is held at zero)."""
+    check_batch({"x": x}, "shortrun_ebm.reconstruct", **example_spec(state.energy.params, config))
+    params, s = state.energy.eval_params(use_ema), config.sample
+    cfg = dataclasses.replace(config, method=dataclasses.replace(config.method, noise_std=0.0))
+    gen = lambda z: dynamics(params, z, jax.random.PRNGKey(0), config=cfg, differentiable=True)[0]
+    loss = lambda z: jnp.sum((gen(z) - x) ** 2)
+    tx = optax.adam(s.reconstruct_lr)
+
+    def step(carry, _):
+        z, opt = carry
+        updates, opt = tx.update(jax.grad(loss)(z), opt)
+        return (optax.apply_updates(z, updates), opt), None
+
+    z0 = jnp.zeros_like(x, jnp.float32)
+    with jax.default_matmul_precision("float32"):
+        (z, _), _ = jax.lax.scan(step, (z0, tx.init(z0)), None, length=s.reconstruct_steps)
+        return gen(z)
