@@ -160,3 +160,27 @@ def test_bad_input_is_one_clear_error(glf_state):
         glf.sample(state, 4, config=other, key=jax.random.PRNGKey(0))
     with pytest.raises(ValueError, match="glf.train_step: batch\\['x'\\] has shape"):
         glf.train_step(state, {"x": _images(size=12)}, config=c)
+
+
+class _Images:
+    def batch(self, i):
+        return {"x": _images(seed=i)}
+
+
+def test_a_nan_log_det_stops_the_run_and_names_the_flow(glf_state):
+    """A flow parameter gone NaN: the guard stops at the first step, and the message names the
+    flow's metrics (log_det, grad_norm_flow) but not the AE's gradient, which the stop-gradient
+    keeps finite."""
+    from jaxgen.parallel import make_mesh
+    from jaxgen.train.loop import NonFiniteError, TrainPlan, fit
+
+    c, state = glf_state
+    leaves, treedef = jax.tree.flatten(state.flow.params)
+    poisoned = jax.tree.unflatten(treedef, [leaves[0] * jnp.nan, *leaves[1:]])
+    state = state.replace(flow=state.flow.replace(params=poisoned))
+    plan = TrainPlan(3, log_every=1, ckpt_every=0)
+    step = lambda s, b: glf.train_step(s, b, config=c)
+    with pytest.raises(NonFiniteError, match="at step 0") as err:
+        fit(step, state, _Images(), make_mesh(1), plan, progress=False)
+    named = str(err.value).split("(non-finite: ")[1].split(")")[0].split(", ")
+    assert {"log_det", "grad_norm_flow"} <= set(named) and "grad_norm_ae" not in named
