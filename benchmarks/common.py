@@ -25,6 +25,19 @@ def median_time(fn, *, repeats: int = 5, warmup: int = 1) -> float:
     return float(np.median(times))
 
 
+def interleaved_times(calls: dict, repeats: int) -> dict:
+    """Wall times (s) `{name: [repeats]}` of each `calls[name]()` (blocked on), the names taken in
+    turn within every repeat so that drifts of the machine's load hit all of them alike. Warm
+    the calls up (compile them) before."""
+    times = {name: [] for name in calls}
+    for _ in range(repeats):
+        for name, call in calls.items():
+            t = time.perf_counter()
+            jax.block_until_ready(call())
+            times[name].append(time.perf_counter() - t)
+    return times
+
+
 def machine() -> dict:
     try:
         commit = subprocess.run(

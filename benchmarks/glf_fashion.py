@@ -1,12 +1,14 @@
 """GLF on Fashion-MNIST: the variants' report and the training step's throughput.
 
-    python -m benchmarks.glf_fashion report glf=runs/glf reg400=runs/reg [...] [--out]
+    python -m benchmarks.glf_fashion report glf=runs/glf reg400=runs/reg [...] [--tag T] [--out]
     python -m benchmarks.glf_fashion throughput [--repeats 7] [--out]
 
 `report` reads each run's `metrics.jsonl` and `eval/metrics.json` (written by
 `python -m experiments.evaluate`), prints the table (FD-fashion_mnist, KID, precision /
 recall, FD in the check extractor, test reconstruction error, training time) and plots the
-latent norm, log-det, NLL and reconstruction curves (`docs/figures/glf_fashion_curves.png`).
+latent norm, log-det, NLL and reconstruction curves (`docs/figures/glf_fashion_curves.png`;
+with `--tag T`, `glf_fashion_curves_T.png` and `docs/bench/glf_fashion_T.json`, so runs reported
+at another time keep the earlier report).
 
 `throughput` times the GLF training step of `experiments/configs/glf/fashion_mnist.py` (batch
 256) with the recipe's sub-pixel deconvolution against the zero-dilated convolution that
@@ -18,6 +20,7 @@ count against this machine's float32 matmul rate.
 import argparse
 import json
 import time
+from functools import partial
 from pathlib import Path
 
 import flax.linen as nn
@@ -25,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks.common import record
+from benchmarks.common import interleaved_times, record
 from jaxgen.methods import glf
 
 CURVES = ("latent_norm", "log_det", "nll", "loss_rec")
@@ -90,17 +93,20 @@ def report(args) -> None:
         name, _, folder = spec.partition("=")
         runs[name] = read_run(Path(folder))
     table = [summary(name, run) for name, run in runs.items()]
-    plot(runs, FIGURE)
+    suffix = f"_{args.tag}" if args.tag else ""
+    figure = FIGURE.with_name(f"{FIGURE.stem}{suffix}.png")
+    plot(runs, figure)
     cols = list(table[0])
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for row in table:
         cells = [f"{v:.4g}" if isinstance(v, float) else str(v) for v in row.values()]
         lines.append("| " + " | ".join(cells) + " |")
     print("\n".join(lines))
-    print(f"figure: {FIGURE}")
+    print(f"figure: {figure}")
     if args.out:
         cmd = "python -m benchmarks.glf_fashion report " + " ".join(args.runs)
-        print(f"wrote {record('glf_fashion', {'command': cmd, 'runs': table})}")
+        cmd += f" --tag {args.tag}" if args.tag else ""
+        print(f"wrote {record('glf_fashion' + suffix, {'command': cmd, 'runs': table})}")
 
 
 class Deconv4x4(nn.Module):
@@ -161,12 +167,8 @@ def throughput(args) -> None:
             strict=True,
         )
     )
-    times = {k: [] for k in compiled}
-    for _ in range(args.repeats):
-        for name, fn in compiled.items():  # interleaved
-            t = time.perf_counter()
-            jax.block_until_ready(fn(state, {"x": x}))
-            times[name].append(time.perf_counter() - t)
+    calls = {name: partial(fn, state, {"x": x}) for name, fn in compiled.items()}
+    times = interleaved_times(calls, args.repeats)
     sgemm = _sgemm_rate()
     result = {"batch": len(x), "metrics_max_abs_diff": diff, "sgemm_gflops": sgemm}
     for name, fn in compiled.items():
@@ -204,6 +206,7 @@ def main(argv=None):
     sub = parser.add_subparsers(dest="what", required=True)
     rep = sub.add_parser("report")
     rep.add_argument("runs", nargs="+", help="NAME=WORKDIR")
+    rep.add_argument("--tag", default="", help="suffix of the figure and record names")
     rep.add_argument("--out", action="store_true")
     thr = sub.add_parser("throughput")
     thr.add_argument("--repeats", type=int, default=7)

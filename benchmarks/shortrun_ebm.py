@@ -37,7 +37,7 @@ import ml_collections
 import numpy as np
 from scipy.special import logsumexp
 
-from benchmarks.common import record
+from benchmarks.common import interleaved_times, record
 from benchmarks.glf_fashion import _sgemm_rate
 from jaxgen.data import mixture_modes, sample_toy2d
 from jaxgen.methods import shortrun_ebm as srl
@@ -184,12 +184,8 @@ def step_cost(args) -> None:
         compiled[name] = fn.lower(state, {"x": x}).compile()
     for fn in compiled.values():
         jax.block_until_ready(fn(state, {"x": x}))
-    times = {k: [] for k in compiled}
-    for _ in range(args.repeats):
-        for name, fn in compiled.items():  # interleaved
-            t = time.perf_counter()
-            jax.block_until_ready(fn(state, {"x": x}))
-            times[name].append(time.perf_counter() - t)
+    calls = {name: partial(fn, state, {"x": x}) for name, fn in compiled.items()}
+    times = interleaved_times(calls, args.repeats)
     sgemm = _sgemm_rate()
     result = {"batch": len(x), "K": c.method.num_steps, "sgemm_gflops": sgemm}
     for name, fn in compiled.items():

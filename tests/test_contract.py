@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxgen.methods import RECIPES, fdrl, gan2d, get_recipe, glf, shortrun_ebm, vapo
+from jaxgen.methods import RECIPES, ddgan, fdrl, gan2d, get_recipe, glf, shortrun_ebm, vapo
 from jaxgen.methods.common import (
     EXTRAS,
     Capabilities,
@@ -33,6 +33,12 @@ from jaxgen.methods.common import (
 from jaxgen.optim import ModelState
 
 SMALL = {
+    "ddgan": {
+        "model.network": "mlp",
+        "model.hidden": (8,),
+        "model.latent_dim": 2,
+        "method.lazy_reg": 1,
+    },
     "vapo": {"model.hidden": (8,)},
     "fdrl": {"model.hidden": (8,), "method.flow_steps": 2},
     "gan2d": {"model.gen_hidden": (8,), "model.disc_hidden": (8,), "model.latent": 2},
@@ -56,6 +62,7 @@ NAMES = sorted(RECIPES)
 
 def test_registry():
     assert RECIPES == {
+        "ddgan": ddgan,
         "fdrl": fdrl,
         "gan2d": gan2d,
         "glf": glf,

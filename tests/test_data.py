@@ -572,7 +572,9 @@ def no_network(monkeypatch):
     return attempts
 
 
-@pytest.mark.parametrize("name", ["cifar10", "celeba64", "lsun_church64"])
+@pytest.mark.parametrize(
+    "name", ["cifar10", "celeba64", "lsun_church64", "celeba_hq256", "lsun_church256"]
+)
 def test_tfds_missing_is_one_helpful_line_without_download(name, tmp_path, no_network):
     with pytest.raises(DatasetMissingError) as e:
         load_tfds_images(name, data_dir=str(tmp_path))

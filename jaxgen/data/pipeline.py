@@ -70,6 +70,8 @@ IMAGE_SHAPES = {
     "celeba64": (64, 64, 3),
     "celeba64_crop160": (64, 64, 3),
     "lsun_church64": (64, 64, 3),
+    "celeba_hq256": (256, 256, 3),
+    "lsun_church256": (256, 256, 3),
 }
 
 

@@ -1,4 +1,5 @@
-"""tfds-backed image sets (CIFAR-10, CelebA-64 (two crops), LSUN church 64) in a local `data_dir`.
+"""tfds-backed image sets (CIFAR-10, CelebA-64 (two crops), LSUN church at 64² and 256²,
+CelebA-HQ 256²) in a local `data_dir`.
 
 Uses `tfds.data_source` (array_record, no TensorFlow needed) with downloads disabled. A missing
 data set stops with one message (a `DatasetMissingError`) naming the data set, the folder searched
@@ -20,10 +21,21 @@ _TFDS = {
     # the GLF chapter's CelebA: centre crop 160 (as Lucic et al. 2018), then 64 × 64
     "celeba64_crop160": ("celeb_a", {"train": "train", "test": "test"}),
     "lsun_church64": ("lsun/church_outdoor", {"train": "train", "test": "validation"}),
+    # DDGAN's 256² sets (docs/methods/ddgan.md §6): CelebA-HQ has one split of 30k images (the
+    # FID reference is the training set); LSUN church: the first 120k training images
+    "celeba_hq256": ("celeb_a_hq/256", {"train": "train", "test": "train"}),
+    "lsun_church256": ("lsun/church_outdoor", {"train": "train", "test": "validation"}),
 }
 TFDS_NAMES = tuple(sorted(_TFDS))
-# centre crop before the resize to 64² (None: the shorter side)
-_CROPS = {"celeba64": 140, "celeba64_crop160": 160, "lsun_church64": None}
+# (centre crop (None: the shorter side), output side) before the images are used
+_RESIZE = {
+    "celeba64": (140, 64),
+    "celeba64_crop160": (160, 64),
+    "lsun_church64": (None, 64),
+    "celeba_hq256": (None, 256),
+    "lsun_church256": (None, 256),
+}
+_TRAIN_LIMIT = {"lsun_church256": 120_000}  # the DDGAN code's subset
 
 
 def center_crop_resize(image: np.ndarray, crop: int | None, size: int) -> np.ndarray:
@@ -114,17 +126,21 @@ def check_tfds_images(name: str, split: str = "train", *, data_dir: str | None =
 def load_tfds_images(
     name: str, split: str = "train", *, data_dir: str | None = None, limit: int | None = None
 ) -> ImageSource:
-    """Images of a tfds data set as uint8 `[N, H, W, 3]` (CelebA/LSUN cropped and resized to 64)."""
+    """Images of a tfds data set as uint8 `[N, H, W, 3]` (CelebA/LSUN cropped and resized to
+    64², or 256² for the 256 sets; LSUN church 256 keeps its first 120k training images). Held
+    in memory: 120k images at 256² are 23.6 GB."""
     if name not in _TFDS:
         raise ValueError(f"unknown tfds image set {name!r}; choose one of {list(TFDS_NAMES)}")
     source = _open(name, split, data_dir)
+    if split == "train" and name in _TRAIN_LIMIT:
+        limit = min(limit or _TRAIN_LIMIT[name], _TRAIN_LIMIT[name])
     n = len(source) if limit is None else min(limit, len(source))
     images, labels = [], []
     for i in range(n):
         ex = source[i]
         img = np.asarray(ex["image"], np.uint8)
-        if name in _CROPS:
-            img = center_crop_resize(img, _CROPS[name], 64)
+        if name in _RESIZE:
+            img = center_crop_resize(img, *_RESIZE[name])
         images.append(img)
         labels.append(int(ex.get("label", -1)) if "label" in ex else -1)
     return ImageSource(np.stack(images), np.asarray(labels, np.int32), 255.0)

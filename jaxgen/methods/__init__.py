@@ -1,8 +1,15 @@
 """Method recipes (`Config`, `init`, `train_step`, `sample`, `CAPABILITIES`) and their registry."""
 
-from jaxgen.methods import fdrl, gan2d, glf, shortrun_ebm, vapo
+from jaxgen.methods import ddgan, fdrl, gan2d, glf, shortrun_ebm, vapo
 
-RECIPES = {"fdrl": fdrl, "gan2d": gan2d, "glf": glf, "shortrun_ebm": shortrun_ebm, "vapo": vapo}
+RECIPES = {
+    "ddgan": ddgan,
+    "fdrl": fdrl,
+    "gan2d": gan2d,
+    "glf": glf,
+    "shortrun_ebm": shortrun_ebm,
+    "vapo": vapo,
+}
 
 
 def get_recipe(name: str):

@@ -121,8 +121,8 @@ def _steps(schedule: VPSchedule, x, t, lowest: int, name: str) -> jax.Array:
         t = jnp.broadcast_to(t, x.shape[:1])
     if t.shape != x.shape[:1]:
         raise ValueError(f"{name}: t must have shape [B]={x.shape[:1]}, got {t.shape}")
-    if not isinstance(t, jax.core.Tracer):
-        lo, hi = int(jnp.min(t)), int(jnp.max(t))
+    if not isinstance(t, jax.core.Tracer):  # host values: jnp ops here may be staged (cond)
+        lo, hi = int(np.min(np.asarray(t))), int(np.max(np.asarray(t)))
         if lo < lowest or hi > schedule.num_steps:
             raise ValueError(
                 f"{name}: t must be in {lowest}..{schedule.num_steps}, got values in {lo}..{hi}"
