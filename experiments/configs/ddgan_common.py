@@ -47,6 +47,9 @@ def ddgan_image_config(
     levels = (1, 2) if side <= 32 else (1,) * len(generator["ch_mult"])
     c.smoke_overrides = (
         ("model.ch_mult", levels),
+        # R1 at every step: one branch of the lazy `lax.cond` to compile instead of two (the
+        # lazy interval itself is tested on the 2-D networks in tests/test_ddgan.py)
+        ("method.lazy_reg", 1),
         ("model.num_res_blocks", 1),
         ("model.nf", 8),
         ("model.z_emb_dim", 8),
