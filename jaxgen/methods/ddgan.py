@@ -15,6 +15,7 @@ k = t − 1 ∈ {0..T−1}. Sampling is the chain of eq. 3.2 with the EMA genera
 """
 
 import dataclasses
+from functools import partial
 
 import flax.linen as nn
 import jax
@@ -194,18 +195,16 @@ def _check_example(shape: tuple, config: Config, who: str) -> None:
 
 
 def example_spec(state: State, config: Config) -> dict:
-    """The example shape the generator's parameters fix (the out layer's width / channels)."""
-    leaves = jax.tree_util.tree_leaves_with_path(state.gen.params)
-    path, kernel = leaves[-1] if config.model.network == "mlp" else _out_conv(leaves)
+    """The example shape the generator's parameters fix: the width of its last layer (the MLP's
+    output Dense, the U-Net's output conv) is the data's (last) dimension."""
+    kernels = [
+        v
+        for p, v in jax.tree_util.tree_leaves_with_path(state.gen.params)
+        if "kernel" in jax.tree_util.keystr(p)
+    ]
     if config.model.network == "mlp":
-        return {"example_shape": (kernel.shape[-1],)}
-    return {"example_shape": ("H", "W", kernel.shape[-1])}
-
-
-def _out_conv(leaves):
-    """The generator's last conv kernel (its output channels are the image's)."""
-    kernels = [(p, v) for p, v in leaves if v.ndim == 4 and "kernel" in jax.tree_util.keystr(p)]
-    return kernels[-1]
+        return {"example_shape": (kernels[-1].shape[-1],)}
+    return {"example_shape": ("H", "W", [k for k in kernels if k.ndim == 4][-1].shape[-1])}
 
 
 def init(config: Config, example_batch, *, key) -> State:
@@ -231,16 +230,21 @@ def init(config: Config, example_batch, *, key) -> State:
     return State(jnp.zeros((), jnp.int32), k_state, g_state, d_state)
 
 
+def denoise(g_params, x_t, z, t, *, config: Config, sched: VPSchedule):
+    """G's output for x_t at steps `t` `[B]` (1..T): x̂₀ (x0, or from ε by eq. 3.3 for eps), or
+    x_{t−1} itself for direct."""
+    gen, _ = networks(config, x_t.shape[1:])
+    out = gen.apply({"params": g_params}, x_t, t - 1, z)
+    return eps_to_x0(sched, x_t, out, t) if config.method.parameterisation == "eps" else out
+
+
 def generate_prev(g_params, x_t, t, z, *, config: Config, sched: VPSchedule, noise):
     """The generator's x'_{t−1} `[B, ...]` for x_t at steps `t` `[B]` (1..T): the posterior
     sample around x̂₀ (x0 / eps) or G's output itself (direct)."""
-    gen, _ = networks(config, x_t.shape[1:])
-    out = gen.apply({"params": g_params}, x_t, t - 1, z)
-    p = config.method.parameterisation
-    if p == "direct":
+    out = denoise(g_params, x_t, z, t, config=config, sched=sched)
+    if config.method.parameterisation == "direct":
         return out
-    x0 = eps_to_x0(sched, x_t, out, t) if p == "eps" else out
-    return posterior_sample(sched, x0, x_t, t, noise)
+    return posterior_sample(sched, out, x_t, t, noise)
 
 
 def _draw(key, x0, config: Config, sched: VPSchedule):
@@ -301,16 +305,13 @@ def train_step(state: State, batch, *, config: Config):
             p, state, draw_d, with_r1, config=config, sched=sched
         )
     )
-    lazy = m.r1_gamma > 0 and m.lazy_reg > 0
-    if lazy and m.lazy_reg == 1:
-        g_d, (loss_d, d_stats) = grad_d(True)(state.disc.params)
-    elif lazy:
+    if m.r1_gamma == 0 or m.lazy_reg == 1:  # one branch: R1 never or at every step
+        g_d, (loss_d, d_stats) = grad_d(m.r1_gamma > 0)(state.disc.params)
+    else:
         regularise = state.step % m.lazy_reg == 0
         g_d, (loss_d, d_stats) = jax.lax.cond(
             regularise, grad_d(True), grad_d(False), state.disc.params
         )
-    else:
-        g_d, (loss_d, d_stats) = grad_d(False)(state.disc.params)
     o_d, o_g = config.optim.disc, config.optim.gen
     disc, gnorm_d = apply_gradients(
         state.disc, g_d, make_tx(o_d), step=state.step, ema_rate=o_d.ema_rate
@@ -346,25 +347,19 @@ def sample(state: State, num: int, *, config: Config, key, shape=None, use_ema=T
     if sharding is not None:
         x_T = jax.lax.with_sharding_constraint(x_T, sharding)
     params = state.gen.eval_params(use_ema)
-    gen, _ = networks(config, shape)
-    p = config.method.parameterisation
-
-    def denoiser(x_t, z, t):
-        out = gen.apply({"params": params}, x_t, t - 1, z)
-        return eps_to_x0(sched, x_t, out, t) if p == "eps" else out
-
-    if p == "direct":
-        return _direct_chain(gen, params, sched, x_T, k_chain, config)
+    denoiser = partial(denoise, params, config=config, sched=sched)
+    if config.method.parameterisation == "direct":
+        return _direct_chain(denoiser, sched, x_T, k_chain, config)
     return ddgan_chain(denoiser, sched, x_T, k_chain, latent_dim=config.model.latent_dim)
 
 
-def _direct_chain(gen, params, sched: VPSchedule, x_T, key, config: Config):
+def _direct_chain(denoiser, sched: VPSchedule, x_T, key, config: Config):
     """The "direct denoising" ablation: G outputs x_{t−1} itself, T passes."""
     b, big_t = x_T.shape[0], sched.num_steps
 
     def body(x, t):
         z = jax.random.normal(jax.random.fold_in(key, t), (b, config.model.latent_dim))
-        return gen.apply({"params": params}, x, jnp.full((b,), t - 1, jnp.int32), z), None
+        return denoiser(x, z, jnp.full((b,), t, jnp.int32)), None
 
     x, _ = jax.lax.scan(body, x_T, jnp.arange(big_t, 0, -1))
     return x, {"nfe": jnp.full((b,), big_t, jnp.int32)}
