@@ -4,21 +4,23 @@ networks (README values) at a small batch.
     python -m benchmarks.ddgan_step [--config experiments/configs/ddgan/cifar10.py] [--batch 4]
         [--repeats 5] [--out]
 
-The step is compiled once (the lazy R1 is a `lax.cond`, so one program holds both kinds of
-step); the state's step counter picks the branch, so a step with R1 (step 0) and one without
-(step 1) are timed from the same executable, warmed up, repeats interleaved, medians. Reported:
-parameter counts, XLA's FLOP count of the program (both branches: XLA counts a conditional's
-branches once each) and temporary-buffer size (the step's working memory beyond arguments and
-outputs), the achieved FLOP rate against this machine's float32 matmul rate, and the paper's
-budget: iterations × FLOPs per step at the global batch, scaled linearly from this batch.
+Two programs are compiled: the plain step (`method.r1_gamma=0`) and the step with R1
+(`method.lazy_reg=1`), so XLA's FLOP count and temporary-buffer size (the step's working memory
+beyond arguments and outputs) are each kind's own; both are warmed up, repeats interleaved,
+medians. The lazy schedule's mean step is (k − 1)/k plain + 1/k with R1 (k = the config's
+`lazy_reg`). Reported: parameter counts, FLOPs, memory, step times, the achieved FLOP rate
+against this machine's float32 matmul rate, and the paper's budget: iterations × the mean
+step's FLOPs at the global batch, scaled linearly from this batch. (Timed outside `lax.cond`:
+XLA:CPU runs convolutions inside a conditional's branch un-rewritten, several times slower,
+so on this CPU the recipe's lazy program is slower on its R1 steps than the R1 program here.)
 """
 
 import argparse
 import importlib.util
 import time
+from functools import partial
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from benchmarks.common import interleaved_times, record
@@ -43,48 +45,54 @@ def main() -> None:
     c = _load(args.config)
     global_batch, iterations = int(c.data.batch_size), int(c.train.num_steps)
     c.data.batch_size = args.batch
-    exp = cli.experiment(c)
-    mod, rc = exp.recipe, exp.rc
-    x = np.random.default_rng(0).uniform(-1, 1, (args.batch, *exp.shape)).astype(np.float32)
-    t0 = time.perf_counter()
-    state = mod.init(rc, {"x": x}, key=jax.random.PRNGKey(0))
-    init_s = time.perf_counter() - t0
-    step = jax.jit(lambda s, b: mod.train_step(s, b, config=rc))
-    t0 = time.perf_counter()
-    compiled = step.lower(state, {"x": x}).compile()
-    compile_s = time.perf_counter() - t0
-    with_r1, without = state, state.replace(step=jnp.ones((), jnp.int32))
-    calls = {
-        "with_r1": lambda: compiled(with_r1, {"x": x}),
-        "without_r1": lambda: compiled(without, {"x": x}),
-    }
+    k = int(c.method.lazy_reg)
+    programs, state = {}, None
+    for name, change in (("plain", {"r1_gamma": 0.0}), ("with_r1", {"lazy_reg": 1})):
+        c2 = c.copy_and_resolve_references()
+        c2.method.update(change)
+        exp = cli.experiment(c2)
+        mod, rc = exp.recipe, exp.rc
+        x = np.random.default_rng(0).uniform(-1, 1, (args.batch, *exp.shape)).astype(np.float32)
+        if state is None:
+            t0 = time.perf_counter()
+            state = mod.init(rc, {"x": x}, key=jax.random.PRNGKey(0))
+            print(f"init: {time.perf_counter() - t0:.1f} s", flush=True)
+        t0 = time.perf_counter()
+        step = jax.jit(lambda s, b, rc=rc, mod=mod: mod.train_step(s, b, config=rc))
+        programs[name] = step.lower(state, {"x": x}).compile()
+        print(f"{name}: compiled in {time.perf_counter() - t0:.1f} s", flush=True)
+    calls = {name: partial(fn, state, {"x": x}) for name, fn in programs.items()}
     for call in calls.values():
         jax.block_until_ready(call())
     times = interleaved_times(calls, args.repeats)
     count = lambda tree: int(sum(np.prod(a.shape) for a in jax.tree.leaves(tree)))
-    flops = float(compiled.cost_analysis()["flops"])
-    memory = compiled.memory_analysis()
     sgemm = _sgemm_rate()
-    medians = {k: float(np.median(v)) for k, v in times.items()}
+    kinds = {}
+    for name, fn in programs.items():
+        flops, med = float(fn.cost_analysis()["flops"]), float(np.median(times[name]))
+        memory = fn.memory_analysis()
+        kinds[name] = {
+            "flops": flops,
+            "median_s": med,
+            "times_s": times[name],
+            "temp_mib": memory.temp_size_in_bytes / 2**20,
+            "argument_mib": memory.argument_size_in_bytes / 2**20,
+            "achieved_fraction_of_sgemm": flops / med / 1e9 / sgemm,
+        }
+    mean_flops = ((k - 1) * kinds["plain"]["flops"] + kinds["with_r1"]["flops"]) / k
     result = {
         "config": args.config,
         "batch": args.batch,
+        "lazy_reg": k,
         "params_gen": count(state.gen.params),
         "params_disc": count(state.disc.params),
-        "init_s": init_s,
-        "compile_s": compile_s,
-        "flops_program": flops,
-        "temp_mib": memory.temp_size_in_bytes / 2**20,
-        "argument_mib": memory.argument_size_in_bytes / 2**20,
-        "step_s": medians,
-        "times": times,
         "sgemm_gflops": sgemm,
-        # the program's count holds both branches: the step with R1 does at most all of it
-        "achieved_fraction_with_r1_upper": flops / medians["with_r1"] / 1e9 / sgemm,
+        **kinds,
+        "mean_step_flops": mean_flops,
         "paper": {
             "global_batch": global_batch,
             "iterations": iterations,
-            "total_flops_upper": flops * global_batch / args.batch * iterations,
+            "total_flops": mean_flops * global_batch / args.batch * iterations,
         },
     }
     for k, v in result.items():

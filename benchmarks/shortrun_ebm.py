@@ -12,10 +12,11 @@ under the true data density and under the EBM's own e^{−E} normalised on a 512
 draws Fig. 5.3/5.5 (samples, normalised e^{−E}, flow density) into
 `docs/figures/shortrun_ebm_<data>.png`.
 
-`step_cost` times the Fashion-MNIST config's step (batch 64, K = 40) with plain contrastive
-training, with the generator loss, and with the generator loss under `jax.checkpoint`: all
-compiled and warmed up, repeats interleaved, medians, XLA's FLOP count against this machine's
-float32 matmul rate and XLA's temporary-buffer size (the step's peak working memory).
+`step_cost` times the Fashion-MNIST config's step (batch 64, K = 40; `--batch`,
+`--dynamics-steps` change them) with plain contrastive training, with the generator loss, and
+with the generator loss under `jax.checkpoint`: all compiled and warmed up, repeats interleaved,
+medians, XLA's FLOP count against this machine's float32 matmul rate and XLA's temporary-buffer
+size (the step's peak working memory).
 
 `vapo_bpd` gives a trained VAPO run's flow dx/dt = +∇Φ from N(0, σ0² I) over [0, T] a
 likelihood (eq. 1.7 with its sign, `jaxgen.samplers.likelihood`): bits per dimension of the
@@ -175,19 +176,23 @@ def step_cost(args) -> None:
 
     c = get_config()
     tree = {k: c[k].to_dict() for k in ("model", "method", "optim", "sample")}
-    x = np.random.default_rng(0).uniform(-1, 1, (c.data.batch_size, 32, 32, 1)).astype("float32")
+    if args.dynamics_steps:
+        tree["method"]["num_steps"] = args.dynamics_steps
+    batch = args.batch or c.data.batch_size
+    x = np.random.default_rng(0).uniform(-1, 1, (batch, 32, 32, 1)).astype("float32")
     compiled, state = {}, None
     for name, change in VARIANTS.items():
         cfg = config_from_dict(srl.Config, {**tree, "method": {**tree["method"], **change}})
         state = srl.init(cfg, {"x": x}, key=jax.random.PRNGKey(0)) if state is None else state
         fn = jax.jit(lambda s, b, cfg=cfg: srl.train_step(s, b, config=cfg))
+        t0 = time.perf_counter()
         compiled[name] = fn.lower(state, {"x": x}).compile()
-    for fn in compiled.values():
-        jax.block_until_ready(fn(state, {"x": x}))
+        jax.block_until_ready(compiled[name](state, {"x": x}))
+        print(f"{name}: compiled and warmed up in {time.perf_counter() - t0:.0f} s", flush=True)
     calls = {name: partial(fn, state, {"x": x}) for name, fn in compiled.items()}
     times = interleaved_times(calls, args.repeats)
     sgemm = _sgemm_rate()
-    result = {"batch": len(x), "K": c.method.num_steps, "sgemm_gflops": sgemm}
+    result = {"batch": len(x), "K": tree["method"]["num_steps"], "sgemm_gflops": sgemm}
     for name, fn in compiled.items():
         flops, med = fn.cost_analysis()["flops"], float(np.median(times[name]))
         mem = fn.memory_analysis()
@@ -205,6 +210,7 @@ def step_cost(args) -> None:
     print(f"generator loss costs {result['generator_loss_time_ratio']:.2f}x the contrastive step")
     if args.out:
         cmd = f"python -m benchmarks.shortrun_ebm step_cost --repeats {args.repeats}"
+        cmd += f" --dynamics-steps {result['K']} --batch {len(x)}"
         print(f"wrote {record('shortrun_ebm_step_cost', {'command': cmd, **result})}")
 
 
@@ -293,6 +299,8 @@ def main() -> None:
     p.add_argument("--out", action="store_true")
     p = sub.add_parser("step_cost")
     p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--dynamics-steps", type=int, default=0, help="K (0: the config's 40)")
+    p.add_argument("--batch", type=int, default=0, help="0: the config's 64")
     p.add_argument("--out", action="store_true")
     p = sub.add_parser("vapo_bpd")
     p.add_argument("workdir")

@@ -23,12 +23,14 @@ def ddgan_image_config(
     r1_gamma: float,
     lazy_reg: int,
     pad_to_32: bool = False,
+    num_steps: int = 0,
 ) -> ml_collections.ConfigDict:
     """An image config: `epochs` of `train_size` images at `batch_size` (global), T =
     `num_steps_t`, the NCSN++ generator `generator` (fields of `model`), discriminator layout
     `disc`, random horizontal flips (as the public code, on every data set). The cosine decays
-    are pinned to the planned run (`total_steps`), so a run lengthened later resumes."""
-    num_steps = epochs * (train_size // batch_size)
+    are pinned to the planned run (`total_steps`), so a run lengthened later resumes.
+    `num_steps` > 0 sets the run's length in steps instead of `epochs`."""
+    num_steps = num_steps or epochs * (train_size // batch_size)
     c = base_config("ddgan", dataset=dataset, batch_size=batch_size, num_steps=num_steps)
     c.data.flip = True
     c.data.pad_to_32 = pad_to_32

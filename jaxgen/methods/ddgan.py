@@ -12,6 +12,8 @@ One `train_step` is a D step then a G step (docs/methods/ddgan.md §4, §6):
 `method.parameterisation`: "x0" (G predicts x̂₀, eq. 3.2), "eps" (G predicts ε, x̂₀ by eq. 3.3)
 or "direct" (G outputs x_{t−1} itself, no posterior). Networks see the public code's step index
 k = t − 1 ∈ {0..T−1}. Sampling is the chain of eq. 3.2 with the EMA generator: NFE = T.
+`method.one_shot_aug_steps=A` (with T = 1) is the one-shot GAN with diffusion augmentation:
+D sees real and generated images diffused to s ∈ 1..A−1 of an A-step process (eq. 7.1).
 """
 
 import dataclasses
@@ -24,6 +26,7 @@ from flax import struct
 
 from jaxgen.methods.common import (
     Capabilities,
+    FieldError,
     Optim,
     check_batch,
     check_count,
@@ -44,6 +47,7 @@ from jaxgen.samplers.diffusion import (
     eps_to_x0,
     posterior_sample,
     q_pair,
+    q_sample,
     vp_schedule,
 )
 
@@ -98,6 +102,9 @@ class Method:
     lazy_reg: int = 15  # R1 every this many steps
     r1_scale_by_interval: bool = False  # StyleGAN2's convention; the public code does not
     redraw_for_g: bool = True
+    # A >= 2: the one-shot GAN with diffusion augmentation (Table 6.2's baseline; T must be 1);
+    # 0: off. docs/methods/ddgan.md §7
+    one_shot_aug_steps: int = 0
 
     def __post_init__(self):
         ranges = {
@@ -107,9 +114,17 @@ class Method:
             "offset": (0 <= self.offset < 1, "must be in [0, 1)"),
             "r1_gamma": (self.r1_gamma >= 0, "must be >= 0 (0 = no R1)"),
             "lazy_reg": (self.lazy_reg >= 1, "must be >= 1 (R1 every this many steps)"),
+            "one_shot_aug_steps": (
+                self.one_shot_aug_steps == 0
+                or (self.one_shot_aug_steps >= 2 and self.num_steps == 1),
+                "must be 0 (off) or >= 2 with num_steps=1 (the one-shot GAN)",
+            ),
         }
         choices = {"parameterisation": PARAMETERISATIONS, "loss": GAN_LOSS_KINDS}
         validate(self, ranges, choices)
+        if self.one_shot_aug_steps and self.parameterisation != "x0":
+            why = "the one-shot GAN's G outputs an image: needs parameterisation='x0'"
+            raise FieldError("parameterisation", self.parameterisation, why)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -247,51 +262,105 @@ def generate_prev(g_params, x_t, t, z, *, config: Config, sched: VPSchedule, noi
     return posterior_sample(sched, out, x_t, t, noise)
 
 
-def _draw(key, x0, config: Config, sched: VPSchedule):
-    """A step t `[B]` per example, the real pair (x_{t−1}, x_t), latents z and posterior noise."""
+def _draw(key, x0, config: Config, sched: VPSchedule) -> dict:
+    """One D (or G) step's draws: G's inputs (`x_t`, `t` `[B]`, `z`, posterior `noise`) and D's
+    real input `real` with its conditioning `cond` and step index `d_step` `[B]`.
+
+    DDGAN: t ~ U{1..T}, the real pair (x_{t−1}, x_t); D sees (x_{t−1}, x_t, t − 1). The one-shot
+    GAN: x_1 ~ N(0, I) into G; real and fake both diffused to s ~ U{1..A−1} of an A-step
+    process (never clean, never the last step), D sees (x_s, 0, s)."""
     k_t, k_pair, k_z, k_noise = jax.random.split(key, 4)
-    b = x0.shape[0]
-    t = shard_over_batch(jax.random.randint(k_t, (b,), 1, config.method.num_steps + 1))
-    x_prev, x_t = (shard_over_batch(a) for a in q_pair(sched, x0, t, k_pair))
+    b, m = x0.shape[0], config.method
     z = shard_over_batch(jax.random.normal(k_z, (b, config.model.latent_dim)))
     noise = shard_over_batch(jax.random.normal(k_noise, x0.shape))
-    return t, x_prev, x_t, z, noise
-
-
-def _disc_loss(d_params, state: State, draw, with_r1: bool, *, config: Config, sched):
-    t, x_prev, x_t, z, noise = draw
-    _, disc = networks(config, x_t.shape[1:])
-    logits = lambda xp: disc.apply({"params": d_params}, xp, x_t, t - 1)
-    fake = generate_prev(state.gen.params, x_t, t, z, config=config, sched=sched, noise=noise)
-    fake = jax.lax.stop_gradient(fake)
-    d_loss, _ = gan_losses(config.method.loss)
-    real_logits, fake_logits = logits(x_prev), logits(fake)
-    loss = jnp.mean(d_loss(real_logits, fake_logits))
-    m = config.method
-    r1 = jnp.zeros(())
-    if with_r1:  # only on the lazy steps: lax.cond below picks the branch
-        penalty = jnp.mean(r1_penalty(logits, x_prev))
-        r1 = r1_term(
-            penalty,
-            gamma=m.r1_gamma,
-            step=0,
-            interval=m.lazy_reg,
-            scale_by_interval=m.r1_scale_by_interval,
+    if m.one_shot_aug_steps:
+        aug = augmentation_schedule(config)
+        s = shard_over_batch(jax.random.randint(k_t, (b,), 1, m.one_shot_aug_steps))
+        eps_real, x_1 = jax.random.normal(k_pair, (2, *x0.shape))
+        real = shard_over_batch(q_sample(aug, x0, s, eps_real))
+        t = jnp.ones((b,), jnp.int32)
+        cond = jnp.zeros_like(x0)
+        return dict(
+            t=t, x_t=shard_over_batch(x_1), z=z, noise=noise, real=real, cond=cond, d_step=s
         )
+    t = shard_over_batch(jax.random.randint(k_t, (b,), 1, m.num_steps + 1))
+    x_prev, x_t = (shard_over_batch(a) for a in q_pair(sched, x0, t, k_pair))
+    return dict(t=t, x_t=x_t, z=z, noise=noise, real=x_prev, cond=x_t, d_step=t - 1)
+
+
+def augmentation_schedule(config: Config) -> VPSchedule:
+    """The one-shot GAN's A-step perturbation process (the method's β range and offset)."""
+    m = config.method
+    return vp_schedule(
+        m.one_shot_aug_steps, beta_min=m.beta_min, beta_max=m.beta_max, offset=m.offset
+    )
+
+
+def _fake(g_params, draw: dict, *, config: Config, sched: VPSchedule):
+    """D's fake input `[B, ...]`: x'_{t−1} of G (DDGAN), or G's one-shot image diffused to the
+    draw's step s with the posterior noise (differentiably, for the G step)."""
+    fake = generate_prev(
+        g_params, draw["x_t"], draw["t"], draw["z"], config=config, sched=sched, noise=draw["noise"]
+    )
+    if config.method.one_shot_aug_steps:
+        fake = q_sample(augmentation_schedule(config), fake, draw["d_step"], draw["noise"])
+    return fake
+
+
+def _logit_fn(d_params, draw: dict, config: Config):
+    _, disc = networks(config, draw["real"].shape[1:])
+    return lambda x: disc.apply({"params": d_params}, x, draw["cond"], draw["d_step"])
+
+
+def _disc_loss(d_params, state: State, draw: dict, *, config: Config, sched):
+    logits = _logit_fn(d_params, draw, config)
+    fake = jax.lax.stop_gradient(_fake(state.gen.params, draw, config=config, sched=sched))
+    d_loss, _ = gan_losses(config.method.loss)
+    real_logits, fake_logits = logits(draw["real"]), logits(fake)
     stats = {
-        "loss_r1": r1,
         "d_real": jax.nn.sigmoid(real_logits).mean(),
         "d_fake": jax.nn.sigmoid(fake_logits).mean(),
     }
-    return loss + r1, (loss, stats)
+    return jnp.mean(d_loss(real_logits, fake_logits)), stats
 
 
-def _gen_loss(g_params, d_params, draw, *, config: Config, sched):
-    t, _, x_t, z, noise = draw
-    gen_prev = generate_prev(g_params, x_t, t, z, config=config, sched=sched, noise=noise)
-    _, disc = networks(config, x_t.shape[1:])
+def _r1_loss(d_params, draw: dict, *, config: Config):
+    """γ/2 · R1 on D's real input (x_{t−1}, not x_t; eq. 4.3), as added on a regularised step."""
+    m = config.method
+    penalty = jnp.mean(r1_penalty(_logit_fn(d_params, draw, config), draw["real"]))
+    return r1_term(
+        penalty,
+        gamma=m.r1_gamma,
+        step=0,
+        interval=m.lazy_reg,
+        scale_by_interval=m.r1_scale_by_interval,
+    )
+
+
+def _disc_grad(state: State, draw, *, config: Config, sched):
+    """D's gradient, loss and stats: the adversarial part on every step, R1's on every
+    `lazy_reg`-th. Only R1's gradient sits under `lax.cond`: with the whole D gradient in both
+    branches, XLA's CPU compiler took over 18 minutes on the Fashion-MNIST step (92 s without)."""
+    params, m = state.disc.params, config.method
+    (loss_d, stats), g_d = jax.value_and_grad(_disc_loss, has_aux=True)(
+        params, state, draw, config=config, sched=sched
+    )
+    r1_grad = jax.value_and_grad(partial(_r1_loss, draw=draw, config=config))
+    zero = lambda p: (jnp.zeros(()), jax.tree_util.tree_map(jnp.zeros_like, p))
+    if m.r1_gamma == 0:
+        r1, g_r1 = zero(params)
+    elif m.lazy_reg == 1:
+        r1, g_r1 = r1_grad(params)
+    else:
+        r1, g_r1 = jax.lax.cond(state.step % m.lazy_reg == 0, r1_grad, zero, params)
+    g_d = jax.tree_util.tree_map(jnp.add, g_d, g_r1)
+    return g_d, loss_d, {"loss_r1": r1, **stats}
+
+
+def _gen_loss(g_params, d_params, draw: dict, *, config: Config, sched):
+    fake = _fake(g_params, draw, config=config, sched=sched)
     _, g_loss = gan_losses(config.method.loss)
-    return jnp.mean(g_loss(disc.apply({"params": d_params}, gen_prev, x_t, t - 1)))
+    return jnp.mean(g_loss(_logit_fn(d_params, draw, config)(fake)))
 
 
 def train_step(state: State, batch, *, config: Config):
@@ -300,18 +369,7 @@ def train_step(state: State, batch, *, config: Config):
     sched, m = schedule(config), config.method
     k_d, k_g = jax.random.split(jax.random.fold_in(state.key, state.step))
     draw_d = _draw(k_d, x0, config, sched)
-    grad_d = lambda with_r1: (
-        lambda p: jax.grad(_disc_loss, has_aux=True)(
-            p, state, draw_d, with_r1, config=config, sched=sched
-        )
-    )
-    if m.r1_gamma == 0 or m.lazy_reg == 1:  # one branch: R1 never or at every step
-        g_d, (loss_d, d_stats) = grad_d(m.r1_gamma > 0)(state.disc.params)
-    else:
-        regularise = state.step % m.lazy_reg == 0
-        g_d, (loss_d, d_stats) = jax.lax.cond(
-            regularise, grad_d(True), grad_d(False), state.disc.params
-        )
+    g_d, loss_d, d_stats = _disc_grad(state, draw_d, config=config, sched=sched)
     o_d, o_g = config.optim.disc, config.optim.gen
     disc, gnorm_d = apply_gradients(
         state.disc, g_d, make_tx(o_d), step=state.step, ema_rate=o_d.ema_rate
