@@ -114,14 +114,15 @@ class Experiment:
 
     def fit_data(self, stream):
         """The recipe's fit to the whole unaugmented training set (`None` when it has none):
-        the images in [-1, 1], or 100k draws of a generated 2-D set."""
+        the images in [-1, 1] as chunks of 4096, or 100k draws of a generated 2-D set."""
         fit = self.caps.data_fit
         if fit is None or not fit.needed(self.rc):
             return None
         if stream.source is None:
             x = np.asarray(sample_toy2d(stream.name, 100_000, jax.random.PRNGKey(1)))
-        else:
-            x = to_unit_range(stream.source.images, stream.source.max_value)
+        else:  # in chunks: no float copy of the whole set
+            images, top, n = stream.source.images, stream.source.max_value, 4096
+            x = (to_unit_range(images[i : i + n], top) for i in range(0, len(images), n))
         return fit.fit(self.rc, x)
 
     # ------------------------------------------------------------------ state

@@ -288,3 +288,21 @@ def test_train_cli_fits_the_ddp_prior_on_the_whole_training_set():
     assert abstract.prior_chol.shape == (64, 64) and isinstance(
         abstract.prior_chol, jax.ShapeDtypeStruct
     )
+
+
+def test_streaming_prior_fit_equals_the_direct_fit():
+    """The DDP fit (eq. 8) accumulated over chunks in float64 equals the population covariance
+    of the whole set computed at once, for an array and for an iterable of uneven chunks, on
+    data far from the origin (where one-pass sums would cancel); the memory is stated first."""
+    rng = np.random.default_rng(0)
+    x = (50.0 + rng.normal(size=(1000, 6)) @ rng.normal(size=(6, 6))).astype(np.float32)
+    flat = x.astype(np.float64)
+    cov = np.cov(flat.T, bias=True) + 1e-4 * np.eye(6)
+    lines = []
+    for data in (x, (x[i : i + 333] for i in range(0, 1000, 333))):
+        mean, chol = fdrl.fit_gaussian_prior(data, 1e-4, chunk=128, log=lines.append)
+        np.testing.assert_allclose(mean, flat.mean(0), rtol=1e-6)
+        np.testing.assert_allclose(chol.astype(np.float64) @ chol.T, cov, rtol=1e-5, atol=1e-5)
+    assert lines[0].startswith("fdrl: fitting the data-dependent prior, D = 6: accumulator ")
+    with pytest.raises(ValueError, match="no examples"):
+        fdrl.fit_gaussian_prior(iter(()), log=None)

@@ -256,7 +256,8 @@ class DataFit:
     """A fit to the training data made once before training (FDRL's data-dependent prior).
 
     `needed(config)`: whether this config needs it; `fit(config, x)`: the fitted arrays (a
-    pytree) from the whole unaugmented training set `x` `[N, ...]`; `shapes(config, example_shape)`:
+    pytree) from the whole unaugmented training set `x`: an array `[N, ...]` or an iterable of
+    `[n, ...]` chunks (the trainer streams images in chunks); `shapes(config, example_shape)`:
     their `jax.ShapeDtypeStruct`s, so a checkpoint's abstract state costs no fit. `init` takes the
     result as `fitted=`."""
 

@@ -1,4 +1,4 @@
-"""FDRL's density-ratio ResNets (FDRL paper, Table 3; docs/methods/fdrl.md §8).
+"""FDRL's density-ratio ResNets (FDRL paper, Table 3; docs/methods/fdrl.md §3.1, eq. 3.1).
 
 A residual block (the reference code's BasicBlock, no normalisation, LeakyReLU 0.2):
 
