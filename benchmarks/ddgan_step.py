@@ -16,7 +16,6 @@ so on this CPU the recipe's lazy program is slower on its R1 steps than the R1 p
 """
 
 import argparse
-import importlib.util
 import time
 from functools import partial
 
@@ -25,14 +24,8 @@ import numpy as np
 
 from benchmarks.common import interleaved_times, record
 from benchmarks.glf_fashion import _sgemm_rate
+from benchmarks.tpu_compile import load_config
 from experiments import cli
-
-
-def _load(path: str):
-    spec = importlib.util.spec_from_file_location("cfg", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
 
 
 def main() -> None:
@@ -42,7 +35,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--out", action="store_true")
     args = p.parse_args()
-    c = _load(args.config)
+    c = load_config(args.config, [])
     global_batch, iterations = int(c.data.batch_size), int(c.train.num_steps)
     c.data.batch_size = args.batch
     k = int(c.method.lazy_reg)

@@ -16,7 +16,6 @@ gradients are listed without a time.
 """
 
 import argparse
-import importlib.util
 from functools import partial
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks.common import interleaved_times, record
+from benchmarks.tpu_compile import load_config
 from experiments import cli
 
 CONFIGS = Path(__file__).resolve().parents[1] / "experiments" / "configs"
@@ -32,11 +32,7 @@ VAPO_FASHION_NFE = 49  # trained run, T = 2, rtol = atol = 1e-3 (docs/results.md
 
 
 def _config(method: str):
-    path = CONFIGS / method / "fashion_mnist.py"
-    spec = importlib.util.spec_from_file_location(f"cfg_{method}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
+    return load_config(str(CONFIGS / method / "fashion_mnist.py"), [])
 
 
 def _one_eval(method: str, exp, state, x):
@@ -86,12 +82,9 @@ def main() -> None:
             one = jax.jit(partial(_one_eval, method, exp))
             jax.block_until_ready(one(state, x))
             calls[f"{method}/one_eval"] = partial(one, state, x)
-        nfe[method] = {
-            "ddgan": exp.rc.method.num_steps if method == "ddgan" else None,
-            "shortrun_ebm": exp.rc.method.num_steps if method == "shortrun_ebm" else None,
-            "glf": 1,
-            "vapo": VAPO_FASHION_NFE,
-        }[method]
+        # DDGAN: T generator passes; the short-run EBM: K gradient steps
+        fixed = {"glf": 1, "vapo": VAPO_FASHION_NFE}
+        nfe[method] = fixed[method] if method in fixed else exp.rc.method.num_steps
     times = interleaved_times(calls, args.repeats)
     med = {k: float(np.median(v)) for k, v in times.items()}
     scale = 1000 / args.num

@@ -150,9 +150,9 @@ def fit_gaussian_prior(x, jitter: float = 1e-4, *, chunk: int = 2048, log=print)
     if stats.mean is None:
         raise ValueError("fit_gaussian_prior: no examples")
     d = stats.mean.shape[0]
-    cov = stats.m2 / stats.n
+    cov = stats.m2  # in place: the accumulator becomes the covariance, no second D×D copy
+    cov /= stats.n
     cov[np.diag_indices(d)] += jitter
-    stats.m2 = None  # the accumulator's memory is reused by the factor
     return stats.mean.astype(np.float32), np.linalg.cholesky(cov).astype(np.float32)
 
 

@@ -5,7 +5,7 @@ T = 4; a narrow NCSN++ G (the "fashion_mnist" layout: ch_mult (1, 2, 2), attenti
 z_emb 64, 2 mapping layers, here at nf 8 with one residual block per level) and the small D at
 ngf 8; batch 32, 1500 steps; the CIFAR-10 README's rates, R1 and EMA (0.999 for the short run).
 Measured on the 2-core CPU (2026-12-02): 0.75 s per plain step, 5.2 s on the R1 steps (every
-15th), ≈ 70 minutes for the run. The wider layout (nf 16, two blocks, D ngf 16, batch 64) costs
+15th), ≈ 1.2 s per step on average, ≈ 30 minutes for the run. The wider layout (nf 16, two blocks, D ngf 16, batch 64) costs
 7.4 s per step there: `--config.model.nf=16 --config.model.num_res_blocks=2
 --config.model.disc_ngf=16 --config.data.batch_size=64` on an accelerator.
 
