@@ -20,11 +20,20 @@ from jaxgen.data import TOY2D_NAMES, example_shape, make_stream, sample_toy2d
 from jaxgen.data.pipeline import to_unit_range
 from jaxgen.methods import get_recipe
 from jaxgen.methods.common import ConfigError, config_from_dict
-from jaxgen.parallel import batch_sharding, make_mesh, replicated, state_shardings, to_host
+from jaxgen.parallel import (
+    batch_sharding,
+    is_primary,
+    make_mesh,
+    replicated,
+    state_shardings,
+    to_host,
+)
 from jaxgen.train.checkpoint import CheckpointError, Checkpoints
+from jaxgen.train.fixed_fields import FixedFieldCheckpoints, host_value, load_fields, save_fields
 from jaxgen.train.lock import WorkdirLock, WorkdirLockedError
 
 BASE_CONFIG = "base_config.json"  # a base stage's config, copied into the run that builds on it
+DATA_FIT = "data_fit.npz"  # the recipe's data fit (FDRL's prior), once per run
 
 
 class SamplerError(RuntimeError):
@@ -125,6 +134,39 @@ class Experiment:
             x = (to_unit_range(images[i : i + n], top) for i in range(0, len(images), n))
         return fit.fit(self.rc, x)
 
+    @property
+    def fixed_fields(self) -> tuple[str, ...]:
+        """The State fields holding the data fit, kept once per run in `DIR/data_fit.npz`
+        rather than in each checkpoint (empty when the recipe or config has none)."""
+        fit = self.caps.data_fit
+        return tuple(fit.fields) if fit is not None and fit.needed(self.rc) else ()
+
+    def save_fit(self, workdir: str, fitted) -> None:
+        """Write the data fit `fitted` (the value `init` took) to `DIR/data_fit.npz`."""
+        if self.fixed_fields:
+            leaves = [host_value(v) for v in jax.tree.leaves(fitted)]
+            save_fields(Path(workdir) / DATA_FIT, dict(zip(self.fixed_fields, leaves, strict=True)))
+
+    def _load_fit(self, workdir: str, say=print) -> dict:
+        """The run's data fit from `DIR/data_fit.npz`; refitted on the training data (the fit
+        is deterministic) and rewritten, with one line, when that file is gone."""
+        path = Path(workdir) / DATA_FIT
+        if path.exists():
+            return load_fields(path)
+        say(f"{path} is missing: refitting {', '.join(self.fixed_fields)} on the training data")
+        fitted = self.fit_data(self.stream())
+        if is_primary():
+            self.save_fit(workdir, fitted)
+        return dict(zip(self.fixed_fields, jax.tree.leaves(fitted), strict=True))
+
+    def checkpoints(self, directory, workdir: str, *, say=print, **kwargs):
+        """The `Checkpoints` store in `directory` for the run in `workdir`; with fixed fields,
+        wrapped so that its checkpoints hold stubs for them (`jaxgen.train.fixed_fields`)."""
+        store = Checkpoints(directory, **kwargs)
+        if not self.fixed_fields:
+            return store
+        return FixedFieldCheckpoints(store, self.fixed_fields, lambda: self._load_fit(workdir, say))
+
     # ------------------------------------------------------------------ state
 
     def init(self, example, *, fitted=None, base=None):
@@ -211,7 +253,7 @@ class Experiment:
         ckpt = workdir_paths(workdir)["ckpt"]
         if not ckpt.exists():
             raise CheckpointError(f"no checkpoints in {ckpt}; train first")
-        store = Checkpoints(ckpt)
+        store = self.checkpoints(ckpt, workdir)
         try:
             if store.latest_step() is None:
                 raise CheckpointError(f"no checkpoints in {ckpt}; train first")

@@ -19,7 +19,7 @@ def sample_figure(exp: Experiment, workdir: str):
         reference = np.asarray(sample_toy2d(exp.c.data.name, 2000, key))
 
     def callback(state, step: int):
-        n = 1000 if reference is not None else 64
+        n = 1000 if reference is not None else exp.c.train.get("sample_grid", 64)
         x, st = exp.draw(state, n, seed=exp.c.seed + 1)  # every process draws (collective)
         if not is_primary():
             return

@@ -14,7 +14,6 @@ from experiments import protocol as protocol_lib
 from experiments.experiment import Experiment, workdir_paths
 from jaxgen.methods.common import ConfigError
 from jaxgen.parallel import is_primary
-from jaxgen.train.checkpoint import Checkpoints
 
 
 def best_so_far(log: Path, name: str) -> float:
@@ -54,7 +53,7 @@ def selection_hook(exp: Experiment, workdir: str):
                 f.write(json.dumps(row) + "\n")
         if score < best["score"] and np.isfinite(score):
             best["score"] = score
-            store = Checkpoints(best_dir, max_to_keep=1)
+            store = exp.checkpoints(best_dir, workdir, max_to_keep=1)
             store.save(step, state, {"recipe": c.recipe, name: score})
             store.close()
 

@@ -27,7 +27,7 @@ from experiments.sampling import sample_figure
 from experiments.selection import selection_hook
 from jaxgen.methods.common import check_inputs
 from jaxgen.parallel import agreed, any_process, is_primary, preemption_point
-from jaxgen.train.checkpoint import Checkpoints, UnreadableCheckpointError
+from jaxgen.train.checkpoint import UnreadableCheckpointError
 from jaxgen.train.lock import WorkdirLock, WorkdirLockedError
 from jaxgen.train.logging import MetricsWriter
 from jaxgen.train.loop import Interrupted, TrainPlan, fit
@@ -95,7 +95,7 @@ def _train_locked(exp, workdir, progress, received):
     c, primary = exp.c, is_primary()
     say = print if primary else (lambda *a, **k: None)
     paths = cli.workdir_paths(workdir)
-    store = Checkpoints(paths["ckpt"], max_to_keep=c.train.keep)
+    store = exp.checkpoints(paths["ckpt"], workdir, say=say, max_to_keep=c.train.keep)
     try:
         resumed = _resume(exp, store, workdir, say) if store.latest_step() is not None else None
         if resumed is not None and int(resumed[0].step) >= c.train.num_steps:
@@ -140,7 +140,9 @@ def _fit(exp, store, workdir, resumed, progress, received, say):
         image, who = len(exp.shape) == 3, f"train ({c.data.name})"
         agreed(lambda: check_inputs(first, image=image, who=who), "checking the first batch")
         example = exp.example_batch(first)
-        state = exp.init(example, fitted=exp.fit_data(stream), base=base_state)
+        fitted = exp.fit_data(stream)
+        state = exp.init(example, fitted=fitted, base=base_state)
+        agreed(lambda: exp.save_fit(workdir, fitted) if write else None, "writing the data fit")
         shardings, cursor, reseeds = exp.state_sharding(mesh, state), 0, 0
     start = int(state.step)
     say(_start_line(exp, workdir, mesh, start, store if resumed else None))

@@ -29,3 +29,26 @@ def reuse_host_memory() -> bool:
         return False
     settings = ((_M_ARENA_MAX, 1), (_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, 2**31 - 1))
     return all(mallopt(option, value) == 1 for option, value in settings)
+
+
+def release_host_memory() -> None:
+    """Hand the heap's free memory back to the system (glibc `malloc_trim`), e.g. after a large
+    one-off host computation under `reuse_host_memory`, which otherwise keeps it. A no-op
+    without glibc."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def available_host_memory() -> int | None:
+    """Bytes of host memory available to a new allocation (Linux `MemAvailable`), or None where
+    the system does not say."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None

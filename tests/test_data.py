@@ -68,6 +68,7 @@ def test_toy2d_names_cover_the_data_contract():
         "25gaussians",
         "9gaussians",
         "swissroll",
+        "swissroll_fdrl",
         "moons",
         "checkerboard",
         "rings",
@@ -170,6 +171,21 @@ def test_rings_radii_noise_and_angles():
     # uniform angle: E cos = E sin = 0 (each with variance 1/2)
     u = x / r[:, None]
     np.testing.assert_allclose(u.mean(0), 0.0, atol=Z * math.sqrt(0.5 / len(x)))
+
+
+def test_fdrl_swissroll_matches_the_fdrl_codes_sklearn_call():
+    from sklearn.datasets import make_swiss_roll
+
+    n = 20_000
+    x = _draw("swissroll_fdrl", n)
+    ref, _ = make_swiss_roll(n, noise=0.25, random_state=0)
+    ref = ref[:, [0, 2]] / 7.5
+    for a, b in [
+        (x[:, 0], ref[:, 0]),
+        (x[:, 1], ref[:, 1]),
+        (x[:, 0] ** 2 + x[:, 1] ** 2, (ref**2).sum(1)),
+    ]:
+        assert stats.ks_2samp(a, b).pvalue > 1e-3
 
 
 def test_swissroll_matches_sklearn_definition():
@@ -573,7 +589,8 @@ def no_network(monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "name", ["cifar10", "celeba64", "lsun_church64", "celeba_hq256", "lsun_church256"]
+    "name",
+    ["cifar10", "celeba64", "lsun_church64", "celeba_hq256", "lsun_church256", "lsun_church128"],
 )
 def test_tfds_missing_is_one_helpful_line_without_download(name, tmp_path, no_network):
     with pytest.raises(DatasetMissingError) as e:
@@ -692,3 +709,12 @@ def test_center_crop_resize_shorter_side_and_greyscale():
     grey = _framed(100, 80, 10, 0, 80, (7, 7, 7), (200, 200, 200))[..., :1]
     g = center_crop_resize(grey, None, 16)
     assert g.shape == (16, 16, 1) and np.abs(g.astype(int) - 7).max() <= 1
+
+
+def test_center_crop_resize_without_crop_keeps_the_whole_image():
+    # FDRL's LSUN (crop 0): the whole 256 x 341 image squeezed to 128², the frame kept
+    img = _framed(256, 341, 8, 8, 240, (200, 40, 30), (0, 0, 255))
+    out = center_crop_resize(img, 0, 128).astype(int)
+    assert out.shape == (128, 128, 3)
+    assert np.abs(out[0, 64] - (0, 0, 255)).max() <= 2  # the frame's top edge survives
+    assert np.abs(out[:, -1] - (0, 0, 255)).max(axis=-1).max() <= 2  # and its right one

@@ -23,7 +23,7 @@ CONFIGS = sorted(
 )
 # the tfds sets' image sides: these configs run on tfds mock data of that shape
 TFDS_SIDES = {"cifar10": 32, "celeba64": 64, "lsun_church64": 64}
-TFDS_SIDES.update({"celeba_hq256": 256, "lsun_church256": 256})
+TFDS_SIDES.update({"celeba_hq256": 256, "lsun_church256": 256, "lsun_church128": 128})
 TFDS_CONFIGS = [p for p in CONFIGS if Path(p).stem in TFDS_SIDES]
 # Every CLI (train, resume, sample, evaluate) runs on one config per recipe, the one with the
 # most evaluation paths it can run here; the other configs run the same code in-process (train,

@@ -246,7 +246,7 @@ def test_guided_flow_samples_the_wanted_class():
         }
     )
     state = fdrl.init(cfg, {"x": jnp.zeros((2, 1))}, key=jax.random.PRNGKey(0))
-    exact = lambda params, x, config: norm.logpdf(x[:, 0]) - _log_p(x[:, 0])
+    exact = lambda params, x, config, variables=None: norm.logpdf(x[:, 0]) - _log_p(x[:, 0])
     x0 = jax.random.normal(jax.random.PRNGKey(1), (400, 1))
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(fdrl, "output", exact)  # the trained network replaced by the exact log-ratio
@@ -290,10 +290,14 @@ def test_train_cli_fits_the_ddp_prior_on_the_whole_training_set():
     )
 
 
-def test_streaming_prior_fit_equals_the_direct_fit():
-    """The DDP fit (eq. 8) accumulated over chunks in float64 equals the population covariance
-    of the whole set computed at once, for an array and for an iterable of uneven chunks, on
-    data far from the origin (where one-pass sums would cancel); the memory is stated first."""
+def test_streaming_prior_fit_equals_the_direct_fit(monkeypatch):
+    """The DDP fit (eq. 8) accumulated over chunks in float64 (merged in place two rows at a
+    time) equals the population covariance of the whole set computed at once, for an array and
+    for an iterable of uneven chunks, on data far from the origin (where one-pass sums would
+    cancel); the memory is stated first."""
+    from jaxgen.metrics import frechet
+
+    monkeypatch.setattr(frechet, "_ROWS", 2)
     rng = np.random.default_rng(0)
     x = (50.0 + rng.normal(size=(1000, 6)) @ rng.normal(size=(6, 6))).astype(np.float32)
     flat = x.astype(np.float64)
@@ -303,6 +307,17 @@ def test_streaming_prior_fit_equals_the_direct_fit():
         mean, chol = fdrl.fit_gaussian_prior(data, 1e-4, chunk=128, log=lines.append)
         np.testing.assert_allclose(mean, flat.mean(0), rtol=1e-6)
         np.testing.assert_allclose(chol.astype(np.float64) @ chol.T, cov, rtol=1e-5, atol=1e-5)
-    assert lines[0].startswith("fdrl: fitting the data-dependent prior, D = 6: accumulator ")
+    assert lines[0].startswith("fdrl: fitting the data-dependent prior, D = 6: 0.00 GiB of host")
     with pytest.raises(ValueError, match="no examples"):
         fdrl.fit_gaussian_prior(iter(()), log=None)
+    with pytest.raises(ValueError, match="not positive definite .* raise method.prior_jitter"):
+        fdrl.fit_gaussian_prior(np.ones((10, 6), np.float32), 0.0, log=None)
+
+
+def test_the_prior_fit_refuses_a_host_without_the_memory_in_one_line(monkeypatch):
+    """The peak (12·D² bytes) is checked before the accumulator is allocated."""
+    monkeypatch.setattr(fdrl, "available_host_memory", lambda: 100 * 2**20)
+    x = np.zeros((4, 32, 32, 3), np.float32)  # D = 3072: 0.11 GiB
+    with pytest.raises(MemoryError, match=r"D = 3072 needs 0\.1 GiB .* 0\.1 GiB available") as e:
+        fdrl.fit_gaussian_prior(x, log=None)
+    assert "\n" not in str(e.value)

@@ -36,6 +36,16 @@ def test_parameter_counts_match_the_spec_table(name):
     assert side // downsampling(RATIO_NET_CONFIGS[name]["blocks"]) == 4  # Table 3: 4² last
 
 
+def test_fashion_mnist_cpu_count_layer_by_layer():
+    """Ours (docs/methods/fdrl.md §3.1): stem 3·3·1·16; RBDown32 from 16 (3×3 16→32, 3×3
+    32→32, 1×1 shortcut); 2 × RBDown64; head 64 + 1; 32² → 4²."""
+    c3 = lambda i, o: 9 * i * o
+    down = lambda i, o: c3(i, o) + c3(o, o) + i * o
+    expected = c3(1, 16) + down(16, 32) + down(32, 64) + down(64, 64) + 64 + 1
+    assert _count(_shapes("fashion_mnist", 32, 1)["params"]) == expected == 149_713
+    assert 32 // downsampling(RATIO_NET_CONFIGS["fashion_mnist"]["blocks"]) == 4
+
+
 def test_cifar10_count_layer_by_layer():
     """stem 3·3·3·128; 3 × RB128 (two 3×3 128→128); RBDown256 from 128 (3×3 128→256, 3×3
     256→256, 1×1 shortcut); 2 RBDown256 from 256; 6 × RB256; head 256 + 1."""

@@ -45,6 +45,7 @@ def base_config(
             log_every=100,
             ckpt_every=1000,
             sample_every=1000,
+            sample_grid=64,  # images in each sample grid written in training (2-D: 1000 points)
             keep=3,
             nonfinite="stop",
             steps_per_call=1,
@@ -98,6 +99,7 @@ def smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     c.train.log_every = 1
     c.train.ckpt_every = 1
     c.train.sample_every = 2
+    c.train.sample_grid = 16
     c.train.steps_per_call = 1
     c.data.batch_size = min(c.data.batch_size, 16)
     c.eval.num_samples = 160  # > 128 + 1, so the 128-d feature covariance has full rank

@@ -72,6 +72,7 @@ IMAGE_SHAPES = {
     "lsun_church64": (64, 64, 3),
     "celeba_hq256": (256, 256, 3),
     "lsun_church256": (256, 256, 3),
+    "lsun_church128": (128, 128, 3),
 }
 
 

@@ -25,28 +25,34 @@ _TFDS = {
     # FID reference is the training set); LSUN church: the first 120k training images
     "celeba_hq256": ("celeb_a_hq/256", {"train": "train", "test": "train"}),
     "lsun_church256": ("lsun/church_outdoor", {"train": "train", "test": "validation"}),
+    # FDRL's LSUN church (docs/methods/fdrl.md §5): the whole image resized to 128², no crop
+    "lsun_church128": ("lsun/church_outdoor", {"train": "train", "test": "validation"}),
 }
 TFDS_NAMES = tuple(sorted(_TFDS))
-# (centre crop (None: the shorter side), output side) before the images are used
+# (centre crop (None: the shorter side; 0: none, the aspect ratio is not kept), output side)
 _RESIZE = {
     "celeba64": (140, 64),
     "celeba64_crop160": (160, 64),
     "lsun_church64": (None, 64),
     "celeba_hq256": (None, 256),
     "lsun_church256": (None, 256),
+    "lsun_church128": (0, 128),
 }
 _TRAIN_LIMIT = {"lsun_church256": 120_000}  # the DDGAN code's subset
 
 
 def center_crop_resize(image: np.ndarray, crop: int | None, size: int) -> np.ndarray:
-    """Centre-crop `[H, W, C]` uint8 to `crop`² (the shorter side when None), then antialiased
-    resize to `size`² (CelebA: crop 140 → 64; LSUN: shorter side → 64)."""
+    """Centre-crop `[H, W, C]` uint8 to `crop`² (the shorter side when None, no crop when 0),
+    then antialiased resize to `size`² (CelebA: crop 140 → 64; LSUN: shorter side → 64)."""
     from PIL import Image
 
     h, w = image.shape[:2]
-    c = min(h, w) if crop is None else crop
-    top, left = (h - c) // 2, (w - c) // 2
-    patch = image[top : top + c, left : left + c]
+    if crop == 0:  # no crop: the whole image, squeezed to a square
+        patch = image
+    else:
+        c = min(h, w) if crop is None else crop
+        top, left = (h - c) // 2, (w - c) // 2
+        patch = image[top : top + c, left : left + c]
     out = Image.fromarray(patch.squeeze(-1) if patch.shape[-1] == 1 else patch)
     out = np.asarray(out.resize((size, size), Image.Resampling.LANCZOS))
     return out.reshape(size, size, -1)

@@ -6,6 +6,7 @@ Definitions (the architecture doc's data contract):
 - `9gaussians`: 3×3 grid of centres {-2,0,2}², std 0.1.
 - `swissroll`: scikit-learn's `make_swiss_roll(noise=0.5)` — t = 1.5π(1 + 2u), point
   (t cos t, 21v, t sin t) + 0.5·N(0, I) — keeping the columns (x, z), divided by 5.
+- `swissroll_fdrl`: the FDRL code's toy Swiss roll, the same with noise 0.25, divided by 7.5.
 - `moons`: scikit-learn's `make_moons` — upper arc (cos θ, sin θ), lower arc (1 − cos θ, ½ − sin θ),
   θ ~ U[0, π], each arc with probability ½ — plus 0.1·N(0, I), then centred: 2·(p − (½, ¼)).
 - `checkerboard`: the FFJORD checkerboard — x1 ~ U[-2, 2), x2 ~ U[0,1) − 2·Bernoulli(½) +
@@ -15,6 +16,7 @@ Definitions (the architecture doc's data contract):
 """
 
 import math
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -55,12 +57,12 @@ def _mixture(name, n, key):
     return jnp.asarray(centers)[idx] + std * jax.random.normal(kn, (n, 2))
 
 
-def _swissroll(n, key):
+def _swissroll(n, key, noise=0.5, scale=5.0):
     ku, kv, kn = jax.random.split(key, 3)
     t = 1.5 * jnp.pi * (1 + 2 * jax.random.uniform(ku, (n,)))
     del kv  # the height coordinate (21v) is dropped
     xz = jnp.stack([t * jnp.cos(t), t * jnp.sin(t)], axis=1)
-    return (xz + 0.5 * jax.random.normal(kn, (n, 2))) / 5.0
+    return (xz + noise * jax.random.normal(kn, (n, 2))) / scale
 
 
 def _moons(n, key):
@@ -91,6 +93,7 @@ def _rings(n, key):
 
 _GENERATORS = {
     "swissroll": _swissroll,
+    "swissroll_fdrl": partial(_swissroll, noise=0.25, scale=7.5),
     "moons": _moons,
     "checkerboard": _checkerboard,
     "rings": _rings,

@@ -259,11 +259,13 @@ class DataFit:
     pytree) from the whole unaugmented training set `x`: an array `[N, ...]` or an iterable of
     `[n, ...]` chunks (the trainer streams images in chunks); `shapes(config, example_shape)`:
     their `jax.ShapeDtypeStruct`s, so a checkpoint's abstract state costs no fit. `init` takes the
-    result as `fitted=`."""
+    result as `fitted=`. `fields`: the State fields that hold the fit's leaves, in order; the
+    trainer keeps them once per run (`DIR/data_fit.npz`) instead of in every checkpoint."""
 
     needed: Callable[[Any], bool]
     fit: Callable[[Any, Any], Any]
     shapes: Callable[[Any, tuple], Any]
+    fields: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)

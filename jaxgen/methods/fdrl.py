@@ -33,6 +33,7 @@ from jaxgen.methods.common import (
 )
 from jaxgen.nn import ScalarMLP
 from jaxgen.nn.mlp import ACTIVATIONS
+from jaxgen.nn.ratio_resnet import RATIO_NET_CONFIGS, RatioResNet
 from jaxgen.objectives.fdrl import (
     bregman_loss,
     check_pairing,
@@ -42,18 +43,30 @@ from jaxgen.objectives.fdrl import (
 )
 from jaxgen.optim import ModelState, apply_gradients, init_model_state
 from jaxgen.parallel import shard_over_batch
+from jaxgen.runtime import available_host_memory, release_host_memory
 from jaxgen.samplers.sde import euler_maruyama
 
 PRIORS = ("normal", "uniform", "ddp")
+NETWORKS = ("mlp", "resnet")
 
 
 @dataclasses.dataclass(frozen=True)
 class Model:
-    hidden: tuple[int, ...] = (64, 64, 64, 64)  # MLP 2-64-64-64-64-1
-    act: str = "leaky_relu"
+    network: str = (
+        "mlp"  # mlp: flattened examples (2-D); resnet: images (docs/methods/fdrl.md §3.1)
+    )
+    hidden: tuple[int, ...] = (64, 64, 64, 64)  # mlp: 2-64-64-64-64-1
+    act: str = "leaky_relu"  # mlp
+    layout: str = "cifar10"  # resnet: a RATIO_NET_CONFIGS name (the paper's Table 3 nets)
+    spectral_norm: bool = False  # resnet: on every conv (the code's CIFAR-10 / Cat2dog setting)
 
     def __post_init__(self):
-        validate(self, {}, {"act": tuple(ACTIVATIONS)})
+        choices = {
+            "network": NETWORKS,
+            "act": tuple(ACTIVATIONS),
+            "layout": tuple(RATIO_NET_CONFIGS),
+        }
+        validate(self, {}, choices)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,7 +134,10 @@ class State:
 
 def make_network(config: Config) -> nn.Module:
     """The ratio network: `[B, ...] -> [B]` raw output o (r for lsif, log r otherwise)."""
-    return ScalarMLP(hidden=tuple(config.model.hidden), act=config.model.act)
+    m = config.model
+    if m.network == "resnet":
+        return RatioResNet(**RATIO_NET_CONFIGS[m.layout], spectral_norm=m.spectral_norm)
+    return ScalarMLP(hidden=tuple(m.hidden), act=m.act)
 
 
 def fit_gaussian_prior(x, jitter: float = 1e-4, *, chunk: int = 2048, log=print):
@@ -129,31 +145,63 @@ def fit_gaussian_prior(x, jitter: float = 1e-4, *, chunk: int = 2048, log=print)
     population (1/N) covariance of `x` `[N, ...]` flattened, plus `jitter`·I (reference code),
     both float32.
 
-    Streaming (docs/methods/fdrl.md §2): the moments are accumulated in float64 over chunks of
-    `chunk` examples with the evaluation suite's pairwise merge (`FeatureStats`), so only one
-    chunk is ever converted and the peak is the D×D accumulator, stated by `log` before it is
-    allocated (no float64 copy of the data set). `x` may also be an iterable of `[n, ...]`
-    chunks."""
+    Streaming (docs/methods/fdrl.md §2.6): the moments are accumulated in float64 over chunks of
+    `chunk` examples with the evaluation suite's in-place pairwise merge (`FeatureStats`), and
+    the accumulator is factorised in place, so the peak is the D×D float64 accumulator plus the
+    float32 factor (12·D² bytes), stated by `log` and checked against the host's available
+    memory before anything is allocated (no float64 copy of the data set). `x` may also be an
+    iterable of `[n, ...]` chunks."""
     from jaxgen.metrics import FeatureStats
 
     chunks = (x[i : i + chunk] for i in range(0, len(x), chunk)) if hasattr(x, "shape") else x
     stats = FeatureStats()
     for block in chunks:
         flat = np.asarray(block, np.float64).reshape(len(block), -1)
-        if stats.mean is None and log is not None:
-            gib = flat.shape[1] ** 2 / 2**30
-            log(
-                f"fdrl: fitting the data-dependent prior, D = {flat.shape[1]}: accumulator "
-                f"{8 * gib:.2f} GiB (float64), Cholesky factor {4 * gib:.2f} GiB (float32)"
-            )
+        if stats.mean is None:
+            _check_fit_memory(flat.shape[1], log)
         stats.update(flat)
     if stats.mean is None:
         raise ValueError("fit_gaussian_prior: no examples")
-    d = stats.mean.shape[0]
-    cov = stats.m2  # in place: the accumulator becomes the covariance, no second D×D copy
-    cov /= stats.n
-    cov[np.diag_indices(d)] += jitter
-    return stats.mean.astype(np.float32), np.linalg.cholesky(cov).astype(np.float32)
+    mean, cov, n = stats.mean, stats.m2, stats.n
+    del stats  # the accumulator becomes the covariance, then its factor: no second D×D copy
+    cov /= n
+    cov[np.diag_indices(mean.shape[0])] += jitter
+    chol = _cholesky_in_place(cov).astype(np.float32)
+    del cov
+    release_host_memory()  # the float64 accumulator's pages, which `reuse_host_memory` keeps
+    return mean.astype(np.float32), chol
+
+
+def _check_fit_memory(d: int, log) -> None:
+    """State the fit's peak host memory for `d` dimensions; one clear error when the host does
+    not have it (rather than the kernel's OOM killer)."""
+    gib = 12 * d**2 / 2**30
+    if log is not None:
+        log(
+            f"fdrl: fitting the data-dependent prior, D = {d}: {gib:.2f} GiB of host memory "
+            f"(float64 accumulator {8 * d**2 / 2**30:.2f} GiB + float32 Cholesky factor)"
+        )
+    free = available_host_memory()
+    if free is not None and 12 * d**2 > free:
+        raise MemoryError(
+            f"fdrl: the data-dependent prior at D = {d} needs {gib:.1f} GiB of host memory, "
+            f"this host has {free / 2**30:.1f} GiB available: use a larger host or "
+            "method.prior=normal or uniform"
+        )
+
+
+def _cholesky_in_place(cov: np.ndarray) -> np.ndarray:
+    """The lower Cholesky factor of the symmetric C-ordered float64 `cov` `[D, D]`, computed by
+    LAPACK in `cov`'s own memory (`cov.T` is the same matrix in Fortran order)."""
+    from scipy.linalg import lapack
+
+    upper, info = lapack.dpotrf(cov.T, lower=0, clean=1, overwrite_a=1)
+    if info != 0:
+        raise ValueError(
+            f"fdrl: the data covariance is not positive definite (LAPACK potrf info {info}): "
+            "raise method.prior_jitter"
+        )
+    return upper.T
 
 
 def fit_data(config: Config, x):
@@ -174,7 +222,10 @@ CAPABILITIES = Capabilities(
     nfe="evaluations of the ratio network's gradient (K + κ Euler–Maruyama steps)",
     extras=("translate",),
     data_fit=DataFit(
-        needed=lambda config: config.method.prior == "ddp", fit=fit_data, shapes=fitted_shapes
+        needed=lambda config: config.method.prior == "ddp",
+        fit=fit_data,
+        shapes=fitted_shapes,
+        fields=("prior_mean", "prior_chol"),  # once per run, not in every checkpoint
     ),
 )
 
@@ -195,10 +246,24 @@ def _check_fitted(fitted, example_shape: tuple):
     return mean, chol
 
 
-def example_size(params) -> int:
-    """D, the values per example (flattened) the ratio network with these parameters takes:
-    its first kernel is `[D, h]`."""
-    return params["mlp"]["dense_0"]["kernel"].shape[0]
+def example_size(params) -> int | None:
+    """D, the values per example (flattened) the MLP ratio network with these parameters takes
+    (its first kernel is `[D, h]`); None for the ResNet (any image size)."""
+    return params["mlp"]["dense_0"]["kernel"].shape[0] if "mlp" in params else None
+
+
+def example_shape(params):
+    """The example shape the ratio network takes: `("H", "W", C)` for the ResNet (C from its
+    stem kernel), None for the MLP (checked by `example_size`)."""
+    if "mlp" in params:
+        return None
+    stem = params["stem"]
+    kernel = stem["Conv_0"]["kernel"] if "Conv_0" in stem else stem["kernel"]
+    return ("H", "W", kernel.shape[2])
+
+
+def _fits(params) -> dict:
+    return dict(example_size=example_size(params), example_shape=example_shape(params))
 
 
 def init(config: Config, example_batch, *, key, fitted=None) -> State:
@@ -206,24 +271,40 @@ def init(config: Config, example_batch, *, key, fitted=None) -> State:
     A `ddp` prior needs `fitted = fit_data(config, training_images)`."""
     shape = tuple(check_batch(example_batch, "fdrl.init").shape[1:])
     k_init, k_state = jax.random.split(key)
-    params = make_network(config).init(k_init, jnp.zeros((1, *shape)))["params"]
+    if config.model.network == "resnet" and len(shape) != 3:
+        raise ValueError(
+            f"fdrl.init: model.network='resnet' needs images [B, H, W, C], got {shape}"
+        )
+    variables = dict(make_network(config).init(k_init, jnp.zeros((1, *shape))))
+    params = variables.pop("params")
     mean, chol = jnp.zeros((1,), jnp.float32), jnp.zeros((1, 1), jnp.float32)
     if config.method.prior == "ddp":
         mean, chol = _check_fitted(fitted, shape)
     opt = config.optim.ratio
-    ms = init_model_state(params, make_tx(opt), ema=opt.ema_rate > 0)
+    ms = init_model_state(params, make_tx(opt), ema=opt.ema_rate > 0, variables=variables)
     return State(jnp.zeros((), jnp.int32), k_state, ms, jnp.asarray(mean), jnp.asarray(chol))
 
 
-def output(params, x, *, config: Config):
-    """The raw network output o `[B]` for `x` `[B, ...]`."""
-    return make_network(config).apply({"params": params}, x)
+def output(params, x, *, config: Config, variables=None):
+    """The raw network output o `[B]` for `x` `[B, ...]`; `variables`: the network's
+    spectral-norm state (`{"batch_stats": ...}`; `{}` or None without), read, not advanced."""
+    return make_network(config).apply({"params": params, **(variables or {})}, x)
+
+
+def _output_advancing(params, variables, x, *, config: Config):
+    """`(o [B], variables)`: `output`, with one power iteration of the spectral norms first
+    when the network has them (the step's only update of that state, docs/methods/fdrl.md §3.1)."""
+    if not variables:
+        return output(params, x, config=config), variables
+    net, inputs = make_network(config), {"params": params, **variables}
+    out, new = net.apply(inputs, x, update_stats=True, mutable=["batch_stats"])
+    return out, {**variables, **new}
 
 
 def density_ratio(state: State, x, *, config: Config, use_ema: bool = True):
     """r_θ(x) = q̃(x)/p(x) `[B]` (large on generated samples, small on data)."""
-    params = state.ratio.eval_params(use_ema)
-    return ratio(output(params, x, config=config), config.method.loss)
+    params, variables = state.ratio.eval_params(use_ema), state.ratio.variables
+    return ratio(output(params, x, config=config, variables=variables), config.method.loss)
 
 
 def sample_prior(state: State, num: int, shape, key, *, config: Config):
@@ -241,12 +322,23 @@ def sample_prior(state: State, num: int, shape, key, *, config: Config):
     return jnp.clip(x, -1.0, 1.0) if m.clip else x
 
 
-def flow(params, x0, key, *, config: Config, num_steps: int, save_every: int = 0, guide=None):
-    """`num_steps` steps of paper eq. (9) from `x0` `[N, ...]`: `(x, stats)` (no gradient to θ).
+def flow(
+    params,
+    x0,
+    key,
+    *,
+    config: Config,
+    num_steps: int,
+    save_every: int = 0,
+    guide=None,
+    variables=None,
+):
+    """`num_steps` steps of paper eq. (9) from `x0` `[N, ...]`: `(x, stats)` (no gradient to θ;
+    `variables`: the network's spectral-norm state, fixed during the flow).
     `guide = (class_log_prob_fn, num_classes, phi)` flows the class-conditional ratio instead
     (`class_log_prob_fn(x) -> [N]` log p(y|x) of the wanted class; docs/methods/fdrl.md §4)."""
     m = config.method
-    out_fn = partial(output, jax.lax.stop_gradient(params), config=config)
+    out_fn = partial(output, jax.lax.stop_gradient(params), config=config, variables=variables)
     if guide is not None:
         log_prob_fn, num_classes, phi = guide
         uncond = out_fn
@@ -264,32 +356,43 @@ def flow(params, x0, key, *, config: Config, num_steps: int, save_every: int = 0
     return jax.lax.stop_gradient(x), stats
 
 
-def loss_fn(params, x_q, x_p, *, config: Config):
+def loss_fn(params, x_q, x_p, *, config: Config, variables=None):
+    """The Bregman loss (eq. 11) with `x_q` as q and `x_p` as p: `(loss, (metrics,
+    variables))`, the spectral-norm state advanced once (on the q forward)."""
     loss_name = config.method.loss
-    out_q, out_p = output(params, x_q, config=config), output(params, x_p, config=config)
+    out_q, variables = _output_advancing(params, variables, x_q, config=config)
+    out_p = output(params, x_p, config=config, variables=variables)
     loss, (p_term, q_term) = bregman_loss(out_q, out_p, loss_name)
     r_q, r_p = ratio(out_q, loss_name), ratio(out_p, loss_name)
     aux = {"loss": loss, "p_term": p_term, "q_term": q_term, "r_q": r_q.mean(), "r_p": r_p.mean()}
-    return loss, aux
+    return loss, (aux, variables)
 
 
 def train_step(state: State, batch, *, config: Config):
     """Algorithm 1: flow fresh prior draws K steps with the current θ, then one optimizer step
     on the Bregman loss with the particles as q and `batch["x"]` `[B, ...]` as p (floating,
     B >= 1, `example_size` values per example; checked at trace time, one `ValueError`)."""
-    check_batch(batch, "fdrl.train_step", example_size=example_size(state.ratio.params))
+    check_batch(batch, "fdrl.train_step", **_fits(state.ratio.params))
     key = jax.random.fold_in(state.key, state.step)
     k_prior, k_flow, k_deq = jax.random.split(key, 3)
     m, opt = config.method, config.optim.ratio
     x_p = batch["x"].astype(jnp.float32)
     x_p = x_p + m.dequant * jax.random.normal(k_deq, x_p.shape)
-    params = state.ratio.params
+    params, variables = state.ratio.params, state.ratio.variables
     with jax.default_matmul_precision("float32"):
         x0 = sample_prior(state, x_p.shape[0], x_p.shape[1:], k_prior, config=config)
-        x_q, _ = flow(params, x0, k_flow, config=config, num_steps=m.flow_steps)
-        grads, metrics = jax.grad(loss_fn, has_aux=True)(params, x_q, x_p, config=config)
+        x_q, _ = flow(
+            params, x0, k_flow, config=config, num_steps=m.flow_steps, variables=variables
+        )
+        grad_fn = jax.grad(loss_fn, has_aux=True)
+        grads, (metrics, variables) = grad_fn(params, x_q, x_p, config=config, variables=variables)
     ms, gnorm = apply_gradients(
-        state.ratio, grads, make_tx(opt), step=state.step, ema_rate=opt.ema_rate
+        state.ratio,
+        grads,
+        make_tx(opt),
+        step=state.step,
+        ema_rate=opt.ema_rate,
+        variables=variables,
     )
     return state.replace(step=state.step + 1, ratio=ms), {**metrics, "grad_norm": gnorm}
 
@@ -300,12 +403,19 @@ def flow_from(
     """Flow given particles `x0` `[N, ...]` (e.g. source-domain images, docs/methods/fdrl.md §4)
     for `num_steps` (default K + κ) steps: `(x, stats)`, clamped if `method.clip`. `guide`: see
     `flow` (class-conditional generation)."""
-    params = state.ratio.eval_params(use_ema)
+    params, variables = state.ratio.eval_params(use_ema), state.ratio.variables
     m = config.method
     n = m.flow_steps + config.sample.refine_steps if num_steps is None else num_steps
     with jax.default_matmul_precision("float32"):
         x, stats = flow(
-            params, x0, key, config=config, num_steps=n, save_every=save_every, guide=guide
+            params,
+            x0,
+            key,
+            config=config,
+            num_steps=n,
+            save_every=save_every,
+            guide=guide,
+            variables=variables,
         )
     return (jnp.clip(x, -1.0, 1.0) if m.clip else x), stats
 
@@ -318,8 +428,10 @@ def sample(state: State, num: int, *, config: Config, key, shape=None, use_ema: 
     example's shape (2-D by default; its size must be `example_size`). `num`: a positive int,
     static under `jit`. Returns `(x [num, ...], {"nfe": [num]})`."""
     num = check_count(num, "fdrl.sample")
-    size = example_size(state.ratio.params)
-    shape = check_shape((2,) if shape is None else shape, "fdrl.sample", example_size=size)
+    fits = _fits(state.ratio.params)
+    if shape is None and fits["example_shape"] is not None:
+        raise ValueError("fdrl.sample: the ResNet ratio network needs shape=(H, W, C)")
+    shape = check_shape((2,) if shape is None else shape, "fdrl.sample", **fits)
     k_prior, k_flow = jax.random.split(key)
     x0 = sample_prior(state, num, shape, k_prior, config=config)
     return flow_from(state, x0, config=config, key=k_flow, use_ema=use_ema)

@@ -83,6 +83,9 @@ def _min_samples_error(n: int, dim: int) -> ValueError:
     )
 
 
+_ROWS = 1024  # rows of the scatter matrix merged at once by `FeatureStats.update`
+
+
 class FeatureStats:
     """Streaming mean and covariance of features `[N, D]`, fed in chunks.
 
@@ -110,14 +113,18 @@ class FeatureStats:
             )
         nb, mb = x.shape[0], x.mean(axis=0)
         xc = x - mb
-        m2b = xc.T @ xc
         if self.mean is None:
-            self.n, self.mean, self.m2 = nb, mb, m2b
+            self.n, self.mean, self.m2 = nb, mb, xc.T @ xc
             return self
         n = self.n + nb
         delta = mb - self.mean
+        coef = self.n * nb / n
+        # in place, `_ROWS` rows at a time: the peak is the D×D accumulator plus a [_ROWS, D]
+        # block, not the three D×D temporaries of the one-line merge (D = 49152 at 128²×3)
+        for r in range(0, delta.shape[0], _ROWS):
+            rows = slice(r, r + _ROWS)
+            self.m2[rows] += xc[:, rows].T @ xc + np.outer(delta[rows] * coef, delta)
         self.mean = self.mean + delta * (nb / n)
-        self.m2 = self.m2 + m2b + np.outer(delta, delta) * (self.n * nb / n)
         self.n = n
         return self
 
