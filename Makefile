@@ -33,11 +33,14 @@ data:
 demo: $(BIN)/activate
 	$(BIN)/python -m experiments.demo --workdir $(WORKDIR)
 
+# the suite runs on TEST_WORKERS processes (pytest-xdist; 2 for the 2-core CI machine, whose
+# compile-bound tests leave a core idle in one process); TEST_WORKERS=0 runs it in this process
+TEST_WORKERS ?= 2
 test: $(BIN)/activate data
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal tests
 
 test-fast: $(BIN)/activate data
-	$(BIN)/python -m pytest -q -m "not slow" tests
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal -m "not slow" tests
 
 # make eval CONFIG=experiments/configs/vapo/cifar10.py WORKDIR=runs/vapo_cifar10 [WEIGHTS=inception.npz]
 eval: $(BIN)/activate

@@ -262,7 +262,8 @@ def example_shape(params):
     return ("H", "W", kernel.shape[2])
 
 
-def _fits(params) -> dict:
+def example_fits(params) -> dict:
+    """The example checks of `check_batch` / `check_shape` for the ratio network `params`."""
     return dict(example_size=example_size(params), example_shape=example_shape(params))
 
 
@@ -372,7 +373,7 @@ def train_step(state: State, batch, *, config: Config):
     """Algorithm 1: flow fresh prior draws K steps with the current θ, then one optimizer step
     on the Bregman loss with the particles as q and `batch["x"]` `[B, ...]` as p (floating,
     B >= 1, `example_size` values per example; checked at trace time, one `ValueError`)."""
-    check_batch(batch, "fdrl.train_step", **_fits(state.ratio.params))
+    check_batch(batch, "fdrl.train_step", **example_fits(state.ratio.params))
     key = jax.random.fold_in(state.key, state.step)
     k_prior, k_flow, k_deq = jax.random.split(key, 3)
     m, opt = config.method, config.optim.ratio
@@ -428,7 +429,7 @@ def sample(state: State, num: int, *, config: Config, key, shape=None, use_ema: 
     example's shape (2-D by default; its size must be `example_size`). `num`: a positive int,
     static under `jit`. Returns `(x [num, ...], {"nfe": [num]})`."""
     num = check_count(num, "fdrl.sample")
-    fits = _fits(state.ratio.params)
+    fits = example_fits(state.ratio.params)
     if shape is None and fits["example_shape"] is not None:
         raise ValueError("fdrl.sample: the ResNet ratio network needs shape=(H, W, C)")
     shape = check_shape((2,) if shape is None else shape, "fdrl.sample", **fits)

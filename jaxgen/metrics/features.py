@@ -208,6 +208,12 @@ class Extractor:
         """Penultimate-layer features `[N, feature_dim]` (float32) of `images` `[N, H, W, C]`."""
         return self.features_and_logits(images)[0]
 
+    def logits_fn(self):
+        """The classifier as a traceable function `x [B, H, W, C] -> [B, num_classes]` logits
+        (no checks, no batching), to compose inside jitted code, e.g. FDRL's guidance."""
+        module, params = self.spec.module(), self.params
+        return lambda x: module.apply({"params": params}, x)[1]
+
     def logits(self, images) -> np.ndarray:
         """Class logits `[N, num_classes]` (float32) of `images` `[N, H, W, C]`."""
         return self.features_and_logits(images)[1]
