@@ -30,6 +30,7 @@ import numpy as np
 
 from benchmarks.common import interleaved_times, record
 from jaxgen.methods import glf
+from jaxgen.train.figures import save_curves
 
 CURVES = ("latent_norm", "log_det", "nll", "loss_rec")
 FIGURE = Path(__file__).resolve().parents[1] / "docs" / "figures" / "glf_fashion_curves.png"
@@ -66,25 +67,9 @@ def summary(name: str, run: dict) -> dict:
 
 
 def plot(runs: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(CURVES), figsize=(4 * len(CURVES), 3.2))
-    for name, run in runs.items():
-        steps = [r["step"] for r in run["rows"]]
-        for ax, key in zip(axes, CURVES, strict=True):
-            ax.plot(steps, [r.get(key, np.nan) for r in run["rows"]], label=name)
-    for ax, key in zip(axes, CURVES, strict=True):
-        ax.set_title(key)
-        ax.set_xlabel("step")
-    axes[0].legend()
-    if any(min(r.get("log_det", 1) for r in run["rows"]) <= 0 for run in runs.values()):
-        axes[1].set_yscale("symlog")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    rows = {name: run["rows"] for name, run in runs.items()}
+    negative = any(min(r.get("log_det", 1) for r in run["rows"]) <= 0 for run in runs.values())
+    save_curves(path, rows, CURVES, symlog=("log_det",) if negative and "log_det" in CURVES else ())
 
 
 def report(args) -> None:

@@ -108,3 +108,32 @@ def save_image_rows(path, rows, *, scale: int = 1) -> None:
     (nearest-neighbour grids: a sample then its neighbours; interpolation strips)."""
     rows = np.asarray(rows)
     save_image_grid(path, rows.reshape(-1, *rows.shape[2:]), ncol=rows.shape[1], scale=scale)
+
+
+def save_curves(path, runs: dict, keys, *, symlog=(), smooth: int = 1) -> None:
+    """One panel per metric in `keys` against the step, one line per run: `runs` maps a run's
+    name to its `metrics.jsonl` rows (dicts with "step"). Metrics in `symlog` get a symmetric
+    log axis; `smooth` > 1 plots a running mean over that many logged points beside the raw
+    (faint) line."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.2), squeeze=False)
+    for name, rows in runs.items():
+        steps = np.array([r["step"] for r in rows])
+        for ax, key in zip(axes[0], keys, strict=True):
+            y = np.array([r.get(key, np.nan) for r in rows], float)
+            if smooth > 1 and len(y) >= smooth:
+                (line,) = ax.plot(steps, y, alpha=0.25)
+                mean = np.convolve(y, np.ones(smooth) / smooth, mode="valid")
+                ax.plot(steps[smooth - 1 :], mean, color=line.get_color(), label=name)
+            else:
+                ax.plot(steps, y, label=name)
+    for ax, key in zip(axes[0], keys, strict=True):
+        ax.set_title(key)
+        ax.set_xlabel("step")
+        if key in symlog:
+            ax.set_yscale("symlog")
+    axes[0][0].legend()
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,36 @@
+"""`python -m experiments.curves`: a figure of a run's logged metrics (the recipe's headline
+metrics by default), one clear line when a metric was never logged or the run has no log."""
+
+import json
+
+import pytest
+
+from experiments import curves
+
+
+def _run(tmp_path, name="a"):
+    wd = tmp_path / name
+    wd.mkdir()
+    rows = [{"step": s, "loss_d": 1.0 / s, "loss_g": float(s)} for s in range(1, 11)]
+    (wd / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    (wd / "config.json").write_text(json.dumps({"recipe": "ddgan"}))
+    return wd
+
+
+def test_curves_of_the_headline_metrics_and_of_two_runs(tmp_path):
+    wd = _run(tmp_path)
+    curves.main(["--workdir", str(wd), "--smooth", "3"])
+    assert (wd / "curves.png").stat().st_size > 0
+    out = tmp_path / "both.png"
+    curves.main(
+        ["--workdir", f"x={wd}", "--workdir", f"y={_run(tmp_path, 'b')}", "--out", str(out)]
+    )
+    assert out.stat().st_size > 0
+
+
+def test_curves_bad_input_is_one_line(tmp_path):
+    wd = _run(tmp_path)
+    with pytest.raises(SystemExit, match=r"no run logged \['nope'\]; the logged metrics are"):
+        curves.main(["--workdir", str(wd), "--keys", "nope"])
+    with pytest.raises(SystemExit, match="metrics.jsonl does not exist"):
+        curves.main(["--workdir", str(tmp_path / "none"), "--keys", "loss_d"])
