@@ -28,7 +28,7 @@ __all__ = [
     "run_main",
     "workdir_paths",
 ]
-from jaxgen.data import DATASET_NAMES
+from jaxgen.data import DATASET_NAMES, IMAGE_NAMES, TOY2D_NAMES, example_shape
 from jaxgen.data.images import DatasetMissingError
 from jaxgen.methods.common import ConfigError
 from jaxgen.parallel import ClusterError, initialize_distributed
@@ -212,6 +212,41 @@ def _check(ok: bool, field: str, value, why: str) -> None:
         raise ConfigError(f"config.{field}={value!r}: {why}")
 
 
+def _check_domains(d) -> None:
+    """`data.classes` / `data.source` / `data.source_classes` (unpaired translation): label
+    subsets of image sets, a source domain that is an image set of the data's shape."""
+    image = d.name not in TOY2D_NAMES
+    _check(
+        not d.get("classes", ()) or image,
+        "data.classes",
+        d.get("classes"),
+        "2-D sets have no labels",
+    )
+    if not d.get("source", ""):
+        _check(
+            not d.get("source_classes", ()),
+            "data.source_classes",
+            d.source_classes,
+            "set data.source",
+        )
+        return
+    _check(
+        d.source in IMAGE_NAMES and image,
+        "data.source",
+        d.source,
+        f"translation is between image sets: choose one of {list(IMAGE_NAMES)} (and an image "
+        "data.name)",
+    )
+    want = example_shape(d.name, pad_to_32=d.pad_to_32)
+    got = example_shape(d.source, pad_to_32=d.pad_to_32)
+    _check(
+        got == want,
+        "data.source",
+        d.source,
+        f"its images are {got}, the data's ({d.name}) are {want}",
+    )
+
+
 def experiment(c: ml_collections.ConfigDict) -> Experiment:
     """Check the fields every config has, then build the run's `Experiment` (the recipe's
     `Config` checks the rest). Raises `ConfigError` naming the field."""
@@ -228,6 +263,7 @@ def experiment(c: ml_collections.ConfigDict) -> Experiment:
         c.data.name,
         f"choose one of {list(DATASET_NAMES)}",
     )
+    _check_domains(c.data)
     n_dev = c.train.num_devices or jax.device_count()
     _check(
         0 < n_dev <= jax.device_count(),

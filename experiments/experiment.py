@@ -16,8 +16,8 @@ import ml_collections
 import numpy as np
 
 from experiments.configs.common import RECIPE_SECTIONS
-from jaxgen.data import TOY2D_NAMES, example_shape, make_stream, sample_toy2d
-from jaxgen.data.pipeline import to_unit_range
+from jaxgen.data import TOY2D_NAMES, PairedStream, example_shape, make_stream, sample_toy2d
+from jaxgen.data.pipeline import load_images, to_unit_range
 from jaxgen.methods import get_recipe
 from jaxgen.methods.common import ConfigError, config_from_dict
 from jaxgen.parallel import (
@@ -81,6 +81,17 @@ def _reader_lock(workdir: str):
         lock.release()
 
 
+def _named(field: str, classes, make, *args, **kwargs):
+    """`make(*args, classes=classes, **kwargs)`; its error about a class subset re-raised as a
+    `ConfigError` naming the config `field`."""
+    try:
+        return make(*args, classes=classes, **kwargs)
+    except ValueError as e:
+        if "are not labels of" not in str(e):
+            raise
+        raise ConfigError(f"config.{field}={tuple(classes)}: {e}") from None
+
+
 class Experiment:
     """The ConfigDict `c` of one run with its recipe, typed Config `rc` and capabilities `caps`."""
 
@@ -98,16 +109,24 @@ class Experiment:
         return self.c.data.name in TOY2D_NAMES
 
     def stream(self, split: str = "train"):
+        """The batch stream of `split`; with `data.source`, the source domain's images beside
+        each batch under "source" (`PairedStream`, the source drawn in its own order)."""
         d = self.c.data
-        return make_stream(
-            d.name,
-            d.batch_size,
-            self.c.seed,
+        kw = dict(
             split=split,
             flip=d.flip and split == "train",
             pad_to_32=d.pad_to_32,
             data_dir=d.data_dir or None,
         )
+        classes = d.get("classes", ())
+        target = _named(
+            "data.classes", classes, make_stream, d.name, d.batch_size, self.c.seed, **kw
+        )
+        if not d.get("source", ""):
+            return target
+        args = (d.source, d.batch_size, self.c.seed + 1)
+        source = _named("data.source_classes", d.source_classes, make_stream, *args, **kw)
+        return PairedStream(target, source)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -285,9 +304,56 @@ class Experiment:
         """A `data` mesh over every device, for sharded sampling (built once per run)."""
         return make_mesh()
 
+    @property
+    def translating(self) -> bool:
+        """Whether this run's prior is its `data.source` images (unpaired translation): its
+        samples are translations of the source domain's test images."""
+        return bool(self.c.data.get("source", "")) and "translate" in self.caps.extras
+
+    def source_images(self, num: int, *, seed: int) -> np.ndarray:
+        """`num` test images `[num, ...]` of the source domain (`data.source`, only
+        `data.source_classes`), in an order drawn from `seed` (cycled if the split is smaller)."""
+        d = self.c.data
+        src = load_images(
+            d.source,
+            "test",
+            pad_to_32=d.pad_to_32,
+            data_dir=d.data_dir or None,
+            classes=d.source_classes,
+        )
+        order = np.random.default_rng([seed, 7]).permutation(len(src))
+        idx = order[np.arange(num) % len(src)]
+        return to_unit_range(src.images[idx], src.max_value)
+
+    def translate(self, state, x0, *, seed: int, use_ema: bool = True):
+        """The images `x0` `[N, ...]` (this run's example shape) translated by the recipe's
+        `translate` extra, in chunks of `eval.batch_size` (one compiled program): float32
+        numpy `[N, ...]` and the sampler's statistics, as `draw`."""
+        x0 = np.asarray(x0, np.float32)
+        if x0.ndim < 2 or tuple(x0.shape[1:]) != tuple(self.shape):
+            raise ValueError(
+                f"the images to translate are {tuple(x0.shape)}, this run's examples are "
+                f"[N, {', '.join(map(str, self.shape))}]"
+            )
+        chunk = min(len(x0), self.c.eval.batch_size)
+        fn = self.jitted("translate", use_ema=use_ema)
+        outs, stats = [], []
+        for i, start in enumerate(range(0, len(x0), chunk)):
+            part = x0[start : start + chunk]
+            padded = np.concatenate([part, np.repeat(part[-1:], chunk - len(part), 0)])
+            x, st = fn(state, padded, key=jax.random.fold_in(jax.random.PRNGKey(seed), i))
+            n = len(part)
+            outs.append(to_host(x)[:n])
+            stats.append({k: to_host(v)[:n] for k, v in st.items()})
+        return np.concatenate(outs).astype(np.float32), self._summary(stats)
+
     def draw(self, state, num: int, *, seed: int, use_ema: bool = True):
         """`num` samples as float32 numpy `[num, ...]` and the sampler's statistics (`<stat>_mean`,
-        `<stat>_max` for each declared stat), in chunks of `eval.batch_size`."""
+        `<stat>_max` for each declared stat), in chunks of `eval.batch_size`. A translating run
+        (`translating`) draws translations of `num` source test images."""
+        if self.translating:
+            x0 = self.source_images(num, seed=seed)
+            return self.translate(state, x0, seed=seed, use_ema=use_ema)
         chunk = min(num, self.c.eval.batch_size)
         mesh, sharding = self._sample_layout(chunk)
         kw = dict(shape=self.shape, use_ema=use_ema)
@@ -308,8 +374,12 @@ class Experiment:
                 "solver's max_steps or loosen its tolerances (rtol / atol in config.sample or "
                 "config.method)"
             )
+        return np.concatenate(outs).astype(np.float32), self._summary(stats)
+
+    def _summary(self, stats: list) -> dict:
+        """`<stat>_mean`, `<stat>_max` over the chunks' statistics of each declared stat."""
         summary = {}
         for k in self.caps.sampler_stats:
             v = np.concatenate([np.ravel(s[k]) for s in stats]).astype(np.float64)
             summary[f"{k}_mean"], summary[f"{k}_max"] = float(v.mean()), float(v.max())
-        return np.concatenate(outs).astype(np.float32), summary
+        return summary

@@ -14,10 +14,15 @@ from jaxgen.train.figures import save_histograms, save_image_rows
 
 
 def split_images(c, split: str, limit: int = 0) -> np.ndarray:
-    """The run's data set split as float32 `[N, H, W, C]` in [-1, 1], no flips (`limit` > 0:
-    the first `limit` images)."""
+    """The run's data set split (only `data.classes`, if set) as float32 `[N, H, W, C]` in
+    [-1, 1], no flips (`limit` > 0: the first `limit` images)."""
+    d = c.data
     src = load_images(
-        c.data.name, split, pad_to_32=c.data.pad_to_32, data_dir=c.data.data_dir or None
+        d.name,
+        split,
+        pad_to_32=d.pad_to_32,
+        data_dir=d.data_dir or None,
+        classes=d.get("classes", ()),
     )
     images = src.images[:limit] if limit else src.images
     return to_unit_range(images, src.max_value)

@@ -149,7 +149,8 @@ def reference(c, net, out: Path):
     """`(ReferenceStats, features subset for KID / precision-recall)` of the reference split
     (`eval.reference_split`), computed once and cached next to the evaluation."""
     split = c.eval.reference_split
-    stats_path = out / f"reference_{c.data.name}_{split}_{net.name}.npz"
+    classes = "".join(f"_c{k}" for k in c.data.get("classes", ()))  # a class subset's own
+    stats_path = out / f"reference_{c.data.name}{classes}_{split}_{net.name}.npz"
     feats_path = stats_path.with_suffix(".features.npy")
     if not stats_path.exists() or not feats_path.exists():
         feats = net.features(unpad(c, split_images(c, split)))

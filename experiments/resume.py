@@ -18,6 +18,9 @@ RUN_FIELDS = (
     "data.batch_size",
     "data.flip",
     "data.pad_to_32",
+    "data.classes",
+    "data.source",
+    "data.source_classes",
     "model",
     "method",
     "optim",
@@ -46,7 +49,7 @@ def _defaults(recipe: str) -> dict:
     """The identity entries of the recipe's `Config` defaults, standing in for fields a
     checkpoint of an older jaxgen did not record."""
     tree = config_to_dict(get_recipe(recipe).Config())
-    out = {}
+    out = {"data.classes": [], "data.source": "", "data.source_classes": []}  # added later
     for section in ("model", "method", "optim"):
         out.update(_flatten(section, tree.get(section, {})))
     return json.loads(json.dumps(out, default=str))

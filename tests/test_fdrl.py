@@ -11,7 +11,7 @@ import pytest
 from jax.scipy.optimize import minimize
 from jax.scipy.stats import norm
 
-from jaxgen.methods import fdrl
+from jaxgen.methods import fdrl, fdrl_prior
 from jaxgen.methods.common import config_from_dict, replace_fields
 from jaxgen.objectives.fdrl import bregman_loss, check_pairing, f_prime, flow_drift, ratio
 from jaxgen.samplers.sde import euler_maruyama, noise_scale
@@ -316,7 +316,7 @@ def test_streaming_prior_fit_equals_the_direct_fit(monkeypatch):
 
 def test_the_prior_fit_refuses_a_host_without_the_memory_in_one_line(monkeypatch):
     """The peak (12·D² bytes) is checked before the accumulator is allocated."""
-    monkeypatch.setattr(fdrl, "available_host_memory", lambda: 100 * 2**20)
+    monkeypatch.setattr(fdrl_prior, "available_host_memory", lambda: 100 * 2**20)
     x = np.zeros((4, 32, 32, 3), np.float32)  # D = 3072: 0.11 GiB
     with pytest.raises(MemoryError, match=r"D = 3072 needs 0\.1 GiB .* 0\.1 GiB available") as e:
         fdrl.fit_gaussian_prior(x, log=None)

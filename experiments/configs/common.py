@@ -37,6 +37,11 @@ def base_config(
             flip=False,
             pad_to_32=False,
             data_dir="",
+            classes=(),  # images of these labels only, e.g. (1,) for Fashion-MNIST's trousers
+            # a source domain beside each batch, as batch["source"] (unpaired translation; the
+            # recipe's prior, e.g. FDRL's method.prior="source"): an image set of the same shape
+            source="",
+            source_classes=(),
         )
     )
     c.train = ml_collections.ConfigDict(

@@ -7,6 +7,7 @@ saved in a checkpoint is just the next `i`, so a resumed run sees exactly the ba
 uninterrupted run would have seen. Each host takes its contiguous slice of the global batch.
 """
 
+import dataclasses
 from dataclasses import dataclass
 from functools import partial
 
@@ -36,16 +37,39 @@ DATASET_NAMES = (*TOY2D_NAMES, *IMAGE_NAMES)
 
 
 def load_images(
-    name: str, split: str = "train", *, pad_to_32: bool = False, data_dir: str | None = None
+    name: str,
+    split: str = "train",
+    *,
+    pad_to_32: bool = False,
+    data_dir: str | None = None,
+    classes=(),
 ) -> ImageSource:
-    """The image source called `name` (see the data contract in the architecture doc)."""
+    """The image source called `name` (see the data contract in the architecture doc); with
+    `classes`, only the images of those labels (`class_subset`)."""
     if name == "digits":
-        return load_digits(split)
-    if name == "fashion_mnist":
-        return load_fashion_mnist(split, pad_to_32=pad_to_32)
-    if name in TFDS_NAMES:
-        return load_tfds_images(name, split, data_dir=data_dir)
-    raise ValueError(f"unknown image data set {name!r}; choose one of {list(IMAGE_NAMES)}")
+        src = load_digits(split)
+    elif name == "fashion_mnist":
+        src = load_fashion_mnist(split, pad_to_32=pad_to_32)
+    elif name in TFDS_NAMES:
+        src = load_tfds_images(name, split, data_dir=data_dir)
+    else:
+        raise ValueError(f"unknown image data set {name!r}; choose one of {list(IMAGE_NAMES)}")
+    return class_subset(src, classes, name) if classes else src
+
+
+def class_subset(src: ImageSource, classes, name: str = "the data set") -> ImageSource:
+    """The images of `src` whose label is one of `classes` (in their original order), e.g. the
+    Fashion-MNIST groups of an unpaired translation; one clear error for a label the set lacks."""
+    classes = tuple(int(k) for k in classes)
+    present = np.unique(src.labels)
+    missing = sorted(set(classes) - set(present.tolist()))
+    if missing:
+        raise ValueError(
+            f"classes {missing} are not labels of {name} (its labels: "
+            f"{present.min()}..{present.max()})"
+        )
+    keep = np.isin(src.labels, classes)
+    return ImageSource(src.images[keep], src.labels[keep], src.max_value)
 
 
 def check_images_available(name: str, split: str = "train", *, data_dir: str | None = None) -> None:
@@ -157,6 +181,10 @@ class BatchStream:
             x = np.where(flips[:, None, None, None], x[:, :, ::-1], x)
         return {"x": x, "label": self.source.labels[idx]}
 
+    def with_seed_offset(self, offset: int) -> "BatchStream":
+        """This stream with seed + `offset` (another batch order, e.g. after a rollback)."""
+        return dataclasses.replace(self, seed=self.seed + offset)
+
     def __iter__(self):
         return self.iterate(0)
 
@@ -179,13 +207,17 @@ def make_stream(
     data_dir: str | None = None,
     process_index: int | None = None,
     process_count: int | None = None,
+    classes=(),
 ) -> BatchStream:
-    """A `BatchStream` over data set `name` for this host (jax's process index by default)."""
+    """A `BatchStream` over data set `name` (only the images of `classes`, if given) for this
+    host (jax's process index by default)."""
     if name not in DATASET_NAMES:
         raise ValueError(f"unknown data set {name!r}; choose one of {list(DATASET_NAMES)}")
     source = None
+    if name in TOY2D_NAMES and classes:
+        raise ValueError(f"classes={tuple(classes)}: the 2-D set {name!r} has no labels")
     if name not in TOY2D_NAMES:
-        source = load_images(name, split, pad_to_32=pad_to_32, data_dir=data_dir)
+        source = load_images(name, split, pad_to_32=pad_to_32, data_dir=data_dir, classes=classes)
     return BatchStream(
         name,
         batch_size,
@@ -195,3 +227,42 @@ def make_stream(
         jax.process_index() if process_index is None else process_index,
         jax.process_count() if process_count is None else process_count,
     )
+
+
+@dataclass
+class PairedStream:
+    """Batches of a target stream with a source stream's images beside them, under "source"
+    (unpaired translation: the source domain is the prior). Batch `i` pairs batch `i` of each;
+    the source stream has its own seed, so the pairing is random and reproducible."""
+
+    target: BatchStream
+    source_stream: BatchStream
+
+    @property
+    def name(self) -> str:
+        return self.target.name
+
+    @property
+    def source(self) -> ImageSource | None:  # the target's images (the data fit's input)
+        return self.target.source
+
+    @property
+    def batch_size(self) -> int:
+        return self.target.batch_size
+
+    def with_seed_offset(self, offset: int) -> "PairedStream":
+        return PairedStream(
+            self.target.with_seed_offset(offset), self.source_stream.with_seed_offset(offset)
+        )
+
+    def batch(self, i: int) -> dict:
+        return {**self.target.batch(i), "source": self.source_stream.batch(i)["x"]}
+
+    def __iter__(self):
+        return self.iterate(0)
+
+    def iterate(self, cursor: int):
+        i = cursor
+        while True:
+            yield i, self.batch(i)
+            i += 1

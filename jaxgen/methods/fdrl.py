@@ -31,6 +31,7 @@ from jaxgen.methods.common import (
     make_tx,
     validate,
 )
+from jaxgen.methods.fdrl_prior import fit_gaussian_prior
 from jaxgen.nn import ScalarMLP
 from jaxgen.nn.mlp import ACTIVATIONS
 from jaxgen.nn.ratio_resnet import RATIO_NET_CONFIGS, RatioResNet
@@ -43,10 +44,9 @@ from jaxgen.objectives.fdrl import (
 )
 from jaxgen.optim import ModelState, apply_gradients, init_model_state
 from jaxgen.parallel import shard_over_batch
-from jaxgen.runtime import available_host_memory, release_host_memory
 from jaxgen.samplers.sde import euler_maruyama
 
-PRIORS = ("normal", "uniform", "ddp")
+PRIORS = ("normal", "uniform", "ddp", "source")
 NETWORKS = ("mlp", "resnet")
 
 
@@ -75,7 +75,9 @@ class Method:
 
     loss: str = "lsif"  # Bregman loss: lsif (o = r), lr or ukl (o = log r)
     divergence: str = "pearson"  # f: pearson (with lsif), kl / js / logd (with lr, ukl)
-    prior: str = "normal"  # normal N(0, I), uniform U[-1, 1]^d, ddp N(μ_D, Σ_D) (paper eq. 8)
+    # normal N(0, I), uniform U[-1, 1]^d, ddp N(μ_D, Σ_D) (paper eq. 8), or source: the
+    # batch's "source" images (unpaired translation, docs/methods/fdrl.md §4.2; data.source)
+    prior: str = "normal"
     prior_jitter: float = 1e-4  # ddp: Σ_D + jitter·I
     clip: bool = False  # images: clamp prior draws and final samples to [-1, 1] (code)
     flow_steps: int = 200  # K during training
@@ -138,70 +140,6 @@ def make_network(config: Config) -> nn.Module:
     if m.network == "resnet":
         return RatioResNet(**RATIO_NET_CONFIGS[m.layout], spectral_norm=m.spectral_norm)
     return ScalarMLP(hidden=tuple(m.hidden), act=m.act)
-
-
-def fit_gaussian_prior(x, jitter: float = 1e-4, *, chunk: int = 2048, log=print):
-    """The data-dependent prior of paper eq. (8): mean `[D]` and Cholesky factor `[D, D]` of the
-    population (1/N) covariance of `x` `[N, ...]` flattened, plus `jitter`·I (reference code),
-    both float32.
-
-    Streaming (docs/methods/fdrl.md §2.6): the moments are accumulated in float64 over chunks of
-    `chunk` examples with the evaluation suite's in-place pairwise merge (`FeatureStats`), and
-    the accumulator is factorised in place, so the peak is the D×D float64 accumulator plus the
-    float32 factor (12·D² bytes), stated by `log` and checked against the host's available
-    memory before anything is allocated (no float64 copy of the data set). `x` may also be an
-    iterable of `[n, ...]` chunks."""
-    from jaxgen.metrics import FeatureStats
-
-    chunks = (x[i : i + chunk] for i in range(0, len(x), chunk)) if hasattr(x, "shape") else x
-    stats = FeatureStats()
-    for block in chunks:
-        flat = np.asarray(block, np.float64).reshape(len(block), -1)
-        if stats.mean is None:
-            _check_fit_memory(flat.shape[1], log)
-        stats.update(flat)
-    if stats.mean is None:
-        raise ValueError("fit_gaussian_prior: no examples")
-    mean, cov, n = stats.mean, stats.m2, stats.n
-    del stats  # the accumulator becomes the covariance, then its factor: no second D×D copy
-    cov /= n
-    cov[np.diag_indices(mean.shape[0])] += jitter
-    chol = _cholesky_in_place(cov).astype(np.float32)
-    del cov
-    release_host_memory()  # the float64 accumulator's pages, which `reuse_host_memory` keeps
-    return mean.astype(np.float32), chol
-
-
-def _check_fit_memory(d: int, log) -> None:
-    """State the fit's peak host memory for `d` dimensions; one clear error when the host does
-    not have it (rather than the kernel's OOM killer)."""
-    gib = 12 * d**2 / 2**30
-    if log is not None:
-        log(
-            f"fdrl: fitting the data-dependent prior, D = {d}: {gib:.2f} GiB of host memory "
-            f"(float64 accumulator {8 * d**2 / 2**30:.2f} GiB + float32 Cholesky factor)"
-        )
-    free = available_host_memory()
-    if free is not None and 12 * d**2 > free:
-        raise MemoryError(
-            f"fdrl: the data-dependent prior at D = {d} needs {gib:.1f} GiB of host memory, "
-            f"this host has {free / 2**30:.1f} GiB available: use a larger host or "
-            "method.prior=normal or uniform"
-        )
-
-
-def _cholesky_in_place(cov: np.ndarray) -> np.ndarray:
-    """The lower Cholesky factor of the symmetric C-ordered float64 `cov` `[D, D]`, computed by
-    LAPACK in `cov`'s own memory (`cov.T` is the same matrix in Fortran order)."""
-    from scipy.linalg import lapack
-
-    upper, info = lapack.dpotrf(cov.T, lower=0, clean=1, overwrite_a=1)
-    if info != 0:
-        raise ValueError(
-            f"fdrl: the data covariance is not positive definite (LAPACK potrf info {info}): "
-            "raise method.prior_jitter"
-        )
-    return upper.T
 
 
 def fit_data(config: Config, x):
@@ -369,6 +307,20 @@ def loss_fn(params, x_q, x_p, *, config: Config, variables=None):
     return loss, (aux, variables)
 
 
+def _source_batch(batch, shape):
+    """`batch["source"]` `[B, ...]`, the prior's draws of a translation run, checked against
+    the data batch's `shape` (one `ValueError`)."""
+    if "source" not in batch:
+        raise ValueError(
+            "fdrl.train_step: method.prior='source' needs batch['source'], the source-domain "
+            "images (set data.source)"
+        )
+    x0 = jnp.asarray(batch["source"], jnp.float32)
+    if x0.shape != shape:
+        raise ValueError(f"fdrl.train_step: batch['source'] is {x0.shape}, batch['x'] {shape}")
+    return x0
+
+
 def train_step(state: State, batch, *, config: Config):
     """Algorithm 1: flow fresh prior draws K steps with the current θ, then one optimizer step
     on the Bregman loss with the particles as q and `batch["x"]` `[B, ...]` as p (floating,
@@ -381,7 +333,10 @@ def train_step(state: State, batch, *, config: Config):
     x_p = x_p + m.dequant * jax.random.normal(k_deq, x_p.shape)
     params, variables = state.ratio.params, state.ratio.variables
     with jax.default_matmul_precision("float32"):
-        x0 = sample_prior(state, x_p.shape[0], x_p.shape[1:], k_prior, config=config)
+        if m.prior == "source":
+            x0 = _source_batch(batch, x_p.shape)
+        else:
+            x0 = sample_prior(state, x_p.shape[0], x_p.shape[1:], k_prior, config=config)
         x_q, _ = flow(
             params, x0, k_flow, config=config, num_steps=m.flow_steps, variables=variables
         )
@@ -429,6 +384,11 @@ def sample(state: State, num: int, *, config: Config, key, shape=None, use_ema: 
     example's shape (2-D by default; its size must be `example_size`). `num`: a positive int,
     static under `jit`. Returns `(x [num, ...], {"nfe": [num]})`."""
     num = check_count(num, "fdrl.sample")
+    if config.method.prior == "source":
+        raise ValueError(
+            "fdrl.sample: method.prior='source' draws no prior samples: translate source images "
+            "(fdrl.translate, or python -m experiments.sample --from SOURCE.npy)"
+        )
     fits = example_fits(state.ratio.params)
     if shape is None and fits["example_shape"] is not None:
         raise ValueError("fdrl.sample: the ResNet ratio network needs shape=(H, W, C)")

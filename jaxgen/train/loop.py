@@ -7,7 +7,6 @@ keeps at most two collective programs in flight (more, un-awaited, abort XLA:CPU
 runs, see ecosystem notes §5).
 """
 
-import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -61,7 +60,7 @@ RESEED_STRIDE = 1_000_003  # seed offset of the k-th reseeded batch order: seed 
 
 def reseeded(stream, k: int):
     """`stream` with its `k`-th reseeded batch order (k = 0: `stream` itself)."""
-    return stream if k == 0 else dataclasses.replace(stream, seed=stream.seed + k * RESEED_STRIDE)
+    return stream if k == 0 else stream.with_seed_offset(k * RESEED_STRIDE)
 
 
 def _prefetch(stream, cursor: int):
