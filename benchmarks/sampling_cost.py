@@ -11,8 +11,8 @@ short-run EBM's K steps, GLF's one pass) cost the same for any weights, so fresh
 states are timed unless `--ddgan RUN` names a trained run. VAPO's Dopri5 is adaptive: its NFE
 depends on the trained field, so its row is the measured NFE of the trained Fashion-MNIST run
 (49 per sample at T = 2, docs/results.md "VAPO on Fashion-MNIST at CPU scale") × one ∇Φ here.
-FDRL has no image configuration yet (issue #15); its paper's K + κ = 120 ratio-network
-gradients are listed without a time.
+FDRL's sampler is fixed-step too: K + κ Euler–Maruyama steps, each one gradient of the ratio
+network (its CPU config's 40; the paper's 120 would cost three times as much).
 """
 
 import argparse
@@ -48,6 +48,8 @@ def _one_eval(method: str, exp, state, x):
         return mod.velocity_field(state.energy.eval_params(True), x, config=rc)
     if method == "vapo":
         return mod.velocity(state.potential.eval_params(True), x, config=rc)
+    if method == "fdrl":  # one Euler–Maruyama step: one gradient of the ratio network
+        return mod.flow_from(state, x, config=rc, key=jax.random.PRNGKey(0), num_steps=1)[0]
     raise ValueError(method)
 
 
@@ -55,7 +57,10 @@ def _state(exp, workdir: str | None):
     if workdir:
         state, _ = exp.restore_latest(workdir)
         return state
-    return exp.init(exp.example_batch())
+    example = exp.example_batch()
+    fit = exp.caps.data_fit  # FDRL's DDP prior: fitted to the (zero) example, jitter only
+    fitted = fit.fit(exp.rc, example["x"]) if fit is not None and fit.needed(exp.rc) else None
+    return exp.init(example, fitted=fitted)
 
 
 def main() -> None:
@@ -66,7 +71,7 @@ def main() -> None:
     p.add_argument("--out", action="store_true")
     args = p.parse_args()
     calls, nfe, rows = {}, {}, {}
-    for method in ("ddgan", "shortrun_ebm", "glf", "vapo"):
+    for method in ("ddgan", "shortrun_ebm", "glf", "vapo", "fdrl"):
         c = _config(method)
         c.eval.batch_size = args.num
         exp = cli.experiment(c)
@@ -84,12 +89,15 @@ def main() -> None:
             calls[f"{method}/one_eval"] = partial(one, state, x)
         # DDGAN: T generator passes; the short-run EBM: K gradient steps
         fixed = {"glf": 1, "vapo": VAPO_FASHION_NFE}
+        if method == "fdrl":
+            fixed["fdrl"] = exp.rc.method.flow_steps + exp.rc.sample.refine_steps
         nfe[method] = fixed[method] if method in fixed else exp.rc.method.num_steps
     times = interleaved_times(calls, args.repeats)
     med = {k: float(np.median(v)) for k, v in times.items()}
     scale = 1000 / args.num
     print("| method | NFE (what) | sampler s / 1000 images | one eval s / 1000 | NFE × one eval |")
     what = {"ddgan": "G passes", "shortrun_ebm": "∇E", "glf": "flow + decoder", "vapo": "∇Φ"}
+    what["fdrl"] = "ratio gradients"
     for method, n in nfe.items():
         one = med.get(f"{method}/one_eval", med.get(f"{method}/sampler"))
         sampler = med.get(f"{method}/sampler")
@@ -104,7 +112,6 @@ def main() -> None:
             f"| {method} | {n} ({what[method]}) | {shown} | {one * scale:.3f} "
             f"| {n * one * scale:.2f} |"
         )
-    print("| fdrl | 120 (ratio gradients, paper) | no image config yet (#15) | | |")
     if args.out:
         cmd = f"python -m benchmarks.sampling_cost --num {args.num} --repeats {args.repeats}"
         cmd += f" --ddgan {args.ddgan}" if args.ddgan else ""

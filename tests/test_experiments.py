@@ -80,7 +80,7 @@ def run(module, config, workdir, *args, check=True, **kw):
 def _skip_without_data(config) -> None:
     """Skip, with the loader's own one-line reason, when the config's data set is not here
     (Fashion-MNIST without the Debian package `dataset-fashion-mnist`)."""
-    if Path(config).stem != "fashion_mnist":
+    if not Path(config).stem.startswith("fashion"):  # fashion_mnist.py, fashion_translation.py
         return
     from jaxgen.data.images import DatasetMissingError, fashion_mnist_dir
 
