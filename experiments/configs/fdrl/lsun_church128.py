@@ -16,6 +16,6 @@ from experiments.configs.fdrl_common import fdrl_image_config
 def get_config():
     c = fdrl_image_config(dataset="lsun_church128", layout="lsun_church128")
     # the smoke variant samples from N(0, I): the DDP fit at D = 49152 needs 27 GiB of host
-    # memory, more than a test machine has (the cifar10 and celeba64 smokes run the same fit)
+    # memory, more than a test machine has (the cifar10 smoke runs the same fit at D = 3072)
     c.smoke_overrides += (("method.prior", "normal"),)
     return c
