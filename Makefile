@@ -34,8 +34,8 @@ demo: $(BIN)/activate
 	$(BIN)/python -m experiments.demo --workdir $(WORKDIR)
 
 # the suite runs on TEST_WORKERS processes (pytest-xdist; 2 for the 2-core CI machine, whose
-# compile-bound tests leave a core idle in one process; not yet timed on CI: TEST_WORKERS=2 opts in)
-TEST_WORKERS ?= 0
+# compile-bound tests leave a core idle in one process); TEST_WORKERS=0 runs it in this process
+TEST_WORKERS ?= 2
 test: $(BIN)/activate data
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal tests
 
