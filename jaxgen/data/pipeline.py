@@ -258,11 +258,5 @@ class PairedStream:
     def batch(self, i: int) -> dict:
         return {**self.target.batch(i), "source": self.source_stream.batch(i)["x"]}
 
-    def __iter__(self):
-        return self.iterate(0)
-
-    def iterate(self, cursor: int):
-        i = cursor
-        while True:
-            yield i, self.batch(i)
-            i += 1
+    __iter__ = BatchStream.__iter__
+    iterate = BatchStream.iterate

@@ -16,24 +16,14 @@ translations of the tops' test images; FD is against the trousers' training imag
     python -m benchmarks.fdrl_translation --workdir runs/fdrl_tops2trousers
 """
 
-from experiments.configs.fdrl_common import fdrl_image_config
+from experiments.configs.fdrl.fashion_mnist import get_config as fashion_mnist_config
 
 
 def get_config():
-    c = fdrl_image_config(
-        dataset="fashion_mnist",
-        layout="fashion_mnist",
-        num_steps=600,
-        milestones=(),
-        flow_steps=20,
-        refine_steps=10,
-    )
-    c.data.update(
-        dict(pad_to_32=True, classes=(1,), source="fashion_mnist", source_classes=(0, 2, 6))
-    )
+    c = fashion_mnist_config()  # the CPU sizing: net, K = 20, 600 steps, EMA 0.99, intervals
+    c.sample.refine_steps = 10  # κ: the paper's Cat2dog K + κ = 110 is K + 10
+    c.data.update(dict(classes=(1,), source="fashion_mnist", source_classes=(0, 2, 6)))
     c.method.prior = "source"
-    c.optim.ratio.ema_rate = 0.99
-    c.train.update(dict(log_every=20, ckpt_every=100, sample_every=300))
     c.eval.update(dict(num_samples=1000, batch_size=500, round_size=500))
     c.eval.metrics = ("fd",)
     return c
