@@ -17,7 +17,7 @@ import numpy as np
 
 from experiments.configs.common import RECIPE_SECTIONS
 from jaxgen.data import TOY2D_NAMES, PairedStream, example_shape, make_stream, sample_toy2d
-from jaxgen.data.pipeline import load_images, to_unit_range
+from jaxgen.data.pipeline import ClassSubsetError, load_images, to_unit_range
 from jaxgen.methods import get_recipe
 from jaxgen.methods.common import ConfigError, config_from_dict
 from jaxgen.parallel import (
@@ -86,9 +86,7 @@ def _named(field: str, classes, make, *args, **kwargs):
     `ConfigError` naming the config `field`."""
     try:
         return make(*args, classes=classes, **kwargs)
-    except ValueError as e:
-        if "are not labels of" not in str(e):
-            raise
+    except ClassSubsetError as e:
         raise ConfigError(f"config.{field}={tuple(classes)}: {e}") from None
 
 
@@ -325,16 +323,22 @@ class Experiment:
         idx = order[np.arange(num) % len(src)]
         return to_unit_range(src.images[idx], src.max_value)
 
-    def translate(self, state, x0, *, seed: int, use_ema: bool = True):
-        """The images `x0` `[N, ...]` (this run's example shape) translated by the recipe's
-        `translate` extra, in chunks of `eval.batch_size` (one compiled program): float32
-        numpy `[N, ...]` and the sampler's statistics, as `draw`."""
-        x0 = np.asarray(x0, np.float32)
-        if x0.ndim < 2 or tuple(x0.shape[1:]) != tuple(self.shape):
-            raise ValueError(
-                f"the images to translate are {tuple(x0.shape)}, this run's examples are "
+    def check_examples(self, x, who: str) -> np.ndarray:
+        """`x` as float32 `[N, *shape]` of this run's examples, or one `ConfigError` naming
+        `who` (e.g. the file it came from)."""
+        x = np.asarray(x, np.float32)
+        if x.ndim < 2 or tuple(x.shape[1:]) != tuple(self.shape):
+            raise ConfigError(
+                f"{who}: its images are {tuple(x.shape)}, this run's examples are "
                 f"[N, {', '.join(map(str, self.shape))}]"
             )
+        return x
+
+    def translate(self, state, x0, *, seed: int, use_ema: bool = True):
+        """The images `x0` `[N, ...]` (this run's example shape, `check_examples`) translated
+        by the recipe's `translate` extra, in chunks of `eval.batch_size` (one compiled
+        program): float32 numpy `[N, ...]` and the sampler's statistics, as `draw`."""
+        x0 = self.check_examples(x0, "the images to translate")
         chunk = min(len(x0), self.c.eval.batch_size)
         fn = self.jitted("translate", use_ema=use_ema)
         outs, stats = [], []

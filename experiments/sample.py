@@ -46,12 +46,7 @@ def translate_file(config, workdir: str, path: str, *, seed: int = 0, use_ema: b
         raise cli.ConfigError(f"--from: the {exp.c.recipe} recipe does not translate images")
     if not Path(path).exists():
         raise cli.ConfigError(f"--from={path}: no such file")
-    x0 = np.load(path)
-    if x0.ndim < 2 or tuple(x0.shape[1:]) != tuple(exp.shape):
-        raise cli.ConfigError(
-            f"--from={path}: its images are {tuple(x0.shape)}, this run's examples are "
-            f"[N, {', '.join(map(str, exp.shape))}]"
-        )
+    x0 = exp.check_examples(np.load(path), f"--from={path}")  # before any checkpoint is read
     state, _ = exp.restore_latest(workdir)
     x, stats = exp.translate(state, x0, seed=seed, use_ema=use_ema)
     return x, stats, int(state.step)

@@ -10,7 +10,7 @@ from experiments import cli
 from experiments.configs.common import smoke
 from experiments.configs.fdrl.fashion_translation import get_config
 from jaxgen.data import class_subset, load_images, make_stream
-from jaxgen.data.pipeline import PairedStream
+from jaxgen.data.pipeline import ClassSubsetError, PairedStream
 from jaxgen.methods.common import ConfigError
 
 
@@ -21,7 +21,7 @@ def test_class_subset_keeps_exactly_those_labels_in_order():
     np.testing.assert_array_equal(sub.images, full.images[keep])
     assert set(np.unique(sub.labels)) == {1, 7} and sub.max_value == full.max_value
     with pytest.raises(
-        ValueError, match=r"classes \[12\] are not labels of digits \(its labels: 0..9\)"
+        ClassSubsetError, match=r"classes \[12\] are not labels of digits \(its labels: 0..9\)"
     ):
         class_subset(full, (1, 12), "digits")
     with pytest.raises(ValueError, match="the 2-D set '8gaussians' has no labels"):

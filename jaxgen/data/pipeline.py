@@ -57,6 +57,10 @@ def load_images(
     return class_subset(src, classes, name) if classes else src
 
 
+class ClassSubsetError(ValueError):
+    """`classes` names a label the data set does not have."""
+
+
 def class_subset(src: ImageSource, classes, name: str = "the data set") -> ImageSource:
     """The images of `src` whose label is one of `classes` (in their original order), e.g. the
     Fashion-MNIST groups of an unpaired translation; one clear error for a label the set lacks."""
@@ -64,7 +68,7 @@ def class_subset(src: ImageSource, classes, name: str = "the data set") -> Image
     present = np.unique(src.labels)
     missing = sorted(set(classes) - set(present.tolist()))
     if missing:
-        raise ValueError(
+        raise ClassSubsetError(
             f"classes {missing} are not labels of {name} (its labels: "
             f"{present.min()}..{present.max()})"
         )
