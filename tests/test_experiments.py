@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import jax
@@ -48,7 +49,22 @@ TOO_LARGE_TO_SMOKE = [
     str(REPO / "experiments/configs/ddgan" / name)
     for name in ("celeba_hq256.py", "lsun_church256.py")
 ]
-IN_PROCESS_CONFIGS = [p for p in CONFIGS if p not in CLI_CONFIGS + TOO_LARGE_TO_SMOKE]
+# One image config per recipe (on tfds mock data, so it runs on a bare machine) and the cheap 2-D
+# ones train, resume and sample in-process; every other config's smoke variant (the same code on
+# other data, sizes or layouts) is traced: its data is read, and its train step and sampler are
+# run under `jax.eval_shape`, which checks every shape and dtype without compiling (a DDGAN
+# smoke step takes about a minute to compile on 2 cores, a trace seconds)
+RUN_IN_PROCESS = [
+    str(REPO / "experiments/configs" / name)
+    for name in (
+        "vapo/toy2d.py",
+        "ddgan/cifar10.py",
+        "fdrl/cifar10.py",
+        "glf/cifar10.py",
+        "shortrun_ebm/cifar10.py",
+    )
+]
+TRACED_CONFIGS = [p for p in CONFIGS if p not in CLI_CONFIGS + TOO_LARGE_TO_SMOKE + RUN_IN_PROCESS]
 ENV = {
     **os.environ,
     "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
@@ -124,27 +140,14 @@ def test_every_recipe_has_a_cli_smoke_test():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("config", IN_PROCESS_CONFIGS, ids=lambda p: "/".join(Path(p).parts[-2:]))
+@pytest.mark.parametrize("config", RUN_IN_PROCESS, ids=lambda p: "/".join(Path(p).parts[-2:]))
 def test_config_smoke_in_process(config, tmp_path):
-    """The smoke variant of every other config trains, resumes and samples in-process (CIFAR-10
-    / CelebA / LSUN on tfds mock data of the right shape: those sets are not on this machine)."""
-    import contextlib
-    import importlib.util
-
+    """These configs' smoke variants train, resume and sample in-process (CIFAR-10 on tfds mock
+    data of the right shape: it is not on this machine)."""
     from experiments import cli
-    from experiments.configs.common import smoke
     from experiments.train import train
 
-    _skip_without_data(config)
-    spec = importlib.util.spec_from_file_location("cfg", config)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    c = smoke(module.get_config())
-    data = contextlib.nullcontext()
-    if config in TFDS_CONFIGS:
-        import tensorflow_datasets as tfds
-
-        data = tfds.testing.mock_data(num_examples=32)
+    c, data = _smoke_config(config)
     with data:
         state = train(c, str(tmp_path), progress=False)
         assert int(state.step) == 2
@@ -157,6 +160,56 @@ def test_config_smoke_in_process(config, tmp_path):
     if config in TFDS_CONFIGS:
         side = TFDS_SIDES[Path(config).stem]
         assert exp.shape == (side, side, 3)
+
+
+def _smoke_config(config):
+    """The smoke variant of the config file `config` and the context its data needs (tfds mock
+    data of the set's shape for CIFAR-10 / CelebA / LSUN); skips without Fashion-MNIST."""
+    import contextlib
+    import importlib.util
+
+    from experiments.configs.common import smoke
+
+    _skip_without_data(config)
+    spec = importlib.util.spec_from_file_location("cfg", config)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    data = contextlib.nullcontext()
+    if config in TFDS_CONFIGS:
+        import tensorflow_datasets as tfds
+
+        data = tfds.testing.mock_data(num_examples=32)
+    return smoke(module.get_config()), data
+
+
+@pytest.mark.parametrize("config", TRACED_CONFIGS, ids=lambda p: "/".join(Path(p).parts[-2:]))
+def test_config_smoke_traces(config):
+    """Every other config's smoke variant reads its data, builds its state's shapes and traces
+    its train step and sampler (`jax.eval_shape`): the step keeps the state's structure, shapes
+    and dtypes and reports the recipe's headline metrics; samples have the data's shape."""
+    from experiments import cli
+
+    c, data = _smoke_config(config)
+    with data:
+        exp = cli.experiment(c)
+        batch = exp.stream().batch(0)
+    assert batch["x"].shape == (c.data.batch_size, *exp.shape)
+    state = exp.abstract_state()
+    step = partial(exp.recipe.train_step, config=exp.rc)
+    new_state, metrics = jax.eval_shape(step, state, batch)
+    shapes = lambda t: jax.tree.map(lambda a: (a.shape, a.dtype), t)  # noqa: E731
+    assert shapes(new_state) == shapes(state)
+    assert set(exp.caps.headline) <= set(metrics)
+    key = jax.random.PRNGKey(0)
+    if exp.translating:
+        source = jax.ShapeDtypeStruct((4, *exp.shape), np.float32)
+        x, _ = jax.eval_shape(
+            lambda s, x0: exp.recipe.translate(s, x0, config=exp.rc, key=key), state, source
+        )
+    else:
+        sample = partial(exp.recipe.sample, config=exp.rc, key=key, shape=exp.shape)
+        x, _ = jax.eval_shape(lambda s: sample(s, 4), state)
+    assert x.shape == (4, *exp.shape) and x.dtype == np.float32
 
 
 def _final_params(workdir):
