@@ -321,3 +321,13 @@ def test_the_prior_fit_refuses_a_host_without_the_memory_in_one_line(monkeypatch
     with pytest.raises(MemoryError, match=r"D = 3072 needs 0\.1 GiB .* 0\.1 GiB available") as e:
         fdrl.fit_gaussian_prior(x, log=None)
     assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "field, value", [("flow_steps", 0), ("step_size", 0.0), ("step_size", -1.0), ("noise", -0.1)]
+)
+def test_out_of_range_flow_settings_give_one_clear_error(field, value):
+    """K < 1, η ≤ 0 and ν < 0 are refused when the config is built, naming the field."""
+    with pytest.raises(ValueError, match=field) as err:
+        fdrl.Method(**{field: value})
+    assert "\n" not in str(err.value)
