@@ -53,7 +53,7 @@ TOO_LARGE_TO_SMOKE = [
 # ones train, resume and sample in-process; every other config's smoke variant (the same code on
 # other data, sizes or layouts) is traced: its data is read, and its train step and sampler are
 # run under `jax.eval_shape`, which checks every shape and dtype without compiling (a DDGAN
-# smoke step takes about a minute to compile on 2 cores, a trace seconds)
+# smoke step takes about 30 s to compile on 2 cores, its trace 4 s)
 RUN_IN_PROCESS = [
     str(REPO / "experiments/configs" / name)
     for name in (
