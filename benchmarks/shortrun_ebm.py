@@ -178,6 +178,8 @@ def step_cost(args) -> None:
     tree = {k: c[k].to_dict() for k in ("model", "method", "optim", "sample")}
     if args.dynamics_steps:
         tree["method"]["num_steps"] = args.dynamics_steps
+    if args.nf:
+        tree["model"]["nf"] = args.nf
     batch = args.batch or c.data.batch_size
     x = np.random.default_rng(0).uniform(-1, 1, (batch, 32, 32, 1)).astype("float32")
     compiled, state = {}, None
@@ -192,7 +194,8 @@ def step_cost(args) -> None:
     calls = {name: partial(fn, state, {"x": x}) for name, fn in compiled.items()}
     times = interleaved_times(calls, args.repeats)
     sgemm = _sgemm_rate()
-    result = {"batch": len(x), "K": tree["method"]["num_steps"], "sgemm_gflops": sgemm}
+    result = {"batch": len(x), "K": tree["method"]["num_steps"], "nf": tree["model"]["nf"]}
+    result["sgemm_gflops"] = sgemm
     for name, fn in compiled.items():
         flops, med = fn.cost_analysis()["flops"], float(np.median(times[name]))
         mem = fn.memory_analysis()
@@ -210,7 +213,7 @@ def step_cost(args) -> None:
     print(f"generator loss costs {result['generator_loss_time_ratio']:.2f}x the contrastive step")
     if args.out:
         cmd = f"python -m benchmarks.shortrun_ebm step_cost --repeats {args.repeats}"
-        cmd += f" --dynamics-steps {result['K']} --batch {len(x)}"
+        cmd += f" --dynamics-steps {result['K']} --batch {len(x)} --nf {result['nf']}"
         print(f"wrote {record('shortrun_ebm_step_cost', {'command': cmd, **result})}")
 
 
@@ -301,6 +304,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--dynamics-steps", type=int, default=0, help="K (0: the config's 40)")
     p.add_argument("--batch", type=int, default=0, help="0: the config's 64")
+    p.add_argument("--nf", type=int, default=0, help="0: the config's 32")
     p.add_argument("--out", action="store_true")
     p = sub.add_parser("vapo_bpd")
     p.add_argument("workdir")

@@ -75,6 +75,7 @@ class Method:
     noise_std: float = 0.0  # 0: noise-free (eq. 1.8)
     generator_loss: bool = False  # add E_{sg(θ)}(G_θ(x₀)) (eq. 1.14; euler only)
     checkpoint: bool = False  # jax.checkpoint each unrolled step (generator-loss memory)
+    unroll: bool = True  # K steps unrolled in one scan body (XLA:CPU: ~4× faster; same result)
     alpha: float = 0.0  # energy-magnitude penalty (off for ch. 5)
     persistent: bool = False  # chains carried across steps (ch. 5: fresh every step)
     reset_prob: float = 0.05  # persistent: chance a chain restarts from N(0, I)
@@ -254,7 +255,8 @@ def dynamics(params, x0, key, *, config: Config, differentiable: bool = False):
         )
     e = partial(energy_fn, params, config=config)
     kw = dict(num_steps=m.num_steps, step=m.step, noise_std=m.noise_std)
-    x, trace = langevin(e, x0, key, differentiable=differentiable, checkpoint=m.checkpoint, **kw)
+    kw.update(differentiable=differentiable, checkpoint=m.checkpoint, unroll=m.unroll or 1)
+    x, trace = langevin(e, x0, key, **kw)
     b = x0.shape[0]
     return x, {"nfe": jnp.full((b,), m.num_steps), "success": jnp.ones((b,), bool)}, trace
 
