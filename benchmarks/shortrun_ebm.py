@@ -3,6 +3,7 @@ the generator loss.
 
     python -m benchmarks.shortrun_ebm toy2d ebm=runs/srl_swiss ml=runs/srl_swiss_ml [--out]
     python -m benchmarks.shortrun_ebm step_cost [--repeats 7] [--out]
+    python -m benchmarks.shortrun_ebm unroll_cost [--batch 32 --nf 16] [--out]
     python -m benchmarks.shortrun_ebm vapo_bpd runs/vapo_fmnist [--num 1000] [--exact 4] [--out]
 
 `toy2d` reads each run (config, newest checkpoint, `eval/metrics.json` from
@@ -17,6 +18,10 @@ draws Fig. 5.3/5.5 (samples, normalised e^{−E}, flow density) into
 with the generator loss under `jax.checkpoint`: all compiled and warmed up, repeats interleaved,
 medians, XLA's FLOP count against this machine's float32 matmul rate and XLA's temporary-buffer
 size (the step's peak working memory).
+
+`unroll_cost` times one ∇ₓE of the Fashion-MNIST conv energy (the limit: K of them make the
+dynamics) against the K-step noise-free dynamics and the contrastive training step, each with
+the K steps in a rolled `lax.scan` (a while loop) and unrolled (`method.unroll`).
 
 `vapo_bpd` gives a trained VAPO run's flow dx/dt = +∇Φ from N(0, σ0² I) over [0, T] a
 likelihood (eq. 1.7 with its sign, `jaxgen.samplers.likelihood`): bits per dimension of the
@@ -217,6 +222,48 @@ def step_cost(args) -> None:
         print(f"wrote {record('shortrun_ebm_step_cost', {'command': cmd, **result})}")
 
 
+def unroll_cost(args) -> None:
+    from experiments.configs.shortrun_ebm.fashion_mnist import get_config
+    from jaxgen.methods.common import config_from_dict
+
+    c = get_config()
+    tree = {k: c[k].to_dict() for k in ("model", "method", "optim", "sample")}
+    tree["model"]["nf"] = args.nf or tree["model"]["nf"]
+    batch, k = args.batch or c.data.batch_size, tree["method"]["num_steps"]
+    x = np.random.default_rng(0).uniform(-1, 1, (batch, 32, 32, 1)).astype("float32")
+    key, calls = jax.random.PRNGKey(1), {}
+    for unroll in (False, True):
+        cfg = config_from_dict(srl.Config, {**tree, "method": {**tree["method"], "unroll": unroll}})
+        state = srl.init(cfg, {"x": x}, key=jax.random.PRNGKey(0))
+        name = "unrolled" if unroll else "rolled"
+        fns = {
+            f"dynamics_{name}": jax.jit(
+                lambda s, c=cfg: srl.sample(s, batch, config=c, key=key, shape=x.shape[1:])[0]
+            ),
+            f"train_step_{name}": jax.jit(lambda s, c=cfg: srl.train_step(s, {"x": x}, config=c)),
+        }
+        for fname, fn in fns.items():
+            jax.block_until_ready(fn(state))
+            calls[fname] = partial(fn, state)
+    grad_x = jax.jit(jax.grad(lambda x: jnp.sum(srl.energy_fn(state.energy.params, x, config=cfg))))
+    jax.block_until_ready(grad_x(x))
+    calls = {"one_grad_x": partial(grad_x, x), **calls}
+    times = {n: float(np.median(t)) for n, t in interleaved_times(calls, args.repeats).items()}
+    result = {"batch": batch, "K": k, "nf": tree["model"]["nf"], "median_s": times}
+    for name, t in times.items():
+        print(
+            f"{name}: {t * 1e3:.1f} ms"
+            + (
+                f" ({t / times['one_grad_x'] / k:.2f}x K grads)"
+                if name.startswith("dynamics")
+                else ""
+            )
+        )
+    if args.out:
+        cmd = f"python -m benchmarks.shortrun_ebm unroll_cost --batch {batch} --nf {result['nf']}"
+        print(f"wrote {record('shortrun_ebm_unroll_cost', {'command': cmd, **result})}")
+
+
 def _vapo_test_images(exp, num: int) -> np.ndarray:
     """The first `num` test images, uniformly dequantised: x = 2(k + u)/256 − 1, `[N, H, W, C]`."""
     from jaxgen.data import load_images
@@ -306,6 +353,11 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=0, help="0: the config's 64")
     p.add_argument("--nf", type=int, default=0, help="0: the config's 32")
     p.add_argument("--out", action="store_true")
+    p = sub.add_parser("unroll_cost")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--batch", type=int, default=0, help="0: the config's 64")
+    p.add_argument("--nf", type=int, default=0, help="0: the config's 32")
+    p.add_argument("--out", action="store_true")
     p = sub.add_parser("vapo_bpd")
     p.add_argument("workdir")
     p.add_argument("--num", type=int, default=1000)
@@ -316,7 +368,8 @@ def main() -> None:
     p.add_argument("--atol", type=float, default=1e-5)
     p.add_argument("--out", action="store_true")
     args = parser.parse_args()
-    {"toy2d": toy2d, "step_cost": step_cost, "vapo_bpd": vapo_bpd}[args.cmd](args)
+    commands = {"toy2d": toy2d, "step_cost": step_cost, "unroll_cost": unroll_cost}
+    {**commands, "vapo_bpd": vapo_bpd}[args.cmd](args)
 
 
 if __name__ == "__main__":
