@@ -14,10 +14,10 @@ draws Fig. 5.3/5.5 (samples, normalised e^{−E}, flow density) into
 `docs/figures/shortrun_ebm_<data>.png`.
 
 `step_cost` times the Fashion-MNIST config's step (batch 64, K = 40; `--batch`,
-`--dynamics-steps` change them) with plain contrastive training, with the generator loss, and
-with the generator loss under `jax.checkpoint`: all compiled and warmed up, repeats interleaved,
-medians, XLA's FLOP count against this machine's float32 matmul rate and XLA's temporary-buffer
-size (the step's peak working memory).
+`--dynamics-steps`, `--nf` change them) with plain contrastive training, with the generator
+loss (unrolled), with it in a rolled loop, and with it under `jax.checkpoint` (rolled): all
+compiled and warmed up, repeats interleaved, medians, XLA's FLOP count against this machine's
+float32 matmul rate and XLA's temporary-buffer size (the step's peak working memory).
 
 `unroll_cost` times one ∇ₓE of the Fashion-MNIST conv energy (the limit: K of them make the
 dynamics) against the K-step noise-free dynamics and the contrastive training step, each with
@@ -171,6 +171,8 @@ def toy2d(args) -> None:
 VARIANTS = {
     "contrastive": {},
     "generator_loss": {"generator_loss": True},
+    "generator_loss_rolled": {"generator_loss": True, "unroll": False},
+    # jax.checkpoint keeps the dynamics rolled (method.unroll is ignored with it)
     "generator_loss_checkpoint": {"generator_loss": True, "checkpoint": True},
 }
 

@@ -75,7 +75,9 @@ class Method:
     noise_std: float = 0.0  # 0: noise-free (eq. 1.8)
     generator_loss: bool = False  # add E_{sg(θ)}(G_θ(x₀)) (eq. 1.14; euler only)
     checkpoint: bool = False  # jax.checkpoint each unrolled step (generator-loss memory)
-    unroll: bool = True  # K steps unrolled in one scan body (XLA:CPU: ~4× faster; same result)
+    # K steps unrolled in one scan body (XLA:CPU: ~4× faster; same result). Not with
+    # `checkpoint`: its saving holds only in the rolled loop (docs/methods/shortrun_ebm.md §2)
+    unroll: bool = True
     alpha: float = 0.0  # energy-magnitude penalty (off for ch. 5)
     persistent: bool = False  # chains carried across steps (ch. 5: fresh every step)
     reset_prob: float = 0.05  # persistent: chance a chain restarts from N(0, I)
@@ -255,7 +257,8 @@ def dynamics(params, x0, key, *, config: Config, differentiable: bool = False):
         )
     e = partial(energy_fn, params, config=config)
     kw = dict(num_steps=m.num_steps, step=m.step, noise_std=m.noise_std)
-    kw.update(differentiable=differentiable, checkpoint=m.checkpoint, unroll=m.unroll or 1)
+    unroll = m.unroll and not (differentiable and m.checkpoint)
+    kw.update(differentiable=differentiable, checkpoint=m.checkpoint, unroll=unroll or 1)
     x, trace = langevin(e, x0, key, **kw)
     b = x0.shape[0]
     return x, {"nfe": jnp.full((b,), m.num_steps), "success": jnp.ones((b,), bool)}, trace
