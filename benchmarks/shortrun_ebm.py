@@ -177,18 +177,23 @@ VARIANTS = {
 }
 
 
-def step_cost(args) -> None:
+def _fashion_setup(args) -> tuple[dict, np.ndarray]:
+    """The Fashion-MNIST config's model/method/optim/sample fields with `--nf` (and
+    `--dynamics-steps` where given) applied, and a batch `[B, 32, 32, 1]` of uniform noise."""
     from experiments.configs.shortrun_ebm.fashion_mnist import get_config
-    from jaxgen.methods.common import config_from_dict
 
     c = get_config()
     tree = {k: c[k].to_dict() for k in ("model", "method", "optim", "sample")}
-    if args.dynamics_steps:
-        tree["method"]["num_steps"] = args.dynamics_steps
-    if args.nf:
-        tree["model"]["nf"] = args.nf
+    tree["model"]["nf"] = args.nf or tree["model"]["nf"]
+    tree["method"]["num_steps"] = getattr(args, "dynamics_steps", 0) or tree["method"]["num_steps"]
     batch = args.batch or c.data.batch_size
-    x = np.random.default_rng(0).uniform(-1, 1, (batch, 32, 32, 1)).astype("float32")
+    return tree, np.random.default_rng(0).uniform(-1, 1, (batch, 32, 32, 1)).astype("float32")
+
+
+def step_cost(args) -> None:
+    from jaxgen.methods.common import config_from_dict
+
+    tree, x = _fashion_setup(args)
     compiled, state = {}, None
     for name, change in VARIANTS.items():
         cfg = config_from_dict(srl.Config, {**tree, "method": {**tree["method"], **change}})
@@ -225,14 +230,10 @@ def step_cost(args) -> None:
 
 
 def unroll_cost(args) -> None:
-    from experiments.configs.shortrun_ebm.fashion_mnist import get_config
     from jaxgen.methods.common import config_from_dict
 
-    c = get_config()
-    tree = {k: c[k].to_dict() for k in ("model", "method", "optim", "sample")}
-    tree["model"]["nf"] = args.nf or tree["model"]["nf"]
-    batch, k = args.batch or c.data.batch_size, tree["method"]["num_steps"]
-    x = np.random.default_rng(0).uniform(-1, 1, (batch, 32, 32, 1)).astype("float32")
+    tree, x = _fashion_setup(args)
+    batch, k = len(x), tree["method"]["num_steps"]
     key, calls = jax.random.PRNGKey(1), {}
     for unroll in (False, True):
         cfg = config_from_dict(srl.Config, {**tree, "method": {**tree["method"], "unroll": unroll}})
@@ -252,15 +253,10 @@ def unroll_cost(args) -> None:
     calls = {"one_grad_x": partial(grad_x, x), **calls}
     times = {n: float(np.median(t)) for n, t in interleaved_times(calls, args.repeats).items()}
     result = {"batch": batch, "K": k, "nf": tree["model"]["nf"], "median_s": times}
+    bound = k * times["one_grad_x"]  # the dynamics' limit: K gradient evaluations
     for name, t in times.items():
-        print(
-            f"{name}: {t * 1e3:.1f} ms"
-            + (
-                f" ({t / times['one_grad_x'] / k:.2f}x K grads)"
-                if name.startswith("dynamics")
-                else ""
-            )
-        )
+        ratio = f" ({t / bound:.2f}x K grads)" if name.startswith("dynamics") else ""
+        print(f"{name}: {t * 1e3:.1f} ms{ratio}")
     if args.out:
         cmd = f"python -m benchmarks.shortrun_ebm unroll_cost --batch {batch} --nf {result['nf']}"
         print(f"wrote {record('shortrun_ebm_unroll_cost', {'command': cmd, **result})}")
@@ -370,8 +366,13 @@ def main() -> None:
     p.add_argument("--atol", type=float, default=1e-5)
     p.add_argument("--out", action="store_true")
     args = parser.parse_args()
-    commands = {"toy2d": toy2d, "step_cost": step_cost, "unroll_cost": unroll_cost}
-    {**commands, "vapo_bpd": vapo_bpd}[args.cmd](args)
+    commands = {
+        "toy2d": toy2d,
+        "step_cost": step_cost,
+        "unroll_cost": unroll_cost,
+        "vapo_bpd": vapo_bpd,
+    }
+    commands[args.cmd](args)
 
 
 if __name__ == "__main__":
