@@ -3,6 +3,7 @@
 Computes the metrics listed in `config.eval.metrics` on `eval.num_samples` samples (EMA weights
 unless `eval.ema=False`) and writes `DIR/eval/metrics.json` (with the protocol: sample count,
 sampler statistics, checkpoint step, feature network) and `DIR/eval/metrics.md`.
+`--step N` evaluates checkpoint N instead of the newest and writes to `DIR/eval/step_N/`.
 
 A missing or bad FID weights file (`eval.inception_weights` / `$JAXGEN_INCEPTION_WEIGHTS`)
 disables FID with one warning line and the other metrics still run; missing data that a chosen
@@ -12,6 +13,7 @@ metric needs stops the evaluation before any sample is drawn.
 import json
 import sys
 import time
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -188,16 +190,17 @@ def _image_scores(exp: Experiment, state, metrics, out, *, seed: int, protocol: 
     return stats, scores
 
 
-def evaluate(config, workdir: str, *, seed: int = 1) -> dict:
-    """Evaluate the newest checkpoint of `workdir` (`config`: an experiment ConfigDict or its
-    `Experiment`); writes and returns `eval/metrics.json`'s content."""
+def evaluate(config, workdir: str, *, seed: int = 1, step: int | None = None) -> dict:
+    """Evaluate the newest checkpoint of `workdir`, or checkpoint `step` (`config`: an
+    experiment ConfigDict or its `Experiment`); writes and returns `eval/metrics.json`'s
+    content (`eval/step_<step>/metrics.json` for a given step)."""
     exp = cli.as_experiment(config)
     c = exp.c
     metrics = chosen_metrics(exp)
     if not exp.toy2d:
         check_data(c, metrics)  # before the checkpoint is read or any sample drawn
-    state, _ = exp.restore_latest(workdir)
-    out = cli.workdir_paths(workdir)["eval"]
+    state, _ = exp.restore_latest(workdir, step)
+    out = eval_dir(workdir, step)
     out.mkdir(parents=True, exist_ok=True)
     protocol = {
         "num_samples": int(c.eval.num_samples),
@@ -228,6 +231,12 @@ def evaluate(config, workdir: str, *, seed: int = 1) -> dict:
     return result
 
 
+def eval_dir(workdir: str, step: int | None = None) -> Path:
+    """Where `evaluate` writes: `DIR/eval/`, or `DIR/eval/step_<step>/` for a chosen step."""
+    out = cli.workdir_paths(workdir)["eval"]
+    return out if step is None else out / f"step_{step}"
+
+
 def metrics_table(result: dict) -> str:
     """A two-column markdown table of every scalar in `result` (nested keys joined by '.')."""
     rows = []
@@ -255,13 +264,19 @@ def main(argv):
         workdir = flags.FLAGS.workdir
         if workdir is None:
             raise ConfigError("--workdir is required")
-        result = evaluate(exp, workdir)
+        step = flags.FLAGS.step
+        if step is not None and step < 0:
+            raise ConfigError(f"--step must be a checkpoint step >= 0, got {step}")
+        result = evaluate(exp, workdir, step=step)
         print(metrics_table(result), end="")
-        print(f"written: {cli.workdir_paths(workdir)['eval'] / 'metrics.json'}")
+        print(f"written: {eval_dir(workdir, step) / 'metrics.json'}")
 
     cli.run_main(run)
 
 
 if __name__ == "__main__":
     cli.define_common_flags()
+    from absl import flags
+
+    flags.DEFINE_integer("step", None, "evaluate this checkpoint step (default: the newest)")
     main(sys.argv)

@@ -264,16 +264,25 @@ class Experiment:
         abstract = self.abstract_state() if abstract is None else abstract
         return state_shardings(abstract, mesh, self.caps.batch_state)
 
-    def restore_latest(self, workdir: str):
+    def restore_latest(self, workdir: str, step: int | None = None):
         """The newest readable checkpoint's `(state, meta)` (an unreadable newer one is moved
-        aside with a warning); `CheckpointError` when there is none."""
+        aside with a warning), or exactly checkpoint `step`; `CheckpointError` when there is
+        none, or no checkpoint `step` (naming the steps there are)."""
         ckpt = workdir_paths(workdir)["ckpt"]
         if not ckpt.exists():
             raise CheckpointError(f"no checkpoints in {ckpt}; train first")
         store = self.checkpoints(ckpt, workdir)
         try:
-            if store.latest_step() is None:
+            steps = store.all_steps()
+            if not steps:
                 raise CheckpointError(f"no checkpoints in {ckpt}; train first")
+            if step is not None:
+                if step not in steps:
+                    raise CheckpointError(
+                        f"no checkpoint at step {step} in {ckpt}; there are steps "
+                        f"{', '.join(map(str, sorted(steps)))}"
+                    )
+                return store.restore(self.abstract_state(workdir), step)
             with _reader_lock(workdir) as holds_lock:  # move nothing under a live trainer
                 return store.restore_newest(self.abstract_state(workdir), move_aside=holds_lock)
         finally:

@@ -227,3 +227,28 @@ def test_evaluate_cli_without_data_prints_one_line(tmp_path):
     (line,) = out.stderr.splitlines()
     assert line.startswith("error: cifar10: no prepared tfds data set 'cifar10'")
     assert f"data_dir={tmp_path / 'tfds'}" in line and "nothing is downloaded at run time" in line
+
+
+def test_evaluate_a_chosen_checkpoint_step(tmp_path):
+    """`evaluate(..., step=N)` (`--step N`) restores checkpoint N, not the newest, writes to
+    `eval/step_N/`, and a missing step is one error naming the steps there are."""
+    from experiments.configs.vapo.toy2d import get_config as toy2d_config
+    from jaxgen.train.checkpoint import CheckpointError
+
+    c = smoke(toy2d_config())
+    c.train.keep = 3
+    c.eval.metrics = ("mmd",)
+    wd = tmp_path / "run"
+    train(c, str(wd), progress=False)
+    newest = evaluate(c, str(wd))
+    older = evaluate(c, str(wd), step=1)
+    assert newest["protocol"]["checkpoint_step"] == 2 and older["protocol"]["checkpoint_step"] == 1
+    saved = json.loads((wd / "eval" / "step_1" / "metrics.json").read_text())
+    assert saved["protocol"]["checkpoint_step"] == 1
+    assert (
+        json.loads((wd / "eval" / "metrics.json").read_text())["protocol"]["checkpoint_step"] == 2
+    )
+    with pytest.raises(
+        CheckpointError, match=r"no checkpoint at step 7 in .*there are steps 1, 2$"
+    ):
+        evaluate(c, str(wd), step=7)
