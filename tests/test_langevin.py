@@ -246,6 +246,26 @@ def test_step_schedule_equals_hand_loop():
     assert np.max(np.abs(np.asarray(x_const) - x)) > 0.1
 
 
+def test_bounds_clamp_every_step_like_a_hand_loop():
+    """`bounds=(lo, hi)` clamps after each step (not only at the end): with E = ½‖x − μ‖²/s²
+    and μ outside the box, the hand loop clip(x − step ∇E) differs from clipping x_K once."""
+    mu, s2 = np.array([3.0, -0.2]), np.array([1.0, 0.05])
+    x0 = _rand((16, 2), 7)
+    k, step = 15, 0.04
+    x_k, _ = langevin(
+        _gaussian_energy(mu, s2), x0, jax.random.key(0), num_steps=k, step=step, bounds=(-1, 1)
+    )
+    x = np.asarray(x0, np.float64)
+    for _ in range(k):
+        x = np.clip(x - step * (x - mu) / s2, -1, 1)
+    np.testing.assert_allclose(x_k, x, rtol=1e-5, atol=1e-6)
+    assert np.all(np.abs(np.asarray(x_k)) <= 1)
+    free, _ = langevin(_gaussian_energy(mu, s2), x0, jax.random.key(0), num_steps=k, step=step)
+    assert np.max(np.abs(np.clip(np.asarray(free), -1, 1) - x)) > 1e-2  # x_0's outliers differ
+    with pytest.raises(ValueError, match=r"bounds must be \(lo, hi\) with lo < hi"):
+        langevin(_gaussian_energy(mu, s2), x0, jax.random.key(0), num_steps=2, bounds=(1, -1))
+
+
 def test_validation_errors():
     energy = _gaussian_energy([0.0, 0.0], [1.0, 1.0])
     x0, key = jnp.zeros((4, 2)), jax.random.key(0)

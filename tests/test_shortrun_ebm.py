@@ -52,6 +52,8 @@ def test_bad_method_fields_name_the_field(field, value, match):
 def test_incompatible_settings_are_refused():
     with pytest.raises(ConfigError, match="generator_loss=True: the generator loss unrolls"):
         _config(generator_loss=True, sampler="ode")
+    with pytest.raises(ConfigError, match="clip_chains=True: clipping applies to the euler"):
+        _config(clip_chains=True, sampler="ode")
     with pytest.raises(ConfigError, match="persistent=True: persistent chains are negatives"):
         _config(persistent=True, objective="max_likelihood")
     with pytest.raises(ConfigError, match="^config.sample.num_probes=0"):
@@ -84,6 +86,17 @@ def test_generator_loss_adds_a_gradient_on_the_same_negatives():
     g_ckpt, _ = _grads(ckpt, state, x)
     for a, b in zip(jax.tree.leaves(g_gen), jax.tree.leaves(g_ckpt), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_clip_chains_keeps_the_negatives_in_the_data_box():
+    """`method.clip_chains` passes bounds (-1, 1) to the sampler: the chains from 3·N(0, I) end
+    inside the box, where the free chains do not."""
+    state = srl.init(_config(), _batch(), key=jax.random.PRNGKey(0))
+    x0 = 3 * jax.random.normal(jax.random.PRNGKey(1), (64, 2))
+    args = (state.energy.params, x0, jax.random.PRNGKey(2))
+    clipped, _, _ = srl.dynamics(*args, config=_config(clip_chains=True))
+    free, _, _ = srl.dynamics(*args, config=_config())
+    assert float(jnp.max(jnp.abs(clipped))) <= 1 < float(jnp.max(jnp.abs(free)))
 
 
 def test_persistent_chains_are_carried_and_restarted():

@@ -78,6 +78,7 @@ class Method:
     # K steps unrolled in one scan body (XLA:CPU: ~4× faster; same result). Not with
     # `checkpoint`: its saving holds only in the rolled loop (docs/methods/shortrun_ebm.md §2)
     unroll: bool = True
+    clip_chains: bool = False  # clamp image chains to [-1, 1] each step (not in ch. 5; note §4)
     alpha: float = 0.0  # energy-magnitude penalty (off for ch. 5)
     persistent: bool = False  # chains carried across steps (ch. 5: fresh every step)
     reset_prob: float = 0.05  # persistent: chance a chain restarts from N(0, I)
@@ -105,6 +106,10 @@ class Method:
             "generator_loss": (
                 not self.generator_loss or self.sampler == "euler",
                 "the generator loss unrolls the euler dynamics (sampler='euler')",
+            ),
+            "clip_chains": (
+                not self.clip_chains or self.sampler == "euler",
+                "clipping applies to the euler steps (sampler='euler')",
             ),
             "persistent": (
                 not self.persistent or self.objective == "ebm",
@@ -259,6 +264,7 @@ def dynamics(params, x0, key, *, config: Config, differentiable: bool = False):
     kw = dict(num_steps=m.num_steps, step=m.step, noise_std=m.noise_std)
     unroll = m.unroll and not (differentiable and m.checkpoint)
     kw.update(differentiable=differentiable, checkpoint=m.checkpoint, unroll=unroll or 1)
+    kw["bounds"] = (-1.0, 1.0) if m.clip_chains else None
     x, trace = langevin(e, x0, key, **kw)
     b = x0.shape[0]
     return x, {"nfe": jnp.full((b,), m.num_steps), "success": jnp.ones((b,), bool)}, trace

@@ -82,6 +82,7 @@ def langevin(
     differentiable: bool = False,
     checkpoint: bool = False,
     unroll: int | bool = 1,
+    bounds: tuple[float, float] | None = None,
 ):
     """`num_steps` Langevin steps from the chains `x0`.
 
@@ -97,12 +98,16 @@ def langevin(
       unroll: `lax.scan`'s unroll (True: all K steps in one loop body). On XLA:CPU a conv energy's
         step runs about 4× slower inside a while loop than unrolled (docs/results.md,
         "Short-run EBMs on Fashion-MNIST"); the result is the same.
+      bounds: `(lo, hi)` clamps every chain leaf to [lo, hi] after each step (images: the data
+        box [-1, 1]); None (ch. 5) leaves the chains free.
 
     Returns:
       `(x_K, trace)`: the final chains (same pytree as `x0`) and `trace["energy"]`,
       `trace["grad_norm"]`, `[K]` batch means of E(x_k) and ‖∇E(x_k)‖ at each step's start.
     """
     _check(x0, num_steps, noise_std)
+    if bounds is not None and not float(bounds[0]) < float(bounds[1]):
+        raise ValueError(f"langevin: bounds must be (lo, hi) with lo < hi, got {bounds}")
     num_steps = int(num_steps)
     steps = _steps(step, num_steps)
     noisy = isinstance(noise_std, jax.core.Tracer) or float(noise_std) > 0
@@ -123,6 +128,8 @@ def langevin(
                 for v, k in zip(leaves, ks, strict=True)
             ]
             x = jax.tree_util.tree_unflatten(treedef, leaves)
+        if bounds is not None:
+            x = jax.tree_util.tree_map(lambda v: jnp.clip(v, *bounds), x)
         b = jax.tree_util.tree_leaves(x)[0].shape[0]
         g_norm = jnp.mean(jnp.sqrt(_per_chain_sq_norm(jax.lax.stop_gradient(g))))
         return x, {"energy": jax.lax.stop_gradient(e_sum) / b, "grad_norm": g_norm}
