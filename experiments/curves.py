@@ -2,6 +2,7 @@
 
     python -m experiments.curves --workdir runs/ddgan_fmnist [--keys loss_d loss_g] [--smooth 5]
     python -m experiments.curves --workdir lsif=runs/a --workdir lrkl=runs/b --out curves.png
+    python -m experiments.curves --workdir runs/a --keys loss e_neg --symlog e_neg   # log axis
 
 `--keys` defaults to the recipe's headline metrics (from the run's `config.json`); the figure
 goes to `--out`, by default `WORKDIR/curves.png` of the first run.
@@ -35,6 +36,7 @@ def main(argv=None) -> None:
     p.add_argument("--workdir", action="append", required=True, help="DIR or NAME=DIR")
     p.add_argument("--keys", nargs="+", default=None)
     p.add_argument("--smooth", type=int, default=1, help="running mean over N logged points")
+    p.add_argument("--symlog", nargs="+", default=(), help="metrics on a symmetric log axis")
     p.add_argument("--out", default="")
     args = p.parse_args(argv)
     runs = {}
@@ -43,11 +45,14 @@ def main(argv=None) -> None:
         runs[name or Path(folder).name] = Path(folder)
     keys = tuple(args.keys) if args.keys else _headline(next(iter(runs.values())))
     rows = {name: _rows(folder) for name, folder in runs.items()}
+    stray = sorted(set(args.symlog) - set(keys))
+    if stray:
+        raise SystemExit(f"error: --symlog {stray} are not among the plotted metrics {list(keys)}")
     missing = [k for k in keys if not any(k in r for rs in rows.values() for r in rs)]
     if missing:
         raise SystemExit(f"error: no run logged {missing}; the logged metrics are {_logged(rows)}")
     out = Path(args.out) if args.out else next(iter(runs.values())) / "curves.png"
-    save_curves(out, rows, keys, smooth=max(1, args.smooth))
+    save_curves(out, rows, keys, symlog=tuple(args.symlog), smooth=max(1, args.smooth))
     print(f"curves: {out}")
 
 

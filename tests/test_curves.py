@@ -34,3 +34,12 @@ def test_curves_bad_input_is_one_line(tmp_path):
         curves.main(["--workdir", str(wd), "--keys", "nope"])
     with pytest.raises(SystemExit, match="metrics.jsonl does not exist"):
         curves.main(["--workdir", str(tmp_path / "none"), "--keys", "loss_d"])
+
+
+def test_symlog_reaches_the_figure_and_names_a_plotted_metric(tmp_path, monkeypatch):
+    wd, seen = _run(tmp_path), {}
+    monkeypatch.setattr(curves, "save_curves", lambda out, rows, keys, **kw: seen.update(kw))
+    curves.main(["--workdir", str(wd), "--keys", "loss_d", "loss_g", "--symlog", "loss_g"])
+    assert seen["symlog"] == ("loss_g",)
+    with pytest.raises(SystemExit, match=r"--symlog \['loss_x'\] are not among the plotted"):
+        curves.main(["--workdir", str(wd), "--keys", "loss_d", "--symlog", "loss_x"])
