@@ -163,17 +163,18 @@ def feature_network(c):
     return net, name, why
 
 
-def _image_scores(exp: Experiment, state, metrics, out, *, seed: int, protocol: dict):
-    """`(sampler stats, scores)` of the image protocol: rounds, then the feature metrics."""
+def _image_scores(exp: Experiment, state, metrics, out, *, seed: int, protocol: dict, ref_dir):
+    """`(sampler stats, scores)` of the image protocol: rounds (in `out`), then the feature
+    metrics (the reference statistics cached in `ref_dir`, shared by every step's evaluation)."""
     c = exp.c
     net, fd_name, why = feature_network(c) if "fd" in metrics else (None,) * 3
     check = protocol_lib.check_network(c) if net is not None else None
     if net is not None:
         protocol["feature_network"] = {"name": net.name, "hash": net.hash}
-        protocol_lib.reference(c, net, out)  # the reference split's statistics, cached up front
+        protocol_lib.reference(c, net, ref_dir)  # the reference split's statistics, cached first
     if check is not None:  # named in the protocol, so these rounds get their own fingerprint
         protocol["check_network"] = {"name": check.name, "hash": check.hash}
-        protocol_lib.reference(c, check, out)
+        protocol_lib.reference(c, check, ref_dir)
     protocol["round_size"] = int(c.eval.round_size)
     rounds = protocol_lib.sample_rounds(
         exp, state, net, out, seed=seed, protocol=protocol, check=check
@@ -183,7 +184,7 @@ def _image_scores(exp: Experiment, state, metrics, out, *, seed: int, protocol: 
     scores = image_metrics(exp, state, x, [m for m in metrics if m != "fd"], out, seed=seed)
     if "fd" in metrics:
         scores["fd"] = (
-            protocol_lib.feature_metrics(c, net, fd_name, rounds, out, check=check)
+            protocol_lib.feature_metrics(c, net, fd_name, rounds, ref_dir, check=check)
             if net is not None
             else {fd_name: why}  # the one-line reason it is unavailable
         )
@@ -219,7 +220,11 @@ def evaluate(config, workdir: str, *, seed: int = 1, step: int | None = None) ->
             scores["log_likelihood"] = toy2d_log_likelihood(exp, state, seed=30_000 + seed)
         np.save(out / "samples.npy", x)
     else:
-        stats, scores = _image_scores(exp, state, metrics, out, seed=seed, protocol=protocol)
+        ref_dir = eval_dir(workdir)
+        ref_dir.mkdir(parents=True, exist_ok=True)
+        stats, scores = _image_scores(
+            exp, state, metrics, out, seed=seed, protocol=protocol, ref_dir=ref_dir
+        )
     result = {
         "protocol": protocol,
         "sampler_stats": stats,

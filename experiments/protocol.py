@@ -162,11 +162,11 @@ def reference(c, net, out: Path):
     return ref, np.load(feats_path)
 
 
-def distances(c, net, stats: FeatureStats, feats, out: Path) -> dict:
+def distances(c, net, stats: FeatureStats, feats, ref_dir: Path) -> dict:
     """FD (key "fd") against the reference statistics in `net`, KID and precision/recall against
     its reference features (at most `eval.kid_reference_max`), of the samples' streamed `stats`
-    and kept features `feats` `[M, F]`."""
-    ref, ref_feats = reference(c, net, out)
+    and kept features `feats` `[M, F]`; the reference is cached in `ref_dir`."""
+    ref, ref_feats = reference(c, net, ref_dir)
     mu, sigma, n = stats.finalize()
     n_kid = min(len(feats), len(ref_feats), c.eval.kid_subset_size)
     kid, kid_std = kernel_inception_distance(
@@ -184,17 +184,18 @@ def distances(c, net, stats: FeatureStats, feats, out: Path) -> dict:
     }
 
 
-def feature_metrics(c, net, name: str, rounds: RoundResults, out: Path, check=None) -> dict:
-    """FD / FID against the reference statistics, KID and precision/recall against reference
-    features (on at most `eval.kid_reference_max` samples), IS (Inception only), and with a
-    `check` extractor the same in its features under "check" ("fd_check_<dataset>")."""
-    scores = distances(c, net, rounds.stats, rounds.cat("features"), out)
+def feature_metrics(c, net, name: str, rounds: RoundResults, ref_dir: Path, check=None) -> dict:
+    """FD / FID against the reference statistics (cached in `ref_dir`), KID and precision/recall
+    against reference features (on at most `eval.kid_reference_max` samples), IS (Inception
+    only), and with a `check` extractor the same in its features under "check"
+    ("fd_check_<dataset>")."""
+    scores = distances(c, net, rounds.stats, rounds.cat("features"), ref_dir)
     result = {name: scores.pop("fd"), **scores}
     if name == "fid":
         result["inception_score"], result["inception_score_std"] = inception_score(
             rounds.cat("logits")
         )
     if check is not None:
-        scores = distances(c, check, rounds.check_stats, rounds.cat("check_features"), out)
+        scores = distances(c, check, rounds.check_stats, rounds.cat("check_features"), ref_dir)
         result["check"] = {f"fd_check_{c.data.name}": scores.pop("fd"), **scores}
     return result

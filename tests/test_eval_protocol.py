@@ -252,3 +252,18 @@ def test_evaluate_a_chosen_checkpoint_step(tmp_path):
         CheckpointError, match=r"no checkpoint at step 7 in .*there are steps 1, 2$"
     ):
         evaluate(c, str(wd), step=7)
+
+
+@pytest.mark.slow
+def test_a_chosen_step_shares_the_reference_statistics(digits_run):
+    """`step=N` writes its rounds and metrics to `eval/step_N/` but reads the reference split's
+    statistics from `eval/` (computed once per workdir, not once per step)."""
+    c, wd = digits_run
+    c.eval.metrics = ("fd",)
+    evaluate(c, str(wd))
+    refs = sorted((wd / "eval").glob("reference_*"))
+    stamps = [p.stat().st_mtime_ns for p in refs]
+    older = evaluate(c, str(wd), step=1)
+    assert older["protocol"]["checkpoint_step"] == 1 and older["fd"]["fd_digits"] > 0
+    assert refs and not list((wd / "eval" / "step_1").glob("reference_*"))
+    assert [p.stat().st_mtime_ns for p in refs] == stamps
