@@ -277,18 +277,20 @@ def _vapo_test_images(exp, num: int) -> np.ndarray:
     return (2 * (k + u) / 256 - 1).astype(np.float32)
 
 
+def _gaussian_log_prob(z, sigma0: float):
+    """log N(z; 0, σ0² I) per example, `[B, ...]` -> `[B]` (VAPO's p0)."""
+    flat = z.reshape(z.shape[0], -1)
+    norm = flat.shape[1] * jnp.log(sigma0 * jnp.sqrt(2 * jnp.pi))
+    return -0.5 * jnp.sum(flat**2, 1) / sigma0**2 - norm
+
+
 def _vapo_bpd_fn(exp, state, args):
     """`bpd(x, key, trace, num_probes) -> (bits/dim [B], nfe, success)` of the run's flow."""
     from jaxgen.methods import vapo
     from jaxgen.samplers.likelihood import bits_per_dim, flow_log_likelihood
 
     rc, params = exp.rc, state.potential.eval_params(exp.c.eval.ema)
-    sigma0 = rc.method.sigma0
-
-    def log_p0(z):  # N(0, σ0² I)
-        flat = z.reshape(z.shape[0], -1)
-        norm = flat.shape[1] * jnp.log(sigma0 * jnp.sqrt(2 * jnp.pi))
-        return -0.5 * jnp.sum(flat**2, 1) / sigma0**2 - norm
+    log_p0 = partial(_gaussian_log_prob, sigma0=rc.method.sigma0)
 
     def bpd(xb, key, trace, num_probes=args.probes):
         v = lambda t, z: vapo.velocity(params, z, config=rc)
@@ -298,6 +300,14 @@ def _vapo_bpd_fn(exp, state, args):
         return bits_per_dim(lp, xb[0].size), st["nfe"], st["success"]
 
     return bpd
+
+
+def _prior_bpd(exp, x) -> float:
+    """Mean bits/dim of images `x` `[N, H, W, C]` under VAPO's p0 = N(0, σ0² I) alone."""
+    from jaxgen.samplers.likelihood import bits_per_dim
+
+    lp = _gaussian_log_prob(jnp.asarray(x), exp.rc.method.sigma0)
+    return float(jnp.mean(bits_per_dim(lp, x[0].size)))
 
 
 def vapo_bpd(args) -> None:
@@ -324,6 +334,8 @@ def vapo_bpd(args) -> None:
         "standard_error": float(bpd.std(ddof=1) / np.sqrt(len(bpd))),
         "nfe_median": float(np.median(nfe)),
         "seconds": time.perf_counter() - t,
+        # for scale: the same images under p0 alone (the flow at T = 0); uniform pixels: 8
+        "prior_bits_per_dim": _prior_bpd(exp, x),
     }
     cmd = f"python -m benchmarks.shortrun_ebm vapo_bpd {args.workdir} --num {args.num}"
     cmd += f" --exact {args.exact}"
