@@ -57,6 +57,9 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", help="run directories (DIR/config.json)")
     parser.add_argument("--num", type=int, default=256)
     parser.add_argument("--out", action="store_true")
+    parser.add_argument(
+        "--record-as", default="shortrun_ebm_chains", help="--out writes docs/bench/NAME.json"
+    )
     args = parser.parse_args()
     if args.num < 2:
         raise SystemExit(f"shortrun_ebm_chains: --num must be >= 2, got {args.num}")
@@ -70,7 +73,9 @@ def main() -> None:
         )
     if args.out:
         cmd = "python -m benchmarks.shortrun_ebm_chains " + " ".join(args.runs)
-        path = record("shortrun_ebm_chains", {"command": cmd, "num": args.num, "runs": rows})
+        if args.record_as != "shortrun_ebm_chains":
+            cmd += f" --record-as {args.record_as}"
+        path = record(args.record_as, {"command": cmd, "num": args.num, "runs": rows})
         print(f"wrote {path}")
 
 
