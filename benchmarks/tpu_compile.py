@@ -59,20 +59,50 @@ def load_config(path: str, overrides: list[str]):
     return c
 
 
+def _computations(hlo: str) -> dict:
+    """`{name: body text}` of each computation in an HLO module's text."""
+    header = re.compile(r"^(?:ENTRY )?%?([\w.\-]+) \(.*\{$", re.M)
+    found = list(header.finditer(hlo))
+    ends = [m.start() for m in found[1:]] + [len(hlo)]
+    return {
+        m.group(1): hlo[m.end() : end] for m, end in zip(found, ends[: len(found)], strict=True)
+    }
+
+
+def _loop_computations(comps: dict) -> set:
+    """Names of the computations that run inside a while loop: every loop's body and condition,
+    and what they call, transitively."""
+    called = re.compile(r"(?:body|condition|calls|to_apply)=%?([\w.\-]+)")
+    loop = {
+        n for text in comps.values() for n in re.findall(r"(?:body|condition)=%?([\w.\-]+)", text)
+    }
+    todo = list(loop)
+    while todo:
+        for n in called.findall(comps.get(todo.pop(), "")):
+            if n not in loop:
+                loop.add(n), todo.append(n)
+    return loop
+
+
 def collectives(hlo: str) -> dict:
-    """`{kind: {"count": n, "bytes": total result bytes}}` of the collectives in an HLO module
-    (an async `-start` counts once; its `-done` is not counted)."""
+    """`{kind: {"count": n, "bytes": total result bytes, "in_loop": n}}` of the collectives in an
+    HLO module (an async `-start` counts once; its `-done` is not counted). `in_loop` counts
+    those inside a while loop's body: they run once per iteration, not once per step."""
     kinds = "|".join(COLLECTIVES)
-    line = re.compile(rf"^\s*\S+ = (.*?) ({kinds})(?:-start)?\(", re.M)
+    line = re.compile(rf"^\s*(?:ROOT )?\S+ = (.*?) ({kinds})(?:-start)?\(", re.M)
+    comps = _computations(hlo) or {"": hlo}
+    loop = _loop_computations(comps)
     out = {}
-    for shapes, kind in line.findall(hlo):
-        total = 0
-        for dtype, dims in re.findall(r"\b([a-z]+\d*)\[([\d,]*)\]", shapes):
-            n = int(np.prod([int(d) for d in dims.split(",") if d])) if dims else 1
-            total += n * DTYPE_BYTES.get(dtype, 4)
-        entry = out.setdefault(kind, {"count": 0, "bytes": 0})
-        entry["count"] += 1
-        entry["bytes"] += total
+    for name, text in comps.items():
+        for shapes, kind in line.findall(text):
+            total = 0
+            for dtype, dims in re.findall(r"\b([a-z]+\d*)\[([\d,]*)\]", shapes):
+                n = int(np.prod([int(d) for d in dims.split(",") if d])) if dims else 1
+                total += n * DTYPE_BYTES.get(dtype, 4)
+            entry = out.setdefault(kind, {"count": 0, "bytes": 0, "in_loop": 0})
+            entry["count"] += 1
+            entry["bytes"] += total
+            entry["in_loop"] += name in loop
     return out
 
 
