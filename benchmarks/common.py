@@ -60,3 +60,15 @@ def record(name: str, payload: dict) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps({"machine": machine(), **payload}, indent=1))
     return path
+
+
+def restore(workdir: Path):
+    """`(experiment, state)` of a run: its saved config and newest readable checkpoint."""
+    import ml_collections
+
+    from experiments import cli
+
+    c = ml_collections.ConfigDict(json.loads((workdir / "config.json").read_text()))
+    exp = cli.experiment(c)
+    state, _ = exp.restore_latest(str(workdir))
+    return exp, state

@@ -18,8 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import record
-from benchmarks.shortrun_ebm import restore
+from benchmarks.common import record, restore
 from jaxgen.data import mixture_modes
 
 FIGURES = Path(__file__).resolve().parents[1] / "docs" / "figures"

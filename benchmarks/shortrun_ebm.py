@@ -34,11 +34,10 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 from scipy.special import logsumexp
 
-from benchmarks.common import interleaved_times, record
+from benchmarks.common import interleaved_times, record, restore
 from benchmarks.glf_fashion import _sgemm_rate
 from jaxgen.data import mixture_modes, sample_toy2d
 from jaxgen.methods import shortrun_ebm as srl
@@ -63,16 +62,6 @@ def true_log_density(name: str, x) -> np.ndarray:
         return np.concatenate([swissroll_log_density(c) for c in np.array_split(x, 20)])
     centres, std = mixture_modes(name)
     return gaussian_mixture_log_density(x, centres, std)
-
-
-def restore(workdir: Path):
-    """`(experiment, state)` of a finished run."""
-    from experiments import cli
-
-    c = ml_collections.ConfigDict(json.loads((workdir / "config.json").read_text()))
-    exp = cli.experiment(c)
-    state, _ = exp.restore_latest(str(workdir))
-    return exp, state
 
 
 def _grid(lim: float, n: int) -> np.ndarray:

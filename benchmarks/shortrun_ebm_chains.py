@@ -17,8 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import record
-from benchmarks.shortrun_ebm import restore
+from benchmarks.common import record, restore
 
 
 def chain_range(workdir: Path, num: int, seed: int = 3) -> dict:

@@ -80,7 +80,8 @@ def _loop_computations(comps: dict) -> set:
     while todo:
         for n in called.findall(comps.get(todo.pop(), "")):
             if n not in loop:
-                loop.add(n), todo.append(n)
+                loop.add(n)
+                todo.append(n)
     return loop
 
 

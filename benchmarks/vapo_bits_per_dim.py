@@ -20,8 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks.common import record
-from benchmarks.shortrun_ebm import restore
+from benchmarks.common import record, restore
 
 
 def _vapo_test_images(exp, num: int) -> np.ndarray:
