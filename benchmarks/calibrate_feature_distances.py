@@ -7,10 +7,17 @@ In each extractor's features (`jaxgen.metrics.load_extractor`), against the trai
   (b) the test set blurred with a Gaussian of sigma = 1 px,
   (c) the test set plus Gaussian noise of std 0.1 and 0.3 (in [-1, 1] units), clipped,
   (d) samples of a 16-component diagonal Gaussian mixture fitted to train pixels
-      (sklearn, fixed seed; fitted on at most 10,000 train images), clipped to [-1, 1].
+      (sklearn, fixed seed; fitted on at most 10,000 train images), clipped to [-1, 1],
+  (e) samples of the independent-pixel model (a 256-level histogram per pixel fitted to all
+      train images, `jaxgen.metrics.pixel_baseline`): the images' marginals, no structure.
 FD uses the full train statistics; KID compares with all train features (subsets of
 min(1000, N) rows); precision/recall (k=3) use a random train subset as large as the test set.
 Prints a markdown table and writes `docs/bench/feature_distance_calibration.json`.
+
+`--num N` scores N images per row instead (the first N test images for (a)–(c), N model samples
+for (d)–(e)): FD's bias grows like 1/n, so a model evaluated on 2000 samples is compared with
+the rows of `--num 2000` (`docs/bench/feature_distance_calibration_n2000.json`), never with
+the 10k-image rows.
 """
 
 import argparse
@@ -31,6 +38,7 @@ from jaxgen.metrics import (
     load_extractor,
     precision_recall,
 )
+from jaxgen.metrics.pixel_baseline import fit_pixel_histogram, sample_pixel_histogram
 
 SEED = 0
 GMM_COMPONENTS = 16
@@ -61,13 +69,26 @@ def conditions(x_train, x_test, *, seed: int) -> dict[str, np.ndarray]:
         noisy = x_test + std * rng.standard_normal(x_test.shape).astype(np.float32)
         out[f"(c) test + noise std {std}"] = np.clip(noisy, -1.0, 1.0)
     out[f"(d) GMM-{GMM_COMPONENTS} (diag) samples"] = gmm_samples(x_train, len(x_test), seed=seed)
+    out["(e) independent-pixel samples"] = pixel_samples(x_train, len(x_test), seed=seed)
     return out
 
 
-def calibrate(dataset: str) -> dict:
+def pixel_samples(x_train: np.ndarray, n: int, *, seed: int) -> np.ndarray:
+    """`n` images `[n, H, W, C]` of the per-pixel histogram of `x_train` (in [-1, 1], levels
+    recovered from the data's own grid)."""
+    levels = len(np.unique(x_train[: min(len(x_train), 2000)]))
+    levels = 256 if levels > 17 else 17  # 8-bit sets; sklearn's digits are 0..16
+    k = np.rint((x_train + 1.0) * (levels - 1) / 2.0).astype(np.int64)
+    probs = fit_pixel_histogram(k, levels=levels)
+    return sample_pixel_histogram(probs, n, seed=seed)
+
+
+def calibrate(dataset: str, num: int = 0) -> dict:
     extractor = load_extractor(dataset)
     x_train, _ = load_split(dataset, "train")
     x_test, y_test = load_split(dataset, "test")
+    if num:
+        x_test, y_test = x_test[:num], y_test[:num]
     stats = FeatureStats()
     train_feats = []
     for start in range(0, len(x_train), 10_000):
@@ -128,15 +149,17 @@ def markdown(results: dict) -> str:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--datasets", nargs="+", default=list(FEATURE_EXTRACTORS))
+    parser.add_argument("--num", type=int, default=0, help="images per row (0: the test split)")
     args = parser.parse_args(argv)
     results = {}
     for dataset in args.datasets:
         print(f"calibrating {dataset} ...", flush=True)
-        results[dataset] = calibrate(dataset)
+        results[dataset] = calibrate(dataset, args.num)
     table = markdown(results)
     print(table)
     payload = {
-        "command": "python -m benchmarks.calibrate_feature_distances",
+        "command": "python -m benchmarks.calibrate_feature_distances"
+        + (f" --num {args.num}" if args.num else ""),
         "settings": {
             "seed": SEED,
             "gmm_components": GMM_COMPONENTS,
@@ -147,7 +170,8 @@ def main(argv=None):
         "results": results,
         "markdown": table,
     }
-    print(f"wrote {record('feature_distance_calibration', payload)}")
+    name = "feature_distance_calibration" + (f"_n{args.num}" if args.num else "")
+    print(f"wrote {record(name, payload)}")
 
 
 if __name__ == "__main__":

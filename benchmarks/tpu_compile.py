@@ -33,7 +33,7 @@ from ml_collections import config_flags
 from benchmarks.common import record
 from experiments.configs.common import set_field
 from jaxgen.parallel import batch_sharding, make_mesh, replicated
-from jaxgen.train.step import make_sharded_step
+from jaxgen.train.step import make_sharded_sampler, make_sharded_step
 
 # per chip: HBM (GiB) and peak bf16 matmul TFLOP/s (Google Cloud TPU documentation)
 CHIPS = {
@@ -177,14 +177,12 @@ def _hosts(devices) -> int:
 
 
 def _compile_sampler(exp, mesh, abstract, num: int) -> dict:
-    kw = dict(shape=exp.shape)
-    if exp.caps.sample_sharding:
-        kw["sharding"] = batch_sharding(mesh)
-    fn = jax.jit(partial(exp.recipe.sample, config=exp.rc, **kw), static_argnums=1)
+    # the CLI's sampler: traced under the mesh, its draws split over the devices
+    fn = make_sharded_sampler(partial(exp.recipe.sample, config=exp.rc, shape=exp.shape), mesh)
     state = _placed(abstract, jax.tree.map(lambda _: replicated(mesh), abstract))
     key = jax.ShapeDtypeStruct((2,), jnp.uint32, sharding=replicated(mesh))
     t = time.perf_counter()
-    compiled = fn.lower(state, num, key=key).compile()
+    compiled = fn.lower(state, num, key).compile()
     return {"num": num, **_analysis(compiled, time.perf_counter() - t)}
 
 

@@ -71,6 +71,19 @@ def _prior_bpd(exp, x) -> float:
     return float(jnp.mean(bits_per_dim(lp, x[0].size)))
 
 
+def _pixel_bpd(exp, num: int) -> float:
+    """Mean bits/dim of the first `num` test images under the independent-pixel control (a
+    256-level histogram per pixel counted on the train split; `benchmarks.pixel_baseline`)."""
+    from jaxgen.data import load_images
+    from jaxgen.metrics.pixel_baseline import fit_pixel_histogram, pixel_bits_per_dim
+
+    c = exp.c
+    kw = dict(pad_to_32=c.data.pad_to_32, data_dir=c.data.data_dir or None)
+    train, test = (load_images(c.data.name, split, **kw) for split in ("train", "test"))
+    probs = fit_pixel_histogram(np.asarray(train.images))
+    return float(pixel_bits_per_dim(probs, np.asarray(test.images[:num])).mean())
+
+
 def vapo_bits_per_dim(args) -> None:
     """Bits/dim of a VAPO run's flow on test images (Hutchinson; exact trace on a few)."""
     exp, state = restore(Path(args.workdir))
@@ -98,6 +111,8 @@ def vapo_bits_per_dim(args) -> None:
         "seconds": time.perf_counter() - t,
         # for scale: the same images under p0 alone (the flow at T = 0); uniform pixels: 8
         "prior_bits_per_dim": _prior_bpd(exp, x),
+        # the control a likelihood model must beat: independent pixels, counted
+        "independent_pixels_bits_per_dim": _pixel_bpd(exp, len(x)),
     }
     cmd = f"python -m benchmarks.vapo_bits_per_dim {args.workdir} --num {args.num}"
     cmd += f" --exact {args.exact}"

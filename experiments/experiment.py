@@ -21,7 +21,6 @@ from jaxgen.data.pipeline import ClassSubsetError, load_images, to_unit_range
 from jaxgen.methods import get_recipe
 from jaxgen.methods.common import ConfigError, config_from_dict
 from jaxgen.parallel import (
-    batch_sharding,
     is_primary,
     make_mesh,
     replicated,
@@ -31,6 +30,7 @@ from jaxgen.parallel import (
 from jaxgen.train.checkpoint import CheckpointError, Checkpoints
 from jaxgen.train.fixed_fields import FixedFieldCheckpoints, host_value, load_fields, save_fields
 from jaxgen.train.lock import WorkdirLock, WorkdirLockedError
+from jaxgen.train.step import make_sharded_sampler
 
 BASE_CONFIG = "base_config.json"  # a base stage's config, copied into the run that builds on it
 DATA_FIT = "data_fit.npz"  # the recipe's data fit (FDRL's prior), once per run
@@ -300,11 +300,22 @@ class Experiment:
         return self._jitted[key]
 
     def _sample_layout(self, chunk: int):
-        """`(mesh, sharding)` to split a chunk of samples over all devices, or `(None, None)`."""
+        """The mesh to split a chunk of samples over all devices, or None (one device, or a
+        chunk the devices do not divide)."""
         n_dev = jax.device_count()
-        if not self.caps.sample_sharding or n_dev == 1 or chunk % n_dev:
-            return None, None
-        return self.sample_mesh, batch_sharding(self.sample_mesh)
+        if n_dev == 1 or chunk % n_dev:
+            return None
+        return self.sample_mesh
+
+    def sharded_sampler(self, use_ema: bool):
+        """The recipe's `sample` traced under `sample_mesh` (`make_sharded_sampler`): its draws
+        (`batch_normal`) and the chains that follow run on each device's share of the chunk.
+        Built once per run."""
+        key = ("sharded_sample", use_ema)
+        if key not in self._jitted:
+            fn = partial(self.recipe.sample, config=self.rc, shape=self.shape, use_ema=use_ema)
+            self._jitted[key] = make_sharded_sampler(fn, self.sample_mesh)
+        return self._jitted[key]
 
     @cached_property
     def sample_mesh(self):
@@ -368,12 +379,12 @@ class Experiment:
             x0 = self.source_images(num, seed=seed)
             return self.translate(state, x0, seed=seed, use_ema=use_ema)
         chunk = min(num, self.c.eval.batch_size)
-        mesh, sharding = self._sample_layout(chunk)
-        kw = dict(shape=self.shape, use_ema=use_ema)
-        if sharding is not None:
-            kw["sharding"] = sharding
+        mesh = self._sample_layout(chunk)
+        if mesh is None:
+            fn = self.jitted("sample", shape=self.shape, use_ema=use_ema)
+        else:
+            fn = self.sharded_sampler(use_ema)
             state = jax.device_put(state, replicated(mesh))
-        fn = self.jitted("sample", **kw)
         outs, stats = [], []
         for i, start in enumerate(range(0, num, chunk)):
             x, st = fn(state, chunk, key=jax.random.fold_in(jax.random.PRNGKey(seed), i))

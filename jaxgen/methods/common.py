@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxgen.optim import DECAYS, OPTIMIZERS, make_optimizer
+from jaxgen.parallel import shard_over_batch
 
 
 class FieldError(ValueError):
@@ -105,6 +106,26 @@ def make_tx(optim: Optim):
     kwargs = {f.name: getattr(optim, f.name) for f in dataclasses.fields(optim)}
     kwargs.pop("ema_rate")
     return make_optimizer(kwargs.pop("optimizer"), kwargs.pop("lr"), **kwargs)
+
+
+# ---------------------------------------------------------------- draws inside a step
+
+
+def batch_normal(key, shape, dtype=jnp.float32) -> jax.Array:
+    """N(0, I) draws `shape` = `[B, ...]` (prior draws, chain starts, latents, noise), split
+    over the batch devices when traced under a data mesh (`shard_over_batch`; a no-op
+    outside one). Every per-example array a recipe draws inside `train_step` or `sample` comes
+    from here or `batch_draw`: drawn from the replicated key and left unconstrained, XLA computes
+    it whole on every device, and with it everything that follows (the short-run EBM's K
+    Langevin steps ran on the global batch per device; tests/test_sharding.py reads the rows
+    of every recipe's compiled step and sampler)."""
+    return shard_over_batch(jax.random.normal(key, shape, dtype))
+
+
+def batch_draw(draw: Callable, key, shape, **kwargs) -> jax.Array:
+    """`draw(key, shape, **kwargs)` (any `jax.random` sampler: `uniform`, `bernoulli`,
+    `randint`, ...) split over the batch devices like `batch_normal`."""
+    return shard_over_batch(draw(key, shape=shape, **kwargs))
 
 
 # ---------------------------------------------------------------- entry checks

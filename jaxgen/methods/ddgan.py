@@ -28,6 +28,7 @@ from jaxgen.methods.common import (
     Capabilities,
     FieldError,
     Optim,
+    batch_normal,
     check_batch,
     check_count,
     check_inputs,
@@ -401,11 +402,14 @@ def sample(state: State, num: int, *, config: Config, key, shape=None, use_ema=T
     _check_example(shape, config, "ddgan.sample")
     sched = schedule(config)
     k_T, k_chain = jax.random.split(key)
-    x_T = jax.random.normal(k_T, (num, *shape), jnp.float32)
+    x_T = batch_normal(k_T, (num, *shape))
     if sharding is not None:
         x_T = jax.lax.with_sharding_constraint(x_T, sharding)
     params = state.gen.eval_params(use_ema)
-    denoiser = partial(denoise, params, config=config, sched=sched)
+
+    def denoiser(x_t, z, t):  # the chain draws z per step: split it over the batch devices
+        return denoise(params, x_t, shard_over_batch(z), t, config=config, sched=sched)
+
     if config.method.parameterisation == "direct":
         return _direct_chain(denoiser, sched, x_T, k_chain, config)
     return ddgan_chain(denoiser, sched, x_T, k_chain, latent_dim=config.model.latent_dim)

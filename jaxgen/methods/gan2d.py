@@ -17,6 +17,7 @@ from flax import struct
 from jaxgen.methods.common import (
     Capabilities,
     Optim,
+    batch_normal,
     check_batch,
     check_count,
     check_shape,
@@ -244,7 +245,7 @@ def sample(state: State, num: int, *, config: Config, key, shape=None, use_ema: 
     num = check_count(num, "gan2d.sample")
     want = state.replay.shape[1:]
     (d,) = check_shape((2,) if shape is None else shape, "gan2d.sample", example_shape=want)
-    z = jax.random.normal(key, (num, config.model.latent))
+    z = batch_normal(key, (num, config.model.latent))
     params = state.gen.eval_params(use_ema)
     x, _ = generate(
         params, state.gen.variables["batch_stats"], z, config=config, out_dim=d, train=False

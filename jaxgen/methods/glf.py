@@ -21,6 +21,7 @@ from jaxgen.flows import forward_and_log_det, init_flow, inverse_and_log_det, la
 from jaxgen.methods.common import (
     Capabilities,
     Optim,
+    batch_normal,
     check_batch,
     check_count,
     check_inputs,
@@ -341,7 +342,7 @@ def sample(state: State, num: int, *, config: Config, key, shape=None, use_ema: 
     `num`: a positive int, static under `jit`."""
     num = check_count(num, "glf.sample")
     _checked_shape(state, shape, config, "glf.sample")
-    u = config.sample.temperature * jax.random.normal(key, (num, config.model.latent))
+    u = config.sample.temperature * batch_normal(key, (num, config.model.latent))
     x = decode_noise(state, u, config=config, use_ema=use_ema)
     return x, {"nfe": jnp.ones((num,), jnp.int32)}
 

@@ -28,6 +28,8 @@ from flax import struct
 from jaxgen.methods.common import (
     Capabilities,
     Optim,
+    batch_draw,
+    batch_normal,
     check_batch,
     check_count,
     check_inputs,
@@ -294,10 +296,11 @@ def log_likelihood(params, x, key, *, config: Config, solver: str = "dopri5", **
 def _negatives(state: State, params, x, key, config: Config):
     """x₀ and the negatives of this step, and the chains to keep."""
     k_x0, k_reset, k_dyn = jax.random.split(key, 3)
-    fresh = jax.random.normal(k_x0, x.shape, jnp.float32)
+    fresh = batch_normal(k_x0, x.shape)
     x0, chains = fresh, state.chains
     if config.method.persistent:
-        reset = jax.random.bernoulli(k_reset, config.method.reset_prob, (x.shape[0],))
+        p = config.method.reset_prob
+        reset = batch_draw(jax.random.bernoulli, k_reset, (x.shape[0],), p=p)
         x0 = jnp.where(reset.reshape((-1,) + (1,) * (x.ndim - 1)), fresh, chains["x"])
     differentiable = config.method.generator_loss
     x_neg, stats, trace = dynamics(params, x0, k_dyn, config=config, differentiable=differentiable)
@@ -360,7 +363,7 @@ def sample(state: State, num: int, *, config: Config, key, shape=None, use_ema=T
     num = check_count(num, "shortrun_ebm.sample")
     shape = _shape(state, shape, config, "shortrun_ebm.sample")
     k0, k_dyn = jax.random.split(key)
-    x0 = jax.random.normal(k0, (num, *shape), jnp.float32)
+    x0 = batch_normal(k0, (num, *shape))
     if sharding is not None:
         x0 = jax.lax.with_sharding_constraint(x0, sharding)
     with jax.default_matmul_precision("float32"):

@@ -17,6 +17,7 @@ from flax import struct
 from jaxgen.methods.common import (
     Capabilities,
     Optim,
+    batch_normal,
     check_batch,
     check_count,
     check_inputs,
@@ -271,7 +272,7 @@ def sample(
     params = state.potential.eval_params(use_ema)
     spec = example_spec(params, config)
     shape = check_shape((2,) if shape is None else shape, "vapo.sample", **spec)
-    x0 = config.method.sigma0 * jax.random.normal(key, (num, *shape), jnp.float32)
+    x0 = config.method.sigma0 * batch_normal(key, (num, *shape))
     if sharding is not None:
         x0 = jax.lax.with_sharding_constraint(x0, sharding)
     return solve_flow(params, x0, config=config)

@@ -73,6 +73,19 @@ def make_sharded_step(
     )
 
 
+def make_sharded_sampler(sample_fn: Callable, mesh):
+    """`jax.jit` of `sample_fn(state, num, key)` (`num` static) traced under `mesh`, so the
+    draws the sampler makes (`jaxgen.methods.common.batch_normal`) and everything computed from
+    them are split over the mesh's `data` axis: each device runs `num / devices` samples.
+    Put the state on the mesh replicated (`replicated(mesh)`) before calling."""
+
+    def fn(state, num, key):
+        with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):
+            return sample_fn(state, num, key=key)
+
+    return jax.jit(fn, static_argnums=1)
+
+
 def _has_conv(step_fn: Callable, state, batches) -> bool:
     """Whether one step (on `batches[0]`) contains a convolution. On CPU such steps are unrolled
     in the K-step scan: XLA:CPU leaves a convolution inside a loop body un-rewritten (the weight
