@@ -2,6 +2,10 @@
 best near κ = 20, then worse; docs/methods/fdrl.md §5).
 
     python -m benchmarks.fdrl_kappa --workdir runs/fdrl_fmnist [--num 2000] [--kappa 0 5 10 20 50]
+    python -m benchmarks.fdrl_kappa --workdir runs/fdrl_fmnist --steps 0 5 10 20 40 --record-as NAME
+
+`--steps` gives absolute flow depths instead of K + κ; depth 0 scores the prior's draws
+themselves (the prior-only control: what the fitted prior does without the learned flow).
 
 One flow of K + max κ steps per chunk of prior draws, with every g-th iterate kept (g the
 greatest common divisor of the step counts), so each κ is scored on the same particles at a
@@ -75,13 +79,17 @@ def main() -> None:
     ap.add_argument("--num", type=int, default=2000)
     ap.add_argument("--chunk", type=int, default=500)
     ap.add_argument("--kappa", type=int, nargs="+", default=[0, 5, 10, 20, 30, 50])
+    ap.add_argument("--steps", type=int, nargs="+", help="absolute flow depths (0: the prior)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--record-as", default="", help="name of the record and figure")
     args = ap.parse_args()
     c = run_config(args.workdir)
     exp = cli.experiment(c)
     state, _ = exp.restore_latest(args.workdir)
     k = exp.rc.method.flow_steps
-    steps = sorted({k + kappa for kappa in args.kappa})
+    steps = sorted(set(args.steps) if args.steps else {k + kappa for kappa in args.kappa})
+    if steps[0] < 0:
+        raise SystemExit(f"error: flow depths must be >= 0, got {steps[0]}")
     every = math.gcd(*steps)
     fn = jax.jit(
         partial(
@@ -110,10 +118,11 @@ def main() -> None:
         print(
             {a: round(b, 4) if isinstance(b, float) else b for a, b in rows[-1].items()}, flush=True
         )
-    fig = RESULTS.parent / "figures" / f"fdrl_{c.data.name}_kappa.png"
+    stem = args.record_as or f"fdrl_{c.data.name}_kappa"
+    fig = RESULTS.parent / "figures" / f"{stem}.png"
     _figure(fig, rows, strips, name)
     payload = {"workdir": args.workdir, "step": int(state.step), "num_samples": args.num}
-    record(f"fdrl_{c.data.name}_kappa", {**payload, "train_flow_steps": k, "rows": rows})
+    record(stem, {**payload, "train_flow_steps": k, "rows": rows})
     print(f"figure: {fig}")
 
 
