@@ -9,7 +9,7 @@ The guiding classifier is the in-project FD-fashion_mnist extractor's logits
 independently trained check extractor (`check=True`), so a sample that only fools the guide
 does not count. The unguided rate of class n is the fraction of plain samples the check
 classifier assigns to n (≈ 10% for a model that covers every class evenly). Writes
-`DIR/guidance/grid.png` (one row per class) and, with `--out`, docs/bench/fdrl_guidance.json.
+`DIR/guidance/grid_phi<φ>.png` (one row per class) and, with `--out`, docs/bench/fdrl_guidance.json.
 """
 
 import argparse
@@ -36,6 +36,7 @@ def main() -> None:
     p.add_argument("--phi", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", action="store_true")
+    p.add_argument("--record-as", default="fdrl_guidance", help="name of the --out record")
     args = p.parse_args()
     c = run_config(args.workdir)  # the run's own config.json
     exp = cli.experiment(c)
@@ -72,7 +73,8 @@ def main() -> None:
     unguided = {n: float(np.mean(plain_classes == n)) for n in range(10)}
     out = Path(args.workdir) / "guidance"
     out.mkdir(exist_ok=True)
-    save_image_grid(out / "grid.png", np.concatenate(grid), ncol=10, scale=2)
+    grid_path = out / f"grid_phi{args.phi:g}.png"
+    save_image_grid(grid_path, np.concatenate(grid), ncol=10, scale=2)
     result = {
         "workdir": args.workdir,
         "checkpoint_step": int(meta.get("step", state.step)),
@@ -83,11 +85,11 @@ def main() -> None:
         "guided_accuracy_mean": float(np.mean(list(rows.values()))),
         "unguided_rate": unguided,
         "judge": judge.name,
-        "grid": str(out / "grid.png"),
+        "grid": str(grid_path),
     }
     print(json.dumps(result, indent=1))
     if args.out:
-        record("fdrl_guidance", result)
+        record(args.record_as, result)
 
 
 if __name__ == "__main__":

@@ -44,8 +44,7 @@ def feature_network(c):
     has `.name` and `.hash` (the SHA-256 of its weights), recorded with every statistic."""
     if c.data.name in FEATURE_EXTRACTORS:
         return load_extractor(c.data.name), f"fd_{c.data.name}", None
-    from jaxgen.metrics.inception import load_fid_inception
-    from jaxgen.metrics.inception_weights import unavailable_reason
+    from jaxgen.metrics.inception_weights import load_fid_inception, unavailable_reason
 
     path = c.eval.inception_weights or None
     reason = unavailable_reason(path)

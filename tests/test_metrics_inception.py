@@ -142,7 +142,7 @@ def test_missing_file_message(tmp_path, monkeypatch):
     expected = f"unavailable: no Inception weights at {missing}"
     assert unavailable_reason(missing) == expected
     with pytest.raises(InceptionWeightsUnavailable) as e:
-        inception.load_fid_inception(missing)
+        inception_weights.load_fid_inception(missing)
     assert str(e.value) == expected
     monkeypatch.setenv("JAXGEN_INCEPTION_WEIGHTS", str(missing))
     assert unavailable_reason() == expected
@@ -231,7 +231,7 @@ def make_bad_weights(tmp_path, kind: str):
 def test_bad_weights_file_is_one_value_error_line(tmp_path, kind):
     path, says = make_bad_weights(tmp_path, kind)
     with pytest.raises(InceptionWeightsError) as e:
-        inception.load_fid_inception(path)
+        inception_weights.load_fid_inception(path)
     msg = str(e.value)
     assert isinstance(e.value, ValueError) and "\n" not in msg and str(path) in msg
     assert e.value.__cause__ is None, "one line: no chained numpy / zipfile traceback"

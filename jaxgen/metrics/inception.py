@@ -18,13 +18,13 @@ Grey images (C = 1) are repeated to 3 channels. Nothing is quantised here: a cal
 the usual "uint8 PNG" protocol rounds its samples to 256 levels first.
 
 Weights come from `jaxgen.metrics.inception_weights` (converted from pytorch-fid's
-`pt_inception-2015-12-05-6726825d.pth`); parameter names mirror the torch state dict, so
-`Mixed_6b.branch7x7_2.conv.weight` lives at `params["Mixed_6b"]["branch7x7_2"]["conv"]["kernel"]`.
+`pt_inception-2015-12-05-6726825d.pth`), which also builds the loaded network
+(`load_fid_inception`), so this module imports nothing of it. Parameter names mirror the torch
+state dict, so `Mixed_6b.branch7x7_2.conv.weight` lives at `params["Mixed_6b"]["branch7x7_2"]["conv"]["kernel"]`.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -269,27 +269,3 @@ class FIDInception:
 
     def logits(self, images) -> np.ndarray:
         return self.features_and_logits(images)[1]
-
-
-def load_fid_inception(
-    path: str | os.PathLike | None = None, *, batch_size: int = 32, **kwargs
-) -> FIDInception:
-    """The FID network with weights from `path` or `$JAXGEN_INCEPTION_WEIGHTS` (.pth or .npz).
-
-    Strict: raises `InceptionWeightsUnavailable` ("unavailable: no Inception weights at <path>")
-    when the file is missing, and an `InceptionWeightsError` (a ValueError with one line naming
-    the file and the problem) for any other bad file: `InceptionWeightsHashError` when it is not
-    the pinned file, `InceptionWeightsInvalid` when it is not an Inception weights file at all.
-    `kwargs` go to `inception_weights.load_variables` (e.g. `expected_sha256=None` for test
-    weights).
-    """
-    from jaxgen.metrics import inception_weights
-
-    variables = inception_weights.load_variables(path, **kwargs)
-    pinned = kwargs.get("expected_sha256", inception_weights.PT_FID_WEIGHTS_SHA256)
-    return FIDInception(
-        variables,
-        batch_size=batch_size,
-        name="fid_inception_pt_2015_12_05",
-        weights_hash=pinned or "unverified",
-    )

@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from jaxgen.metrics.inception import InceptionV3
+from jaxgen.metrics.inception import FIDInception, InceptionV3
 
 PT_FID_WEIGHTS_FILENAME = "pt_inception-2015-12-05-6726825d.pth"
 # Full digest of the pytorch-fid release asset; its first 8 hex digits are the torch-hub suffix.
@@ -322,6 +322,28 @@ def convert(src, dst, *, expected_sha256: str | None = PT_FID_WEIGHTS_SHA256) ->
         raise _invalid(src, str(e)) from None
     save_npz(state, dst, source_sha256=source_sha)
     return source_sha
+
+
+def load_fid_inception(
+    path: str | os.PathLike | None = None, *, batch_size: int = 32, **kwargs
+) -> FIDInception:
+    """The FID network with weights from `path` or `$JAXGEN_INCEPTION_WEIGHTS` (.pth or .npz).
+
+    Strict: raises `InceptionWeightsUnavailable` ("unavailable: no Inception weights at <path>")
+    when the file is missing, and an `InceptionWeightsError` (a ValueError with one line naming
+    the file and the problem) for any other bad file: `InceptionWeightsHashError` when it is not
+    the pinned file, `InceptionWeightsInvalid` when it is not an Inception weights file at all.
+    `kwargs` go to `load_variables` (e.g. `expected_sha256=None` for test
+    weights).
+    """
+    variables = load_variables(path, **kwargs)
+    pinned = kwargs.get("expected_sha256", PT_FID_WEIGHTS_SHA256)
+    return FIDInception(
+        variables,
+        batch_size=batch_size,
+        name="fid_inception_pt_2015_12_05",
+        weights_hash=pinned or "unverified",
+    )
 
 
 def main(argv=None) -> int:
