@@ -20,7 +20,8 @@ the usual "uint8 PNG" protocol rounds its samples to 256 levels first.
 Weights come from `jaxgen.metrics.inception_weights` (converted from pytorch-fid's
 `pt_inception-2015-12-05-6726825d.pth`), which also builds the loaded network
 (`load_fid_inception`), so this module imports nothing of it. Parameter names mirror the torch
-state dict, so `Mixed_6b.branch7x7_2.conv.weight` lives at `params["Mixed_6b"]["branch7x7_2"]["conv"]["kernel"]`.
+state dict, so `Mixed_6b.branch7x7_2.conv.weight` lives at
+`params["Mixed_6b"]["branch7x7_2"]["conv"]["kernel"]`.
 """
 
 from __future__ import annotations
