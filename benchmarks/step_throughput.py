@@ -29,7 +29,7 @@ from flax import struct
 from benchmarks.common import record
 from jaxgen.data import make_stream
 from jaxgen.methods import vapo
-from jaxgen.optim import ModelState, apply_gradients, init_model_state
+from jaxgen.optim import ModelState, init_model_state
 from jaxgen.parallel import global_batch, make_mesh
 from jaxgen.train.logging import MetricsWriter, read_metrics
 from jaxgen.train.loop import TrainPlan, fit
@@ -64,7 +64,7 @@ def conv_recipe():
             return optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]).mean()
 
         value, grads = jax.value_and_grad(loss)(state.model.params)
-        ms, gnorm = apply_gradients(state.model, grads, tx, step=state.step, ema_rate=0.999)
+        ms, gnorm = state.model.apply_gradients(grads, step=state.step)
         return ConvState(state.step + 1, ms), {"loss": value, "grad_norm": gnorm}
 
     return init, step

@@ -10,6 +10,7 @@ disables FID with one warning line and the other metrics still run; missing data
 metric needs stops the evaluation before any sample is drawn.
 """
 
+import inspect
 import json
 import sys
 import time
@@ -57,7 +58,10 @@ def toy2d_log_likelihood(exp: Experiment, state, *, seed: int, num: int = 10_000
     test = np.asarray(sample_toy2d(exp.c.data.name, num, jax.random.PRNGKey(seed)))
     lim = 1.5 * float(np.abs(test).max())
     fn = exp.jitted("log_density", use_ema=exp.c.eval.ema)
-    log_density = lambda x: np.asarray(fn(state, x.astype(np.float32)))
+    kw = {}
+    if "key" in inspect.signature(exp.recipe.log_density).parameters:
+        kw["key"] = jax.random.PRNGKey(seed + 1)  # a stochastic trace's probes
+    log_density = lambda x: np.asarray(fn(state, x.astype(np.float32), **kw))
     bounds = ((-lim, lim), (-lim, lim))
     if not exp.caps.log_density_normalised(exp.rc):
         return grid_log_likelihood(log_density, test, bounds=bounds)

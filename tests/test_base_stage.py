@@ -28,7 +28,7 @@ from jaxgen import methods
 from jaxgen.methods import gan2d
 from jaxgen.methods.common import BaseStage, Capabilities, ConfigError, Optim, make_tx
 from jaxgen.nn import ScalarMLP
-from jaxgen.optim import ModelState, apply_gradients, init_model_state
+from jaxgen.optim import ModelState, init_model_state
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,7 +78,7 @@ def _base_cfg(latent: int):
 
 def init(config, example_batch, *, key, base):
     params = ScalarMLP(config.model.hidden).init(key, jnp.zeros((1, 2)))["params"]
-    energy = init_model_state(params, make_tx(config.optim.energy), ema=False)
+    energy = init_model_state(params, make_tx(config.optim.energy), ema_rate=0.0)
     frozen = base.gen.eval_params(True), base.gen.variables["batch_stats"]
     return State(jnp.zeros((), jnp.int32), key, energy, *frozen)
 
@@ -101,9 +101,7 @@ def train_step(state, batch, *, config):
     energy = lambda p, x: ScalarMLP(config.model.hidden).apply({"params": p}, x)
     loss_fn = lambda p: jnp.mean(energy(p, batch["x"])) - jnp.mean(energy(p, fake))
     loss, grads = jax.value_and_grad(loss_fn)(state.energy.params)
-    ms, _ = apply_gradients(
-        state.energy, grads, make_tx(config.optim.energy), step=state.step, ema_rate=0.0
-    )
+    ms, _ = state.energy.apply_gradients(grads, step=state.step)
     return state.replace(step=state.step + 1, energy=ms), {"loss": loss}
 
 

@@ -26,6 +26,7 @@ from jaxgen.methods.common import (
     check_count,
     check_inputs,
     check_shape,
+    make_tx,
     replace_fields,
 )
 from jaxgen.optim import apply_gradients
@@ -218,7 +219,7 @@ def test_vapo_step_equals_its_unchecked_composition():
                 state.potential.params, batch["x"], key, config=cfg
             )
         ms, gnorm = apply_gradients(
-            state.potential, grads, vapo.make_tx(opt), step=state.step, ema_rate=opt.ema_rate
+            state.potential, grads, make_tx(opt), step=state.step, ema_rate=opt.ema_rate
         )
         return state.replace(step=state.step + 1, potential=ms), {**metrics, "grad_norm": gnorm}
 

@@ -13,6 +13,7 @@
   that does not fit and names the estimator.
 """
 
+import dataclasses
 from functools import partial
 
 import jax
@@ -194,3 +195,15 @@ def test_conv_energy_refuses_images_that_do_not_halve():
     x = jnp.zeros((600, 32, 32, 1))  # a [600, 1024, 1024] Jacobian: 2.3 GiB
     with pytest.raises(ValueError, match="exact trace at D=1024 .* use trace='hutchinson'"):
         srl.log_density(state, x, config=cfg)
+
+
+def test_a_stochastic_trace_needs_a_key():
+    """Hutchinson's probes are random: `log_density` without a key is one clear error, not a
+    silent PRNGKey(0); the exact trace needs none."""
+    cfg = _config()
+    cfg = dataclasses.replace(cfg, sample=dataclasses.replace(cfg.sample, trace="hutchinson"))
+    state = srl.init(cfg, _batch(), key=jax.random.PRNGKey(0))
+    x = jnp.asarray(_batch(4)["x"])
+    with pytest.raises(ValueError, match="pass key="):
+        srl.log_density(state, x, config=cfg)
+    assert srl.log_density(state, x, config=cfg, key=jax.random.PRNGKey(1)).shape == (4,)

@@ -15,6 +15,7 @@ the first batch.
 """
 
 import dataclasses
+import functools
 import typing
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -23,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgen.optim import DECAYS, OPTIMIZERS, make_optimizer
+from jaxgen.optim import DECAYS, OPTIMIZERS, ModelState, init_model_state, make_optimizer
 from jaxgen.parallel import shard_over_batch
 
 
@@ -101,11 +102,20 @@ class Optim:
         validate(self, ranges, {"optimizer": OPTIMIZERS, "decay": DECAYS})
 
 
+@functools.cache
 def make_tx(optim: Optim):
-    """The optax transformation of one network's `Optim` section."""
+    """The optax transformation of one network's `Optim` section, one object per distinct
+    section (cached), so states built from equal configs have equal static fields (their
+    pytree structures match across `init` calls)."""
     kwargs = {f.name: getattr(optim, f.name) for f in dataclasses.fields(optim)}
     kwargs.pop("ema_rate")
     return make_optimizer(kwargs.pop("optimizer"), kwargs.pop("lr"), **kwargs)
+
+
+def model_state(params, optim: Optim, *, variables=None) -> ModelState:
+    """A network's fresh `ModelState`, owning the optimizer and EMA rate of its `Optim`
+    section: built once, in `init`; `train_step` calls `state.<net>.apply_gradients`."""
+    return init_model_state(params, make_tx(optim), ema_rate=optim.ema_rate, variables=variables)
 
 
 # ---------------------------------------------------------------- draws inside a step

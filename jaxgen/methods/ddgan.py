@@ -33,14 +33,14 @@ from jaxgen.methods.common import (
     check_count,
     check_inputs,
     check_shape,
-    make_tx,
+    model_state,
     validate,
 )
 from jaxgen.nn.ddgan_discriminator import DISCRIMINATOR_CONFIGS, TimeConditionalDiscriminator
 from jaxgen.nn.ddgan_mlp import MLPDiscriminator, MLPGenerator
 from jaxgen.nn.ncsnpp import NCSNppGenerator, check_image_size
 from jaxgen.objectives.gan import GAN_LOSS_KINDS, gan_losses, r1_penalty, r1_term
-from jaxgen.optim import ModelState, apply_gradients, init_model_state
+from jaxgen.optim import ModelState
 from jaxgen.parallel import shard_over_batch
 from jaxgen.samplers.diffusion import (
     VPSchedule,
@@ -240,9 +240,10 @@ def init(config: Config, example_batch, *, key) -> State:
     t1, z1 = jnp.zeros((1,), jnp.int32), jnp.zeros((1, config.model.latent_dim), jnp.float32)
     g_params = jax.jit(gen.init)(k_g, x1, t1, z1)["params"]  # eager conv init is slow on CPU
     d_params = jax.jit(disc.init)(k_d, x1, x1, t1)["params"]
-    o_g, o_d = config.optim.gen, config.optim.disc
-    g_state = init_model_state(g_params, make_tx(o_g), ema=o_g.ema_rate > 0)
-    d_state = init_model_state(d_params, make_tx(o_d), ema=o_d.ema_rate > 0)
+    g_state, d_state = (
+        model_state(g_params, config.optim.gen),
+        model_state(d_params, config.optim.disc),
+    )
     return State(jnp.zeros((), jnp.int32), k_state, g_state, d_state)
 
 
@@ -371,17 +372,12 @@ def train_step(state: State, batch, *, config: Config):
     k_d, k_g = jax.random.split(jax.random.fold_in(state.key, state.step))
     draw_d = _draw(k_d, x0, config, sched)
     g_d, loss_d, d_stats = _disc_grad(state, draw_d, config=config, sched=sched)
-    o_d, o_g = config.optim.disc, config.optim.gen
-    disc, gnorm_d = apply_gradients(
-        state.disc, g_d, make_tx(o_d), step=state.step, ema_rate=o_d.ema_rate
-    )
+    disc, gnorm_d = state.disc.apply_gradients(g_d, step=state.step)
     draw_g = _draw(k_g, x0, config, sched) if m.redraw_for_g else draw_d
     loss_g, g_g = jax.value_and_grad(_gen_loss)(
         state.gen.params, disc.params, draw_g, config=config, sched=sched
     )
-    gen, gnorm_g = apply_gradients(
-        state.gen, g_g, make_tx(o_g), step=state.step, ema_rate=o_g.ema_rate
-    )
+    gen, gnorm_g = state.gen.apply_gradients(g_g, step=state.step)
     metrics = {
         "loss_d": loss_d,
         "loss_g": loss_g,

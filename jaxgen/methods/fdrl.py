@@ -28,7 +28,7 @@ from jaxgen.methods.common import (
     check_batch,
     check_count,
     check_shape,
-    make_tx,
+    model_state,
     validate,
 )
 from jaxgen.methods.fdrl_prior import fit_gaussian_prior
@@ -42,7 +42,7 @@ from jaxgen.objectives.fdrl import (
     flow_drift,
     ratio,
 )
-from jaxgen.optim import ModelState, apply_gradients, init_model_state
+from jaxgen.optim import ModelState
 from jaxgen.parallel import shard_over_batch
 from jaxgen.samplers.sde import euler_maruyama
 
@@ -219,8 +219,7 @@ def init(config: Config, example_batch, *, key, fitted=None) -> State:
     mean, chol = jnp.zeros((1,), jnp.float32), jnp.zeros((1, 1), jnp.float32)
     if config.method.prior == "ddp":
         mean, chol = _check_fitted(fitted, shape)
-    opt = config.optim.ratio
-    ms = init_model_state(params, make_tx(opt), ema=opt.ema_rate > 0, variables=variables)
+    ms = model_state(params, config.optim.ratio, variables=variables)
     return State(jnp.zeros((), jnp.int32), k_state, ms, jnp.asarray(mean), jnp.asarray(chol))
 
 
@@ -328,7 +327,7 @@ def train_step(state: State, batch, *, config: Config):
     check_batch(batch, "fdrl.train_step", **example_fits(state.ratio.params))
     key = jax.random.fold_in(state.key, state.step)
     k_prior, k_flow, k_deq = jax.random.split(key, 3)
-    m, opt = config.method, config.optim.ratio
+    m = config.method
     x_p = batch["x"].astype(jnp.float32)
     x_p = x_p + m.dequant * jax.random.normal(k_deq, x_p.shape)
     params, variables = state.ratio.params, state.ratio.variables
@@ -342,14 +341,7 @@ def train_step(state: State, batch, *, config: Config):
         )
         grad_fn = jax.grad(loss_fn, has_aux=True)
         grads, (metrics, variables) = grad_fn(params, x_q, x_p, config=config, variables=variables)
-    ms, gnorm = apply_gradients(
-        state.ratio,
-        grads,
-        make_tx(opt),
-        step=state.step,
-        ema_rate=opt.ema_rate,
-        variables=variables,
-    )
+    ms, gnorm = state.ratio.apply_gradients(grads, step=state.step, variables=variables)
     return state.replace(step=state.step + 1, ratio=ms), {**metrics, "grad_norm": gnorm}
 
 

@@ -21,11 +21,11 @@ from jaxgen.methods.common import (
     check_batch,
     check_count,
     check_shape,
-    make_tx,
+    model_state,
     validate,
 )
 from jaxgen.objectives.gan import d_loss_nonsaturating, g_loss_nonsaturating
-from jaxgen.optim import ModelState, apply_gradients, init_model_state
+from jaxgen.optim import ModelState
 from jaxgen.parallel import shard_over_batch
 
 DTYPES = ("float32", "bfloat16")
@@ -157,14 +157,9 @@ def init(config: Config, example_batch, *, key) -> State:
     z = jnp.zeros((1, config.model.latent))
     g_vars = gen.init(k_g, z, train=False)
     d_params = disc.init(k_d, jnp.zeros((1, d)))["params"]
-    o_g, o_d = config.optim.gen, config.optim.disc
-    g_state = init_model_state(
-        g_vars["params"],
-        make_tx(o_g),
-        ema=o_g.ema_rate > 0,
-        variables={"batch_stats": g_vars["batch_stats"]},
-    )
-    d_state = init_model_state(d_params, make_tx(o_d), ema=o_d.ema_rate > 0)
+    stats = {"batch_stats": g_vars["batch_stats"]}
+    g_state = model_state(g_vars["params"], config.optim.gen, variables=stats)
+    d_state = model_state(d_params, config.optim.disc)
     replay, _ = generate(
         g_vars["params"],
         g_vars["batch_stats"],
@@ -206,10 +201,7 @@ def train_step(state: State, batch, *, config: Config):
         return loss, (jax.nn.sigmoid(real_logits).mean(), jax.nn.sigmoid(fake_logits).mean())
 
     (loss_d, (d_real, d_fake)), g_d = jax.value_and_grad(d_loss, has_aux=True)(state.disc.params)
-    o_d, o_g = config.optim.disc, config.optim.gen
-    disc, gnorm_d = apply_gradients(
-        state.disc, g_d, make_tx(o_d), step=state.step, ema_rate=o_d.ema_rate
-    )
+    disc, gnorm_d = state.disc.apply_gradients(g_d, step=state.step)
 
     # G step against the updated D, on new latents
     def g_loss(params):
@@ -217,14 +209,7 @@ def train_step(state: State, batch, *, config: Config):
         return jnp.mean(g_loss_nonsaturating(_disc_logits(disc.params, x, config))), new_stats
 
     (loss_g, stats), g_g = jax.value_and_grad(g_loss, has_aux=True)(state.gen.params)
-    gen, gnorm_g = apply_gradients(
-        state.gen,
-        g_g,
-        make_tx(o_g),
-        step=state.step,
-        ema_rate=o_g.ema_rate,
-        variables={"batch_stats": stats},
-    )
+    gen, gnorm_g = state.gen.apply_gradients(g_g, step=state.step, variables={"batch_stats": stats})
     replay = jnp.where(from_buffer, fresh, state.replay)  # the used rows get today's fakes
     metrics = {
         "loss_d": loss_d,

@@ -26,13 +26,13 @@ from jaxgen.methods.common import (
     check_count,
     check_inputs,
     check_shape,
-    make_tx,
+    model_state,
     validate,
 )
 from jaxgen.metrics.perceptual import PERCEPTUAL_NETWORKS, load_perceptual
 from jaxgen.nn.autoencoder import Decoder, Encoder, check_image_size, init_variables
 from jaxgen.objectives import glf as objectives
-from jaxgen.optim import ModelState, apply_gradients, init_model_state
+from jaxgen.optim import ModelState
 
 VARIANTS = ("glf", "regularized", "vae_flow_prior")
 
@@ -238,17 +238,12 @@ def _fresh_networks(config: Config, shape: tuple, key):
     dec_vars = init_variables(_decoder(config, shape), k_dec, jnp.zeros((1, d)))
     ae_params = {"encoder": enc_vars["params"], "decoder": dec_vars["params"]}
     ae_stats = {"encoder": enc_vars["batch_stats"], "decoder": dec_vars["batch_stats"]}
-    ae = init_model_state(
-        ae_params, make_tx(o.ae), ema=o.ae.ema_rate > 0, variables={"batch_stats": ae_stats}
-    )
+    ae = model_state(ae_params, o.ae, variables={"batch_stats": ae_stats})
     flow_vars = init_flow(
         _flow(config), k_flow, jnp.zeros((2, d)), init_std=config.model.flow_init_std
     )
-    flow = init_model_state(
-        flow_vars["params"],
-        make_tx(o.flow),
-        ema=o.flow.ema_rate > 0,
-        variables={"batch_stats": flow_vars["batch_stats"]},
+    flow = model_state(
+        flow_vars["params"], o.flow, variables={"batch_stats": flow_vars["batch_stats"]}
     )
     return ae, flow, k_state
 
@@ -310,12 +305,11 @@ def train_step(state: State, batch, *, config: Config):
         state.ae.params, state.flow.params, state, x, key, config=config
     )
 
-    def update(ms: ModelState, grads, optim: Optim, stats):
-        kw = dict(step=state.step, ema_rate=optim.ema_rate, variables={"batch_stats": stats})
-        return apply_gradients(ms, grads, make_tx(optim), **kw)
+    def update(ms: ModelState, grads, stats):
+        return ms.apply_gradients(grads, step=state.step, variables={"batch_stats": stats})
 
-    ae, gnorm_ae = update(state.ae, g_ae, config.optim.ae, ae_stats)
-    flow, gnorm_flow = update(state.flow, g_flow, config.optim.flow, flow_stats)
+    ae, gnorm_ae = update(state.ae, g_ae, ae_stats)
+    flow, gnorm_flow = update(state.flow, g_flow, flow_stats)
     metrics = {**metrics, "grad_norm_ae": gnorm_ae, "grad_norm_flow": gnorm_flow}
     return state.replace(step=state.step + 1, ae=ae, flow=flow), metrics
 

@@ -34,13 +34,13 @@ from jaxgen.methods.common import (
     check_count,
     check_inputs,
     check_shape,
-    make_tx,
+    model_state,
     validate,
 )
 from jaxgen.nn import ScalarMLP
 from jaxgen.nn.conv_energy import ConvEnergy, check_image_size
 from jaxgen.objectives.ebm import shortrun_ebm_loss
-from jaxgen.optim import ModelState, apply_gradients, init_model_state
+from jaxgen.optim import ModelState
 from jaxgen.samplers import solve_adaptive
 from jaxgen.samplers.langevin import langevin
 from jaxgen.samplers.likelihood import ADAPTIVE, FIXED, PROBES, TRACES, flow_log_likelihood
@@ -237,8 +237,7 @@ def init(config: Config, example_batch, *, key) -> State:
     k_init, k_state, k_chains = jax.random.split(key, 3)
     zeros = jnp.zeros((1, *x.shape[1:]), jnp.float32)
     params = jax.jit(make_network(config).init)(k_init, zeros)  # eager conv init is slow on CPU
-    opt = config.optim.energy
-    ms = init_model_state(params["params"], make_tx(opt), ema=opt.ema_rate > 0)
+    ms = model_state(params["params"], config.optim.energy)
     chains = {}
     if config.method.persistent:
         chains = {"x": jax.random.normal(k_chains, x.shape, jnp.float32)}
@@ -338,14 +337,11 @@ def train_step(state: State, batch, *, config: Config):
         **example_spec(state.energy.params, config),
     )
     key = jax.random.fold_in(state.key, state.step)
-    opt = config.optim.energy
     with jax.default_matmul_precision("float32"):
         grads, (chains, metrics) = jax.grad(loss_fn, has_aux=True)(
             state.energy.params, state, batch["x"].astype(jnp.float32), key, config=config
         )
-    ms, gnorm = apply_gradients(
-        state.energy, grads, make_tx(opt), step=state.step, ema_rate=opt.ema_rate
-    )
+    ms, gnorm = state.energy.apply_gradients(grads, step=state.step)
     new = state.replace(step=state.step + 1, energy=ms, chains=chains)
     return new, {**metrics, "grad_norm": gnorm}
 
@@ -381,12 +377,19 @@ def log_density(state: State, x, *, config: Config, use_ema: bool = True, key=No
     """The model's log-density `[B]` at `x` `[B, ...]`. Noise-free dynamics: the ODE flow's
     normalised log p (eq. 1.7, per `config.sample`), NaN where the solver ran out of steps.
     Noisy dynamics have no flow density: −E, unnormalised (the thesis's Fig. 5.4 normalises
-    e^{−E} on a grid)."""
+    e^{−E} on a grid). `key` draws Hutchinson's probes (`sample.trace="hutchinson"`: required);
+    the exact trace uses none."""
     params = state.energy.eval_params(use_ema)
     if not noise_free(config):
         return energy(state, x, config=config, use_ema=use_ema)
     s = config.sample
-    key = jax.random.PRNGKey(0) if key is None else key
+    if key is None:
+        if s.trace != "exact":
+            raise ValueError(
+                f"shortrun_ebm.log_density: sample.trace={s.trace!r} draws random probes: pass "
+                "key= (a PRNG key); only the exact trace needs none"
+            )
+        key = jax.random.PRNGKey(0)  # unused by the exact trace
     kw = dict(trace=s.trace, num_probes=s.num_probes, probe=s.probe)
     with jax.default_matmul_precision("float32"):
         lp, stats = log_likelihood(params, x, key, config=config, **kw)

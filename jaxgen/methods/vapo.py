@@ -22,14 +22,14 @@ from jaxgen.methods.common import (
     check_count,
     check_inputs,
     check_shape,
-    make_tx,
+    model_state,
     validate,
 )
 from jaxgen.nn import ScalarMLP
 from jaxgen.nn.energy import EnergyResNet
 from jaxgen.nn.mlp import ACTIVATIONS
 from jaxgen.objectives.vapo import perturb, potential_flow_loss
-from jaxgen.optim import ModelState, apply_gradients, init_model_state
+from jaxgen.optim import ModelState
 from jaxgen.samplers import solve_adaptive, solve_adaptive_per_sample, solve_fixed
 
 SOLVERS = ("dopri5", "tsit5", "euler", "heun", "rk4")  # adaptive, then fixed-step
@@ -194,8 +194,7 @@ def init(config: Config, example_batch, *, key) -> State:
     if config.model.data_init:  # the initial weight-norm scales come from this batch
         x = jnp.asarray(example_batch["x"], jnp.float32)
     params = make_network(config).init(k_init, x)["params"]
-    opt = config.optim.potential
-    ms = init_model_state(params, make_tx(opt), ema=opt.ema_rate > 0)
+    ms = model_state(params, config.optim.potential)
     return State(jnp.zeros((), jnp.int32), k_state, ms)
 
 
@@ -230,14 +229,11 @@ def train_step(state: State, batch, *, config: Config):
     `ValueError`). Pure and jittable."""
     check_batch(batch, "vapo.train_step", **example_spec(state.potential.params, config))
     key = jax.random.fold_in(state.key, state.step)
-    opt = config.optim.potential
     with jax.default_matmul_precision("float32"):
         grads, metrics = jax.grad(loss_fn, has_aux=True)(
             state.potential.params, batch["x"].astype(jnp.float32), key, config=config
         )
-    ms, gnorm = apply_gradients(
-        state.potential, grads, make_tx(opt), step=state.step, ema_rate=opt.ema_rate
-    )
+    ms, gnorm = state.potential.apply_gradients(grads, step=state.step)
     return state.replace(step=state.step + 1, potential=ms), {**metrics, "grad_norm": gnorm}
 
 

@@ -12,24 +12,44 @@ from flax import struct
 class ModelState:
     """One network: parameters, optimizer state, EMA parameters (None without EMA) and its
     non-parameter variables (e.g. `{"batch_stats": ...}`; `{}` when it has none), which are
-    checkpointed and restored with the rest."""
+    checkpointed and restored with the rest; and, as static fields (not leaves, never
+    checkpointed), the optimizer `tx` that owns `opt_state` and the EMA rate, fixed at `init`
+    so a train step cannot build a second, different optimizer (the vdm `TrainState` pattern).
+    A state built without them (`tx=None`) is updated with the free `apply_gradients`."""
 
     params: Any
     opt_state: Any
     ema_params: Any = None
     variables: Any = struct.field(default_factory=dict)
+    tx: Any = struct.field(pytree_node=False, default=None)
+    ema_rate: float = struct.field(pytree_node=False, default=0.0)
 
     def eval_params(self, use_ema: bool = True):
         """The EMA parameters when asked for and kept, else the raw ones."""
         return self.ema_params if use_ema and self.ema_params is not None else self.params
 
+    def apply_gradients(self, grads, *, step, variables=None) -> tuple["ModelState", jax.Array]:
+        """One update with the state's own optimizer and EMA rate (see `apply_gradients`).
+        Returns `(new_state, global_grad_norm)`."""
+        if self.tx is None:
+            raise ValueError(
+                "ModelState.apply_gradients: this state has no optimizer; build it with "
+                "init_model_state(params, tx, ...)"
+            )
+        return apply_gradients(
+            self, grads, self.tx, step=step, ema_rate=self.ema_rate, variables=variables
+        )
+
 
 def init_model_state(
-    params, tx: optax.GradientTransformation, *, ema: bool = True, variables=None
+    params, tx: optax.GradientTransformation, *, ema_rate: float = 0.999, variables=None
 ) -> ModelState:
-    """Fresh state of one network; `ema=False` keeps no EMA copy."""
+    """Fresh state of one network, owning `tx` and `ema_rate`; `ema_rate=0` keeps no EMA
+    copy."""
+    ema = ema_rate > 0
     copy = jax.tree.map(jnp.copy, params) if ema else None  # own buffers: the state is donated
-    return ModelState(params, tx.init(params), copy, {} if variables is None else variables)
+    variables = {} if variables is None else variables
+    return ModelState(params, tx.init(params), copy, variables, tx=tx, ema_rate=float(ema_rate))
 
 
 def ema_decay(step, max_decay: float):
@@ -57,7 +77,8 @@ def apply_gradients(
         decay = ema_decay(step, ema_rate)
         ema = jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, ema, params)
     new_vars = ms.variables if variables is None else variables
-    return ModelState(params, opt_state, ema, new_vars), optax.tree.norm(grads)
+    new = ms.replace(params=params, opt_state=opt_state, ema_params=ema, variables=new_vars)
+    return new, optax.tree.norm(grads)
 
 
 def all_finite(tree) -> jax.Array:
