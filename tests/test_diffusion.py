@@ -467,3 +467,22 @@ def test_chain_errors():
     assert "\n" not in str(err.value)
     with pytest.raises(ValueError, match="must return x̂₀ of shape \\(4, 3\\), got \\(4, 1\\)"):
         ddgan_chain(lambda x, z, t: x[:, :1], s, x_T, jax.random.key(0), latent_dim=0)
+
+
+def test_the_direct_chain_is_the_denoiser_applied_t_times():
+    """`posterior=False` (DDGAN's direct-denoising ablation): x_{t−1} = G(x_t, z, t), no
+    posterior noise, with the same per-step latents as the posterior chain."""
+    sched = vp_schedule(3)
+
+    def denoiser(x, z, t):
+        return 0.5 * x + z[:, :1]
+
+    x_T = jnp.ones((4, 1))
+    key = jax.random.PRNGKey(0)
+    out, stats = ddgan_chain(denoiser, sched, x_T, key, latent_dim=1, posterior=False)
+    want = x_T
+    for t in (3, 2, 1):
+        k_z, _ = jax.random.split(jax.random.fold_in(key, t))
+        want = 0.5 * want + jax.random.normal(k_z, (4, 1))
+    np.testing.assert_allclose(out, want, rtol=1e-6)
+    assert stats["nfe"].tolist() == [3] * 4

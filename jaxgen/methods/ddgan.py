@@ -406,18 +406,7 @@ def sample(state: State, num: int, *, config: Config, key, shape=None, use_ema=T
     def denoiser(x_t, z, t):  # the chain draws z per step: split it over the batch devices
         return denoise(params, x_t, shard_over_batch(z), t, config=config, sched=sched)
 
-    if config.method.parameterisation == "direct":
-        return _direct_chain(denoiser, sched, x_T, k_chain, config)
-    return ddgan_chain(denoiser, sched, x_T, k_chain, latent_dim=config.model.latent_dim)
-
-
-def _direct_chain(denoiser, sched: VPSchedule, x_T, key, config: Config):
-    """The "direct denoising" ablation: G outputs x_{t−1} itself, T passes."""
-    b, big_t = x_T.shape[0], sched.num_steps
-
-    def body(x, t):
-        z = jax.random.normal(jax.random.fold_in(key, t), (b, config.model.latent_dim))
-        return denoiser(x, z, jnp.full((b,), t, jnp.int32)), None
-
-    x, _ = jax.lax.scan(body, x_T, jnp.arange(big_t, 0, -1))
-    return x, {"nfe": jnp.full((b,), big_t, jnp.int32)}
+    direct = config.method.parameterisation == "direct"  # G outputs x_{t−1}: no posterior
+    return ddgan_chain(
+        denoiser, sched, x_T, k_chain, latent_dim=config.model.latent_dim, posterior=not direct
+    )

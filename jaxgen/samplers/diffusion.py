@@ -205,7 +205,7 @@ def eps_to_x0(schedule: VPSchedule, x_t, eps, t) -> jax.Array:
 
 
 def ddgan_chain(
-    denoiser: Denoiser, schedule: VPSchedule, x_T, key, *, latent_dim: int
+    denoiser: Denoiser, schedule: VPSchedule, x_T, key, *, latent_dim: int, posterior: bool = True
 ) -> tuple[jax.Array, dict]:
     """The T-step DDGAN sampler (eq. 6.12; docs/methods/ddgan.md §3), one `lax.scan`.
 
@@ -220,6 +220,8 @@ def ddgan_chain(
       x_T: the starting points `[B, ...]`, usually N(0, I) draws.
       key: PRNG key of the latents and the posterior noise.
       latent_dim: L >= 0; with 0 the denoiser gets z of shape `[B, 0]` (no latent).
+      posterior: False for the "direct denoising" ablation: the denoiser returns x_{t−1} itself
+        and no posterior noise is added (the same draws of z otherwise).
 
     Returns:
       `(x_0, stats)`: samples `[B, ...]` and `stats["nfe"]`, denoiser calls per example `[B]`.
@@ -238,6 +240,8 @@ def ddgan_chain(
         t_b = jnp.full((batch,), t, jnp.int32)
         z = jax.random.normal(k_z, (batch, int(latent_dim)), x.dtype)
         x0_hat = denoiser(x, z, t_b)
+        if not posterior:
+            return x0_hat.astype(x.dtype), None
         if x0_hat.shape != x.shape:
             raise ValueError(
                 f"ddgan_chain: the denoiser must return x̂₀ of shape {x.shape}, got {x0_hat.shape}"
