@@ -368,7 +368,15 @@ def flow_from(
     return (jnp.clip(x, -1.0, 1.0) if m.clip else x), stats
 
 
-translate = flow_from  # the `translate` extra: source-domain particles to the target domain
+def translate(state, source, *, config: Config, key, num_steps=None, use_ema=True):
+    """Source-domain images `source` `[N, H, W, C]` in [-1, 1] flowed `num_steps` (default
+    K + κ) steps towards the data the ratio was trained on (docs/methods/fdrl.md §4.2); one
+    clear error when their shape does not fit the trained network. Returns `(x, stats)`."""
+    source = jnp.asarray(source, jnp.float32)
+    if source.ndim < 2:
+        raise ValueError(f"fdrl.translate: source must be [N, ...] examples, got {source.shape}")
+    check_shape(source.shape[1:], "fdrl.translate", **example_fits(state.ratio.params))
+    return flow_from(state, source, config=config, key=key, num_steps=num_steps, use_ema=use_ema)
 
 
 def sample(state: State, num: int, *, config: Config, key, shape=None, use_ema: bool = True):

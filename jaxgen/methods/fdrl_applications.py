@@ -12,6 +12,7 @@ import jax.numpy as jnp
 
 from jaxgen.methods import fdrl
 from jaxgen.methods.common import check_count, check_shape
+from jaxgen.methods.fdrl import translate  # noqa: F401  (its home is the recipe, checked)
 
 
 def class_log_prob(classifier, label: int, num: int, shape: tuple):
@@ -64,17 +65,4 @@ def guided_sample(
     guide = (log_prob, num_classes, float(phi))
     return fdrl.flow_from(
         state, x0, config=config, key=k_flow, num_steps=num_steps, use_ema=use_ema, guide=guide
-    )
-
-
-def translate(state, source, *, config: fdrl.Config, key, num_steps=None, use_ema=True):
-    """Source-domain images `source` `[N, H, W, C]` in [-1, 1] flowed `num_steps` (default
-    K + κ) steps towards the data the ratio was trained on (docs/methods/fdrl.md §4.2); one
-    clear error when their shape does not fit the trained network. Returns `(x, stats)`."""
-    source = jnp.asarray(source, jnp.float32)
-    if source.ndim < 2:
-        raise ValueError(f"fdrl.translate: source must be [N, ...] examples, got {source.shape}")
-    check_shape(source.shape[1:], "fdrl.translate", **fdrl.example_fits(state.ratio.params))
-    return fdrl.flow_from(
-        state, source, config=config, key=key, num_steps=num_steps, use_ema=use_ema
     )
