@@ -18,16 +18,15 @@ training of the flow goes through the same function.
 
 from collections.abc import Callable
 
-import diffrax
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgen.samplers.ode import solve_fixed
+from jaxgen.samplers.ode import diffrax_solve, solve_fixed
 
 TRACES = ("exact", "hutchinson")
 PROBES = ("rademacher", "gaussian")
-ADAPTIVE = {"dopri5": diffrax.Dopri5, "tsit5": diffrax.Tsit5}  # 6 evaluations a step, +1
+ADAPTIVE = ("dopri5", "tsit5")  # solved by `diffrax_solve` (6 evaluations a step, +1)
 FIXED = ("euler", "rk4")  # `num_steps` equal steps in lax.scan (cheaper to differentiate)
 EXACT_MAX_BYTES = 2**31  # the largest [B, D, D] Jacobian the exact trace builds by default
 
@@ -96,21 +95,9 @@ def _check(x, trace, num_probes, probe, exact_max_bytes, t0, t1, key):
 
 
 def _solve_adaptive(field, y0, duration, solver, rtol, atol, max_steps):
-    """diffrax's `solver` on s in [0, duration] with a PID controller: `(y, nfe, success)`."""
-    sol = diffrax.diffeqsolve(
-        diffrax.ODETerm(lambda s, y, args: field(s, y)),
-        ADAPTIVE[solver](),
-        t0=0.0,
-        t1=duration,
-        dt0=None,
-        y0=y0,
-        stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
-        saveat=diffrax.SaveAt(t1=True),
-        max_steps=max_steps,
-        throw=False,
-    )
-    y = jax.tree.map(lambda v: v[0], sol.ys)
-    return y, 6 * sol.stats["num_steps"] + 1, sol.result == diffrax.RESULTS.successful
+    """`solver` on s in [0, duration] (`jaxgen.samplers.ode.diffrax_solve`): `(y, nfe, success)`."""
+    y, stats = diffrax_solve(field, y0, 0.0, duration, rtol, atol, solver, max_steps)
+    return y, stats["nfe"], stats["success"]
 
 
 def flow_log_likelihood(

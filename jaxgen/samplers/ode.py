@@ -32,7 +32,11 @@ def _check_interval(t0, t1):
         raise ValueError(f"the ODE interval must have t1 > t0, got t0={t0}, t1={t1}")
 
 
-def _diffrax_solve(f: VectorField, x0, t0, t1, rtol, atol, solver, max_steps):
+def diffrax_solve(f: VectorField, x0, t0, t1, rtol, atol, solver, max_steps):
+    """The one adaptive `diffrax.diffeqsolve` of the samplers: dx/dt = f(t, x) for a pytree
+    `x0` from t0 to t1 with a PID controller, saving only t1, never throwing. Returns
+    `(x_t1, stats)`: `nfe` (evaluations of f, from the solver's stages), `num_steps`,
+    `num_accepted`, `num_rejected`, `success`."""
     if solver not in _ADAPTIVE:
         raise ValueError(f"unknown adaptive solver {solver!r}; choose one of {sorted(_ADAPTIVE)}")
     _check_interval(t0, t1)
@@ -58,7 +62,7 @@ def _diffrax_solve(f: VectorField, x0, t0, t1, rtol, atol, solver, max_steps):
         "num_rejected": sol.stats["num_rejected_steps"],
         "success": sol.result == diffrax.RESULTS.successful,
     }
-    return sol.ys[0], stats
+    return jax.tree.map(lambda v: v[0], sol.ys), stats
 
 
 def solve_adaptive(
@@ -77,7 +81,7 @@ def solve_adaptive(
     Args: `f(t, x)` with x `[B, ...]`; `x0` `[B, ...]`.
     Returns: `(x_T [B, ...], stats)` with scalar `nfe`, `num_steps`, `success`.
     """
-    return _diffrax_solve(f, x0, t0, t1, rtol, atol, solver, max_steps)
+    return diffrax_solve(f, x0, t0, t1, rtol, atol, solver, max_steps)
 
 
 def solve_adaptive_per_sample(
@@ -97,7 +101,7 @@ def solve_adaptive_per_sample(
     """
 
     def one(x):
-        y, stats = _diffrax_solve(f, x[None], t0, t1, rtol, atol, solver, max_steps)
+        y, stats = diffrax_solve(f, x[None], t0, t1, rtol, atol, solver, max_steps)
         return y[0], stats
 
     return jax.vmap(one)(x0)
