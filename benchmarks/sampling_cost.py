@@ -45,7 +45,7 @@ def _one_eval(method: str, exp, state, x):
         sched = mod.schedule(rc)
         return mod.denoise(state.gen.eval_params(True), x, z, t, config=rc, sched=sched)
     if method == "shortrun_ebm":
-        return mod.velocity_field(state.energy.eval_params(True), x, config=rc)
+        return mod.velocity(state.energy.eval_params(True), x, config=rc)
     if method == "vapo":
         return mod.velocity(state.potential.eval_params(True), x, config=rc)
     if method == "fdrl":  # one Euler–Maruyama step: one gradient of the ratio network

@@ -252,7 +252,7 @@ def dynamics(params, x0, key, *, config: Config, differentiable: bool = False):
     if not differentiable:  # nothing to differentiate: keep the solver out of the backward pass
         params = jax.lax.stop_gradient(params)
     if m.sampler == "ode":
-        f = lambda t, x: -velocity_field(params, x, config=config)
+        f = lambda t, x: velocity(params, x, config=config)
         x, stats = solve_adaptive(f, x0, t1=m.t_end, rtol=m.rtol, atol=m.atol)
         x = x if differentiable else jax.lax.stop_gradient(x)
         b = x0.shape[0]
@@ -271,9 +271,10 @@ def dynamics(params, x0, key, *, config: Config, differentiable: bool = False):
     return x, {"nfe": jnp.full((b,), m.num_steps), "success": jnp.ones((b,), bool)}, trace
 
 
-def velocity_field(params, x, *, config: Config):
-    """∇ₓE_θ(x) `[B, ...]` (the ODE's velocity is its negative)."""
-    return jax.grad(lambda z: jnp.sum(energy_fn(params, z, config=config)))(x)
+def velocity(params, x, *, config: Config):
+    """The sampling flow's velocity −∇ₓE_θ(x) `[B, ...]` (x' = −∇E, eq. 1.8's noise-free
+    limit; VAPO's `velocity` is likewise the field its particles follow, +∇Φ)."""
+    return -jax.grad(lambda z: jnp.sum(energy_fn(params, z, config=config)))(x)
 
 
 def flow_time(config: Config) -> float:
@@ -287,7 +288,7 @@ def log_likelihood(params, x, key, *, config: Config, solver: str = "dopri5", **
     """log p(x) `[B]` of the ODE flow over [0, `flow_time`] from N(0, I) (eq. 1.7); `kw`:
     `trace`, `num_probes`, `probe`, `num_steps` of `flow_log_likelihood`."""
     m = config.method
-    v = lambda t, z: -velocity_field(params, z, config=config)
+    v = lambda t, z: velocity(params, z, config=config)
     t1 = flow_time(config)
     return flow_log_likelihood(v, x, t1=t1, key=key, solver=solver, rtol=m.rtol, atol=m.atol, **kw)
 
