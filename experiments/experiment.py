@@ -243,7 +243,14 @@ class Experiment:
         return base
 
     def restore_base(self):
-        """`(base Experiment, its newest state)` for `init(base=...)`, or `(None, None)`."""
+        """`(base Experiment, its newest state)` for `init(base=...)`, or `(None, None)` for a
+        recipe without a base stage. A recipe that has one and an empty `method.base_workdir` is
+        one `ConfigError` (training it without its base would build on nothing)."""
+        if self.caps.base_stage is not None and not self.base_workdir:
+            raise ConfigError(
+                f"config.method.base_workdir is empty: {self.c.recipe} starts from a trained "
+                f"{self.caps.base_stage.recipe!r} run; set --config.method.base_workdir=DIR"
+            )
         base = self.base_experiment()
         if base is None:
             return None, None

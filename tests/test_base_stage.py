@@ -190,3 +190,11 @@ def test_a_mismatched_base_is_one_error_naming_both_configs(tmp_path, tilt_recip
     (other / "config.json").write_text('{"recipe": "vapo", "data": {"name": "8gaussians"}}')
     with pytest.raises(ConfigError, match="is a 'vapo' run; tilt2d starts from a 'gan2d' run"):
         cli.experiment(_tilt_config(other)).restore_base()
+
+
+def test_an_empty_base_workdir_is_one_error_when_training(tilt_recipe):
+    """A recipe with a base stage and no `method.base_workdir` would train on nothing
+    (`base=None`): restoring its base says which field to set."""
+    c = _tilt_config("")
+    with pytest.raises(ConfigError, match=r"base_workdir is empty: tilt2d starts from .*'gan2d'"):
+        cli.experiment(c).restore_base()
