@@ -177,3 +177,21 @@ def test_one_shot_bad_settings_are_one_clear_error():
     with pytest.raises(ConfigError, match="parameterisation='eps': .*needs parameterisation='x0'"):
         method = {"num_steps": 1, "one_shot_aug_steps": 4, "parameterisation": "eps"}
         config_from_dict(ddgan.Config, {"method": method})
+
+
+def test_data_scale_runs_the_diffusion_on_scaled_data():
+    """`method.data_scale=s` (docs/methods/ddgan.md §6): a step on x is the unscaled recipe's
+    step on x / s, and the samples are the unscaled chain's times s."""
+    plain, scaled = _config(), _config(data_scale=4.0)
+    x = _points()["x"]
+    state = ddgan.init(plain, {"x": x}, key=jax.random.PRNGKey(0))
+    a, _ = ddgan.train_step(state, {"x": x}, config=scaled)
+    b, _ = ddgan.train_step(state, {"x": x / 4.0}, config=plain)
+    for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_allclose(np.asarray(u), np.asarray(v), rtol=1e-6, atol=1e-7)
+    key = jax.random.PRNGKey(3)
+    xs, _ = ddgan.sample(a, 16, config=scaled, key=key)
+    xp, _ = ddgan.sample(a, 16, config=plain, key=key)
+    np.testing.assert_allclose(np.asarray(xs), 4.0 * np.asarray(xp), rtol=1e-6)
+    with pytest.raises(ConfigError, match="data_scale"):
+        config_from_dict(ddgan.Config, {"method": {"data_scale": 0.0}})

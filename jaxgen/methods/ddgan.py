@@ -106,6 +106,9 @@ class Method:
     # A >= 2: the one-shot GAN with diffusion augmentation (Table 6.2's baseline; T must be 1);
     # 0: off. docs/methods/ddgan.md §7
     one_shot_aug_steps: int = 0
+    # the diffusion runs on x / data_scale and samples are scaled back: the VP schedule assumes
+    # data of about unit scale (docs/methods/ddgan.md §2); 1 for images in [-1, 1]
+    data_scale: float = 1.0
 
     def __post_init__(self):
         ranges = {
@@ -113,6 +116,7 @@ class Method:
             "beta_min": (self.beta_min > 0, "must be > 0"),
             "beta_max": (self.beta_max >= self.beta_min, "must be >= beta_min"),
             "offset": (0 <= self.offset < 1, "must be in [0, 1)"),
+            "data_scale": (self.data_scale > 0, "must be > 0 (1 = the data as they are)"),
             "r1_gamma": (self.r1_gamma >= 0, "must be >= 0 (0 = no R1)"),
             "lazy_reg": (self.lazy_reg >= 1, "must be >= 1 (R1 every this many steps)"),
             "one_shot_aug_steps": (
@@ -368,6 +372,7 @@ def _gen_loss(g_params, d_params, draw: dict, *, config: Config, sched):
 def train_step(state: State, batch, *, config: Config):
     """A D step then a G step on `batch["x"]` `[B, ...]` (docs/methods/ddgan.md §4)."""
     x0 = check_batch(batch, "ddgan.train_step", **example_spec(state, config)).astype(jnp.float32)
+    x0 = x0 / config.method.data_scale
     sched, m = schedule(config), config.method
     k_d, k_g = jax.random.split(jax.random.fold_in(state.key, state.step))
     draw_d = _draw(k_d, x0, config, sched)
@@ -407,6 +412,7 @@ def sample(state: State, num: int, *, config: Config, key, shape=None, use_ema=T
         return denoise(params, x_t, shard_over_batch(z), t, config=config, sched=sched)
 
     direct = config.method.parameterisation == "direct"  # G outputs x_{t−1}: no posterior
-    return ddgan_chain(
+    x, stats = ddgan_chain(
         denoiser, sched, x_T, k_chain, latent_dim=config.model.latent_dim, posterior=not direct
     )
+    return x * config.method.data_scale, stats
