@@ -279,7 +279,7 @@ def test_consecutive_draws_reuse_one_compiled_sampler():
     for seed in range(3):
         x, stats = exp.draw(state, 1000, seed=seed)
         assert x.shape == (1000, 2) and stats["nfe_mean"] > 0
-    (fn,) = [f for k, f in exp._jitted.items() if k[0] == "sample"]
+    (fn,) = [f for k, f in exp._jitted.items() if k[0] in ("sample", "sharded_sample")]
     assert fn._cache_size() == 1
     np.testing.assert_array_equal(
         exp.draw(state, 1000, seed=0)[0], exp.draw(state, 1000, seed=0)[0]
