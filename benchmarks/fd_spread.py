@@ -11,14 +11,13 @@ scored against the run's reference statistics (train split, the project's extrac
 """
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 
 from benchmarks.calibrate_feature_distances import gmm_samples, pixel_samples
-from benchmarks.common import record
+from benchmarks.common import record, restore
 from benchmarks.train_feature_extractors import load_split
-from benchmarks.vapo_t_sweep import run_config
-from experiments import cli
 from experiments import protocol as protocol_lib
 from experiments.experiment import workdir_paths
 
@@ -30,9 +29,8 @@ def main() -> None:
     ap.add_argument("--draws", type=int, default=5)
     ap.add_argument("--out", default="", help="record as docs/bench/<OUT>.json")
     args = ap.parse_args()
-    c = run_config(args.workdir)
-    exp = cli.experiment(c)
-    state, _ = exp.restore_latest(args.workdir)
+    exp, state = restore(Path(args.workdir))
+    c = exp.c
     net, name, reason = protocol_lib.feature_network(c)
     if net is None:
         raise SystemExit(f"error: no feature network for {c.data.name}: {reason}")
