@@ -127,8 +127,8 @@ def batch_normal(key, shape, dtype=jnp.float32) -> jax.Array:
     outside one). Every per-example array a recipe draws inside `train_step` or `sample` comes
     from here or `batch_draw`: drawn from the replicated key and left unconstrained, XLA computes
     it whole on every device, and with it everything that follows (the short-run EBM's K
-    Langevin steps ran on the global batch per device; tests/test_sharding.py reads the rows
-    of every recipe's compiled step and sampler)."""
+    Langevin steps ran on the global batch per device; tests/test_sharding_rows.py reads the
+    rows of every recipe's compiled step and sampler)."""
     return shard_over_batch(jax.random.normal(key, shape, dtype))
 
 

@@ -28,6 +28,7 @@ from jaxgen.methods.common import (
     Capabilities,
     FieldError,
     Optim,
+    batch_draw,
     batch_normal,
     check_batch,
     check_count,
@@ -244,10 +245,8 @@ def init(config: Config, example_batch, *, key) -> State:
     t1, z1 = jnp.zeros((1,), jnp.int32), jnp.zeros((1, config.model.latent_dim), jnp.float32)
     g_params = jax.jit(gen.init)(k_g, x1, t1, z1)["params"]  # eager conv init is slow on CPU
     d_params = jax.jit(disc.init)(k_d, x1, x1, t1)["params"]
-    g_state, d_state = (
-        model_state(g_params, config.optim.gen),
-        model_state(d_params, config.optim.disc),
-    )
+    g_state = model_state(g_params, config.optim.gen)
+    d_state = model_state(d_params, config.optim.disc)
     return State(jnp.zeros((), jnp.int32), k_state, g_state, d_state)
 
 
@@ -277,11 +276,11 @@ def _draw(key, x0, config: Config, sched: VPSchedule) -> dict:
     process (never clean, never the last step), D sees (x_s, 0, s)."""
     k_t, k_pair, k_z, k_noise = jax.random.split(key, 4)
     b, m = x0.shape[0], config.method
-    z = shard_over_batch(jax.random.normal(k_z, (b, config.model.latent_dim)))
-    noise = shard_over_batch(jax.random.normal(k_noise, x0.shape))
+    z = batch_normal(k_z, (b, config.model.latent_dim))
+    noise = batch_normal(k_noise, x0.shape)
     if m.one_shot_aug_steps:
         aug = augmentation_schedule(config)
-        s = shard_over_batch(jax.random.randint(k_t, (b,), 1, m.one_shot_aug_steps))
+        s = batch_draw(jax.random.randint, k_t, (b,), minval=1, maxval=m.one_shot_aug_steps)
         eps_real, x_1 = jax.random.normal(k_pair, (2, *x0.shape))
         real = shard_over_batch(q_sample(aug, x0, s, eps_real))
         t = jnp.ones((b,), jnp.int32)
@@ -289,7 +288,7 @@ def _draw(key, x0, config: Config, sched: VPSchedule) -> dict:
         return dict(
             t=t, x_t=shard_over_batch(x_1), z=z, noise=noise, real=real, cond=cond, d_step=s
         )
-    t = shard_over_batch(jax.random.randint(k_t, (b,), 1, m.num_steps + 1))
+    t = batch_draw(jax.random.randint, k_t, (b,), minval=1, maxval=m.num_steps + 1)
     x_prev, x_t = (shard_over_batch(a) for a in q_pair(sched, x0, t, k_pair))
     return dict(t=t, x_t=x_t, z=z, noise=noise, real=x_prev, cond=x_t, d_step=t - 1)
 

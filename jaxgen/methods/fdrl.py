@@ -25,6 +25,7 @@ from jaxgen.methods.common import (
     DataFit,
     FieldError,
     Optim,
+    batch_normal,
     check_batch,
     check_count,
     check_shape,
@@ -252,7 +253,7 @@ def sample_prior(state: State, num: int, shape, key, *, config: Config):
     if m.prior == "uniform":
         x = jax.random.uniform(key, shape, minval=-1.0, maxval=1.0)
     elif m.prior == "ddp":
-        z = shard_over_batch(jax.random.normal(key, (num, state.prior_mean.shape[0])))
+        z = batch_normal(key, (num, state.prior_mean.shape[0]))
         x = (state.prior_mean + z @ state.prior_chol.T).reshape(shape)
     else:
         x = jax.random.normal(key, shape)

@@ -17,6 +17,7 @@ from flax import struct
 from jaxgen.methods.common import (
     Capabilities,
     Optim,
+    batch_draw,
     batch_normal,
     check_batch,
     check_count,
@@ -26,7 +27,6 @@ from jaxgen.methods.common import (
 )
 from jaxgen.objectives.gan import d_loss_nonsaturating, g_loss_nonsaturating
 from jaxgen.optim import ModelState
-from jaxgen.parallel import shard_over_batch
 
 DTYPES = ("float32", "bfloat16")
 
@@ -185,13 +185,13 @@ def train_step(state: State, batch, *, config: Config):
     key = jax.random.fold_in(state.key, state.step)
     k_z1, k_z2, k_mix = jax.random.split(key, 3)
     latent, stats = config.model.latent, state.gen.variables["batch_stats"]
-    z1, z2 = (shard_over_batch(jax.random.normal(k, (b, latent))) for k in (k_z1, k_z2))
+    z1, z2 = (batch_normal(k, (b, latent)) for k in (k_z1, k_z2))
     gen_kw = dict(config=config, out_dim=d, train=True)
 
     # D step: fresh fakes, with rows replaced from the replay buffer (eq. 3 of the note)
     fresh, stats = generate(state.gen.params, stats, z1, **gen_kw)
     fresh = jax.lax.stop_gradient(fresh)
-    from_buffer = shard_over_batch(jax.random.bernoulli(k_mix, config.method.replay, (b, 1)))
+    from_buffer = batch_draw(jax.random.bernoulli, k_mix, (b, 1), p=config.method.replay)
     fake = jnp.where(from_buffer, state.replay, fresh)
 
     def d_loss(params):
