@@ -115,8 +115,12 @@ def test_declarations_are_consistent(name):
     if caps.solver_ok:
         assert caps.solver_ok in caps.sampler_stats
     assert bool(caps.nfe) == ("nfe" in caps.sampler_stats)  # an NFE stat says what it counts
-    # sample_sharding is declared exactly when sample takes sharding=
-    assert caps.sample_sharding == ("sharding" in inspect.signature(mod.sample).parameters)
+    # one sampler signature: state, num, then keywords; the example shape is the state's
+    params = inspect.signature(mod.sample).parameters
+    assert list(params)[:2] == ["state", "num"]
+    assert {"config", "key", "shape", "use_ema"} <= set(params)
+    assert params["shape"].default is None
+    assert all(params[k].kind is inspect.Parameter.KEYWORD_ONLY for k in ("config", "key"))
     for fn in ("init", "train_step", "sample"):
         assert callable(getattr(mod, fn))
 

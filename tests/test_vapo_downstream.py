@@ -1,6 +1,8 @@
 """VAPO downstream procedures (docs/methods/vapo.md §5.2-§5.4): slerp interpolation, energy scores
 and AUROC, OOD sets, nearest neighbours, sharded sampling."""
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,8 +14,9 @@ from jaxgen.data.ood import interpolated_pairs, resize_images
 from jaxgen.methods import vapo
 from jaxgen.methods.common import replace_fields
 from jaxgen.metrics import auroc, nearest_neighbours
-from jaxgen.parallel import batch_sharding, make_mesh, replicated
+from jaxgen.parallel import make_mesh, replicated
 from jaxgen.train.figures import save_histograms, save_image_rows
+from jaxgen.train.step import make_sharded_sampler
 
 
 def test_auroc_matches_sklearn_with_ties():
@@ -115,8 +118,8 @@ def test_sharded_sampling_equals_single_device(toy_state):
     mesh = make_mesh()
     key = jax.random.PRNGKey(4)
     plain, st_plain = jax.jit(lambda s: vapo.sample(s, 64, config=cfg, key=key))(state)
-    fn = jax.jit(lambda s: vapo.sample(s, 64, config=cfg, key=key, sharding=batch_sharding(mesh)))
-    sharded, st_sharded = fn(jax.device_put(state, replicated(mesh)))
+    fn = make_sharded_sampler(partial(vapo.sample, config=cfg), mesh)
+    sharded, st_sharded = fn(jax.device_put(state, replicated(mesh)), 64, key)
     assert len(sharded.sharding.device_set) == jax.device_count()
     np.testing.assert_allclose(sharded, plain, rtol=1e-5, atol=1e-5)
     assert int(st_sharded["nfe"]) == int(st_plain["nfe"])

@@ -23,6 +23,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import struct
 
 from jaxgen.optim import DECAYS, OPTIMIZERS, ModelState, init_model_state, make_optimizer
 from jaxgen.parallel import shard_over_batch
@@ -136,6 +137,29 @@ def batch_draw(draw: Callable, key, shape, **kwargs) -> jax.Array:
     """`draw(key, shape, **kwargs)` (any `jax.random` sampler: `uniform`, `bernoulli`,
     `randint`, ...) split over the batch devices like `batch_normal`."""
     return shard_over_batch(draw(key, shape=shape, **kwargs))
+
+
+# ---------------------------------------------------------------- the example shape
+
+
+def example_shape_field():
+    """A recipe `State`'s `example_shape`: one training example's shape `[...]`, fixed by `init`
+    from its example batch. Static (part of the pytree's structure, not a leaf): checkpoints
+    hold no copy, `jax.eval_shape(init, ...)` carries it, and every entry check reads it here
+    instead of from a parameter's shape or name."""
+    return struct.field(pytree_node=False)
+
+
+def check_state_batch(batch, state, who: str, **kwargs):
+    """`check_batch(batch, who, ...)` against `state.example_shape`; returns `batch["x"]`."""
+    return check_batch(batch, who, example_shape=state.example_shape, **kwargs)
+
+
+def sample_shape(state, shape, who: str) -> tuple:
+    """A sampler's `shape` argument checked against `state.example_shape`; None (the default
+    everywhere) means the state's own example shape."""
+    want = state.example_shape
+    return check_shape(want if shape is None else shape, who, example_shape=want)
 
 
 # ---------------------------------------------------------------- entry checks
@@ -322,7 +346,6 @@ class Capabilities:
     nfe: str = ""  # e.g. "vector-field evaluations"; "" when the recipe reports no NFE
     solver_ok: str = ""  # a boolean stat: False where the solver stopped early ("" = none)
     extras: tuple[str, ...] = ()  # of EXTRAS: energy(state, x), log_density(state, x), ...
-    sample_sharding: bool = False  # `sample(..., sharding=)` splits samples over devices
     data_fit: DataFit | None = None
     base_stage: BaseStage | None = None
     batch_state: tuple[str, ...] = ()  # State fields whose leaves are split over `data`

@@ -33,8 +33,10 @@ from jaxgen.methods.common import (
     check_batch,
     check_count,
     check_inputs,
-    check_shape,
+    check_state_batch,
+    example_shape_field,
     model_state,
+    sample_shape,
     validate,
 )
 from jaxgen.nn.ddgan_discriminator import DISCRIMINATOR_CONFIGS, TimeConditionalDiscriminator
@@ -160,7 +162,6 @@ CAPABILITIES = Capabilities(
     headline=("loss_d", "loss_g"),
     sampler_stats=("nfe",),
     nfe="generator passes (T)",
-    sample_sharding=True,
 )
 
 
@@ -170,6 +171,7 @@ class State:
     key: jax.Array
     gen: ModelState
     disc: ModelState
+    example_shape: tuple = example_shape_field()
 
 
 def schedule(config: Config) -> VPSchedule:
@@ -215,19 +217,6 @@ def _check_example(shape: tuple, config: Config, who: str) -> None:
             raise ValueError(f"{who}: {e}") from None
 
 
-def example_spec(state: State, config: Config) -> dict:
-    """The example shape the generator's parameters fix: the width of its last layer (the MLP's
-    output Dense, the U-Net's output conv) is the data's (last) dimension."""
-    kernels = [
-        v
-        for p, v in jax.tree_util.tree_leaves_with_path(state.gen.params)
-        if "kernel" in jax.tree_util.keystr(p)
-    ]
-    if config.model.network == "mlp":
-        return {"example_shape": (kernels[-1].shape[-1],)}
-    return {"example_shape": ("H", "W", [k for k in kernels if k.ndim == 4][-1].shape[-1])}
-
-
 def init(config: Config, example_batch, *, key) -> State:
     """Fresh state for batches like `example_batch` `{"x": [B, ...]}` (2-D points `[B, D]` or
     images `[B, H, W, C]` in [-1, 1])."""
@@ -247,7 +236,7 @@ def init(config: Config, example_batch, *, key) -> State:
     d_params = jax.jit(disc.init)(k_d, x1, x1, t1)["params"]
     g_state = model_state(g_params, config.optim.gen)
     d_state = model_state(d_params, config.optim.disc)
-    return State(jnp.zeros((), jnp.int32), k_state, g_state, d_state)
+    return State(jnp.zeros((), jnp.int32), k_state, g_state, d_state, shape)
 
 
 def denoise(g_params, x_t, z, t, *, config: Config, sched: VPSchedule):
@@ -370,7 +359,7 @@ def _gen_loss(g_params, d_params, draw: dict, *, config: Config, sched):
 
 def train_step(state: State, batch, *, config: Config):
     """A D step then a G step on `batch["x"]` `[B, ...]` (docs/methods/ddgan.md §4)."""
-    x0 = check_batch(batch, "ddgan.train_step", **example_spec(state, config)).astype(jnp.float32)
+    x0 = check_state_batch(batch, state, "ddgan.train_step").astype(jnp.float32)
     x0 = x0 / config.method.data_scale
     sched, m = schedule(config), config.method
     k_d, k_g = jax.random.split(jax.random.fold_in(state.key, state.step))
@@ -392,19 +381,15 @@ def train_step(state: State, batch, *, config: Config):
     return state.replace(step=state.step + 1, gen=gen, disc=disc), metrics
 
 
-def sample(state: State, num: int, *, config: Config, key, shape=None, use_ema=True, sharding=None):
+def sample(state: State, num: int, *, config: Config, key, shape=None, use_ema=True):
     """`num` samples `[num, ...]` by the T-step chain from x_T ~ N(0, I) with the (EMA)
-    generator; stats `nfe` `[num]` (= T). `shape`: one example's shape, `(2,)` by default."""
+    generator; stats `nfe` `[num]` (= T). `shape`: `state.example_shape` (the default;
+    checked)."""
     num = check_count(num, "ddgan.sample")
-    shape = check_shape(
-        (2,) if shape is None else shape, "ddgan.sample", **example_spec(state, config)
-    )
-    _check_example(shape, config, "ddgan.sample")
+    shape = sample_shape(state, shape, "ddgan.sample")
     sched = schedule(config)
     k_T, k_chain = jax.random.split(key)
     x_T = batch_normal(k_T, (num, *shape))
-    if sharding is not None:
-        x_T = jax.lax.with_sharding_constraint(x_T, sharding)
     params = state.gen.eval_params(use_ema)
 
     def denoiser(x_t, z, t):  # the chain draws z per step: split it over the batch devices

@@ -28,8 +28,10 @@ from jaxgen.methods.common import (
     batch_normal,
     check_batch,
     check_count,
-    check_shape,
+    check_state_batch,
+    example_shape_field,
     model_state,
+    sample_shape,
     validate,
 )
 from jaxgen.methods.fdrl_prior import fit_gaussian_prior
@@ -133,6 +135,7 @@ class State:
     ratio: ModelState
     prior_mean: jax.Array  # ddp: μ_D `[D]`; otherwise an unused `[1]` (orbax saves no empty arrays)
     prior_chol: jax.Array  # ddp: chol(Σ_D + jitter·I) `[D, D]`; otherwise an unused `[1, 1]`
+    example_shape: tuple = example_shape_field()
 
 
 def make_network(config: Config) -> nn.Module:
@@ -185,27 +188,6 @@ def _check_fitted(fitted, example_shape: tuple):
     return mean, chol
 
 
-def example_size(params) -> int | None:
-    """D, the values per example (flattened) the MLP ratio network with these parameters takes
-    (its first kernel is `[D, h]`); None for the ResNet (any image size)."""
-    return params["mlp"]["dense_0"]["kernel"].shape[0] if "mlp" in params else None
-
-
-def example_shape(params):
-    """The example shape the ratio network takes: `("H", "W", C)` for the ResNet (C from its
-    stem kernel), None for the MLP (checked by `example_size`)."""
-    if "mlp" in params:
-        return None
-    stem = params["stem"]
-    kernel = stem["Conv_0"]["kernel"] if "Conv_0" in stem else stem["kernel"]
-    return ("H", "W", kernel.shape[2])
-
-
-def example_fits(params) -> dict:
-    """The example checks of `check_batch` / `check_shape` for the ratio network `params`."""
-    return dict(example_size=example_size(params), example_shape=example_shape(params))
-
-
 def init(config: Config, example_batch, *, key, fitted=None) -> State:
     """Fresh state for examples shaped like `example_batch["x"]` `[B, ...]` (floating, B >= 1).
     A `ddp` prior needs `fitted = fit_data(config, training_images)`."""
@@ -221,7 +203,8 @@ def init(config: Config, example_batch, *, key, fitted=None) -> State:
     if config.method.prior == "ddp":
         mean, chol = _check_fitted(fitted, shape)
     ms = model_state(params, config.optim.ratio, variables=variables)
-    return State(jnp.zeros((), jnp.int32), k_state, ms, jnp.asarray(mean), jnp.asarray(chol))
+    mean, chol = jnp.asarray(mean), jnp.asarray(chol)
+    return State(jnp.zeros((), jnp.int32), k_state, ms, mean, chol, shape)
 
 
 def output(params, x, *, config: Config, variables=None):
@@ -324,8 +307,8 @@ def _source_batch(batch, shape):
 def train_step(state: State, batch, *, config: Config):
     """Algorithm 1: flow fresh prior draws K steps with the current θ, then one optimizer step
     on the Bregman loss with the particles as q and `batch["x"]` `[B, ...]` as p (floating,
-    B >= 1, `example_size` values per example; checked at trace time, one `ValueError`)."""
-    check_batch(batch, "fdrl.train_step", **example_fits(state.ratio.params))
+    B >= 1, examples of `state.example_shape`; checked at trace time, one `ValueError`)."""
+    check_state_batch(batch, state, "fdrl.train_step")
     key = jax.random.fold_in(state.key, state.step)
     k_prior, k_flow, k_deq = jax.random.split(key, 3)
     m = config.method
@@ -376,13 +359,13 @@ def translate(state, source, *, config: Config, key, num_steps=None, use_ema=Tru
     source = jnp.asarray(source, jnp.float32)
     if source.ndim < 2:
         raise ValueError(f"fdrl.translate: source must be [N, ...] examples, got {source.shape}")
-    check_shape(source.shape[1:], "fdrl.translate", **example_fits(state.ratio.params))
+    sample_shape(state, source.shape[1:], "fdrl.translate")
     return flow_from(state, source, config=config, key=key, num_steps=num_steps, use_ema=use_ema)
 
 
 def sample(state: State, num: int, *, config: Config, key, shape=None, use_ema: bool = True):
     """Algorithm 2: `num` prior draws flowed K + κ steps with the EMA network. `shape` is one
-    example's shape (2-D by default; its size must be `example_size`). `num`: a positive int,
+    example's shape, `state.example_shape` (the default; checked). `num`: a positive int,
     static under `jit`. Returns `(x [num, ...], {"nfe": [num]})`."""
     num = check_count(num, "fdrl.sample")
     if config.method.prior == "source":
@@ -390,10 +373,7 @@ def sample(state: State, num: int, *, config: Config, key, shape=None, use_ema: 
             "fdrl.sample: method.prior='source' draws no prior samples: translate source images "
             "(fdrl.translate, or python -m experiments.sample --from SOURCE.npy)"
         )
-    fits = example_fits(state.ratio.params)
-    if shape is None and fits["example_shape"] is not None:
-        raise ValueError("fdrl.sample: the ResNet ratio network needs shape=(H, W, C)")
-    shape = check_shape((2,) if shape is None else shape, "fdrl.sample", **fits)
+    shape = sample_shape(state, shape, "fdrl.sample")
     k_prior, k_flow = jax.random.split(key)
     x0 = sample_prior(state, num, shape, k_prior, config=config)
     return flow_from(state, x0, config=config, key=k_flow, use_ema=use_ema)

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxgen.methods import fdrl
-from jaxgen.methods.common import check_count, check_shape
+from jaxgen.methods.common import check_count, sample_shape
 from jaxgen.methods.fdrl import translate  # noqa: F401  (its home is the recipe, checked)
 
 
@@ -55,8 +55,7 @@ def guided_sample(
     the reference code uses 0.1; a separate classifier step η′ (the paper's "2η" question,
     docs/methods/fdrl.md §4.1) is φ = η′/η. Returns `(x, stats)` as `fdrl.sample`."""
     num = check_count(num, "fdrl.guided_sample")
-    fits = fdrl.example_fits(state.ratio.params)
-    shape = check_shape(shape, "fdrl.guided_sample", **fits)
+    shape = sample_shape(state, shape, "fdrl.guided_sample")
     if not phi > 0:
         raise ValueError(f"fdrl.guided_sample: phi must be > 0, got {phi!r}")
     log_prob, num_classes = class_log_prob(classifier, label, num, shape)

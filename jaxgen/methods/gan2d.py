@@ -21,8 +21,10 @@ from jaxgen.methods.common import (
     batch_normal,
     check_batch,
     check_count,
-    check_shape,
+    check_state_batch,
+    example_shape_field,
     model_state,
+    sample_shape,
     validate,
 )
 from jaxgen.objectives.gan import d_loss_nonsaturating, g_loss_nonsaturating
@@ -91,6 +93,7 @@ class State:
     gen: ModelState  # variables: {"batch_stats": ...}
     disc: ModelState
     replay: jax.Array  # `[B, 2]` earlier fakes, split over `data` (shape = the global batch)
+    example_shape: tuple = example_shape_field()
 
 
 class Generator(nn.Module):
@@ -168,7 +171,7 @@ def init(config: Config, example_batch, *, key) -> State:
         out_dim=d,
         train=False,
     )
-    return State(jnp.zeros((), jnp.int32), k_state, g_state, d_state, replay)
+    return State(jnp.zeros((), jnp.int32), k_state, g_state, d_state, replay, (d,))
 
 
 def _disc_logits(params, x, config: Config):
@@ -178,9 +181,9 @@ def _disc_logits(params, x, config: Config):
 def train_step(state: State, batch, *, config: Config):
     """D then G on `batch["x"]` `[B, D]`; the replay buffer's rows used by D are refreshed.
     B and D are the replay buffer's, i.e. `init`'s (checked at trace time, one `ValueError`)."""
-    b_init, d_init = state.replay.shape
-    check_batch(batch, "gan2d.train_step", example_shape=(d_init,), batch_size=b_init)
-    x_real = batch["x"].astype(jnp.float32)
+    b_init = state.replay.shape[0]
+    x_real = check_state_batch(batch, state, "gan2d.train_step", batch_size=b_init)
+    x_real = x_real.astype(jnp.float32)
     b, d = x_real.shape
     key = jax.random.fold_in(state.key, state.step)
     k_z1, k_z2, k_mix = jax.random.split(key, 3)
@@ -225,11 +228,10 @@ def train_step(state: State, batch, *, config: Config):
 
 def sample(state: State, num: int, *, config: Config, key, shape=None, use_ema: bool = True):
     """`num` samples G(z) `[num, D]` (BatchNorm in inference mode) and `{"nfe": [num]}` (one
-    generator pass each). `shape` is one example's shape (`(2,)` by default), the state's `(D,)`;
+    generator pass each). `shape`: `state.example_shape`, `(D,)` (the default; checked).
     `num`: a positive int, static under `jit`."""
     num = check_count(num, "gan2d.sample")
-    want = state.replay.shape[1:]
-    (d,) = check_shape((2,) if shape is None else shape, "gan2d.sample", example_shape=want)
+    (d,) = sample_shape(state, shape, "gan2d.sample")
     z = batch_normal(key, (num, config.model.latent))
     params = state.gen.eval_params(use_ema)
     x, _ = generate(

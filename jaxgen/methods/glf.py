@@ -25,8 +25,10 @@ from jaxgen.methods.common import (
     check_batch,
     check_count,
     check_inputs,
-    check_shape,
+    check_state_batch,
+    example_shape_field,
     model_state,
+    sample_shape,
     validate,
 )
 from jaxgen.metrics.perceptual import PERCEPTUAL_NETWORKS, load_perceptual
@@ -124,6 +126,8 @@ class State:
     ae: ModelState  # params / batch_stats: {"encoder": ..., "decoder": ...}
     flow: ModelState  # variables: {"batch_stats": ...}
     perceptual: dict  # the frozen perceptual network's parameters ({} without one)
+    example_shape: tuple = example_shape_field()  # (H, W, C)
+    latent: int = struct.field(pytree_node=False)  # d, the latent size the networks take
 
 
 def _encoder(config: Config) -> Encoder:
@@ -147,21 +151,12 @@ def _flow(config: Config):
     )
 
 
-def image_shape(state: State) -> tuple[int, int, int]:
-    """(H, W, C) of the images the state's decoder was built for."""
-    dec = state.ae.params["decoder"]
-    width = dec["Deconv4x4_0"]["kernel"].shape[-1]
-    m = int(round((dec["Dense_1"]["kernel"].shape[1] // (2 * width)) ** 0.5))
-    return (4 * m, 4 * m, int(dec["Deconv4x4_1"]["kernel"].shape[-1]))
-
-
 def _check_latent(state: State, config: Config, who: str) -> None:
     """A `ValueError` when `model.latent` is not the state's latent size."""
-    got = state.ae.params["decoder"]["Dense_0"]["kernel"].shape[0]
-    if got != config.model.latent:
+    if state.latent != config.model.latent:
         raise ValueError(
             f"{who}: config.model.latent={config.model.latent}, but the state's networks "
-            f"were built for latent {got}"
+            f"were built for latent {state.latent}"
         )
 
 
@@ -225,7 +220,8 @@ def init(config: Config, example_batch, *, key) -> State:
     check_inputs(example_batch, image=True, who="glf.init")
     ae, flow, k_state = _fresh_networks(config, shape, key)
     perceptual = _load_perceptual(config, shape)
-    return State(jnp.zeros((), jnp.int32), k_state, ae, flow, perceptual)
+    latent = config.model.latent
+    return State(jnp.zeros((), jnp.int32), k_state, ae, flow, perceptual, shape, latent)
 
 
 @partial(jax.jit, static_argnums=(0, 1))
@@ -297,7 +293,7 @@ def train_step(state: State, batch, *, config: Config):
     """One step of both networks on `batch["x"]` `[B, H, W, C]` in [-1, 1]: one loss, the AE
     and the flow each updated by their own optimizer (for `glf` the stop-gradient makes the two
     gradients those of the reconstruction and of the NLL alone)."""
-    check_batch(batch, "glf.train_step", example_shape=image_shape(state))
+    check_state_batch(batch, state, "glf.train_step")
     x = batch["x"].astype(jnp.float32)
     key = jax.random.fold_in(state.key, state.step)
     grad_fn = jax.value_and_grad(loss_fn, argnums=(0, 1), has_aux=True)
@@ -320,14 +316,13 @@ def decode_noise(state: State, u, *, config: Config, use_ema: bool = True):
     flow_vars = {"params": state.flow.eval_params(use_ema), **state.flow.variables}
     z, _, _ = inverse_and_log_det(_flow(config), flow_vars, u, train=train)
     ae_params, stats = state.ae.eval_params(use_ema), state.ae.variables["batch_stats"]
-    x, _ = decode(ae_params, stats, z, config=config, shape=image_shape(state), train=train)
+    x, _ = decode(ae_params, stats, z, config=config, shape=state.example_shape, train=train)
     return x
 
 
 def _checked_shape(state: State, shape, config: Config, who: str) -> tuple:
     _check_latent(state, config, who)
-    want = image_shape(state)
-    return check_shape(want if shape is None else shape, who, example_shape=want)
+    return sample_shape(state, shape, who)
 
 
 def sample(state: State, num: int, *, config: Config, key, shape=None, use_ema: bool = True):
@@ -357,7 +352,7 @@ def interpolate(state: State, num: int, *, config: Config, key, shape=None, use_
 def reconstruct(state: State, x, *, config: Config, use_ema: bool = True):
     """G(E(x)) `[B, H, W, C]` for images `x` `[B, H, W, C]` in [-1, 1] (the posterior mean for
     vae_flow_prior), BatchNorm with running averages."""
-    check_batch({"x": x}, "glf.reconstruct", example_shape=image_shape(state))
+    check_state_batch({"x": x}, state, "glf.reconstruct")
     params, stats = state.ae.eval_params(use_ema), state.ae.variables["batch_stats"]
     h, _ = encode(params, stats, x.astype(jnp.float32), config=config)
     z = h[:, : config.model.latent]

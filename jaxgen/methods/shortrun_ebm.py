@@ -33,8 +33,10 @@ from jaxgen.methods.common import (
     check_batch,
     check_count,
     check_inputs,
-    check_shape,
+    check_state_batch,
+    example_shape_field,
     model_state,
+    sample_shape,
     validate,
 )
 from jaxgen.nn import ScalarMLP
@@ -177,7 +179,6 @@ CAPABILITIES = Capabilities(
     nfe="energy-gradient evaluations",
     solver_ok="success",
     extras=("energy", "log_density", "interpolate", "reconstruct"),
-    sample_sharding=True,
     batch_state=("chains",),
     log_density_normalised=noise_free,
 )
@@ -189,6 +190,7 @@ class State:
     key: jax.Array
     energy: ModelState
     chains: dict  # persistent: {"x": [B, ...]}; {} with fresh chains
+    example_shape: tuple = example_shape_field()
 
 
 def make_network(config: Config) -> nn.Module:
@@ -200,31 +202,11 @@ def make_network(config: Config) -> nn.Module:
 
 
 def energy_fn(params, x, *, config: Config):
-    """E_θ(x) `[B]` for `x` `[B, ...]`."""
-    return make_network(config).apply({"params": params}, x)
-
-
-def example_spec(params, config: Config) -> dict:
-    """The example shape the parameters fix: the MLP's first kernel fixes the flattened size,
-    the conv's the channels (and the dense read-out the spatial size: checked in `init`)."""
-    if config.model.network == "conv":
-        return {"example_shape": ("H", "W", params["conv_in"]["kernel"].shape[2])}
-    return {"example_size": params["mlp"]["dense_0"]["kernel"].shape[0]}
-
-
-def _check_readout(params, shape, config: Config, who: str) -> None:
-    """The conv energy's dense read-out fixes H·W: one `ValueError` for another image size."""
-    if config.model.network != "conv":
-        return
-    m = config.model
-    cells = params["out"]["kernel"].shape[0] // (m.widths[-1] * m.nf)
-    got = (shape[0] // 2 ** len(m.widths)) * (shape[1] // 2 ** len(m.widths))
-    if got != cells or shape[0] % 2 ** len(m.widths) or shape[1] % 2 ** len(m.widths):
-        side = int(round(cells**0.5)) * 2 ** len(m.widths)
-        raise ValueError(
-            f"{who}: shape={tuple(shape)}, the state was initialised for "
-            f"{side}×{side} images (its dense read-out takes {cells} cells)"
-        )
+    """E_θ(x) `[B]` for `x` `[B, ...]`, its matmuls and convolutions at float32 precision (a
+    TPU's default bfloat16 passes would blur the K-step gradients; so would their transposes,
+    which keep the forward pass's precision)."""
+    with jax.default_matmul_precision("float32"):
+        return make_network(config).apply({"params": params}, x)
 
 
 def init(config: Config, example_batch, *, key) -> State:
@@ -241,7 +223,7 @@ def init(config: Config, example_batch, *, key) -> State:
     chains = {}
     if config.method.persistent:
         chains = {"x": jax.random.normal(k_chains, x.shape, jnp.float32)}
-    return State(jnp.zeros((), jnp.int32), k_state, ms, chains)
+    return State(jnp.zeros((), jnp.int32), k_state, ms, chains, tuple(x.shape[1:]))
 
 
 def dynamics(params, x0, key, *, config: Config, differentiable: bool = False):
@@ -331,47 +313,31 @@ def loss_fn(params, state: State, x, key, *, config: Config):
 def train_step(state: State, batch, *, config: Config):
     """One Adam step of the energy on `batch["x"]` `[B, ...]`."""
     chains = state.chains.get("x")
-    check_batch(
-        batch,
-        "shortrun_ebm.train_step",
-        batch_size=None if chains is None else chains.shape[0],
-        **example_spec(state.energy.params, config),
-    )
+    batch_size = None if chains is None else chains.shape[0]
+    check_state_batch(batch, state, "shortrun_ebm.train_step", batch_size=batch_size)
     key = jax.random.fold_in(state.key, state.step)
-    with jax.default_matmul_precision("float32"):
-        grads, (chains, metrics) = jax.grad(loss_fn, has_aux=True)(
-            state.energy.params, state, batch["x"].astype(jnp.float32), key, config=config
-        )
+    grads, (chains, metrics) = jax.grad(loss_fn, has_aux=True)(
+        state.energy.params, state, batch["x"].astype(jnp.float32), key, config=config
+    )
     ms, gnorm = state.energy.apply_gradients(grads, step=state.step)
     new = state.replace(step=state.step + 1, energy=ms, chains=chains)
     return new, {**metrics, "grad_norm": gnorm}
 
 
-def _shape(state: State, shape, config: Config, who: str) -> tuple:
-    spec = example_spec(state.energy.params, config)
-    shape = check_shape((2,) if shape is None else shape, who, **spec)
-    _check_readout(state.energy.params, shape, config, who)
-    return shape
-
-
-def sample(state: State, num: int, *, config: Config, key, shape=None, use_ema=True, sharding=None):
+def sample(state: State, num: int, *, config: Config, key, shape=None, use_ema=True):
     """`num` samples `[num, ...]`: x₀ ~ N(0, I), then the training dynamics; stats `nfe`,
-    `success` `[num]`."""
+    `success` `[num]`. `shape`: `state.example_shape` (the default; checked)."""
     num = check_count(num, "shortrun_ebm.sample")
-    shape = _shape(state, shape, config, "shortrun_ebm.sample")
+    shape = sample_shape(state, shape, "shortrun_ebm.sample")
     k0, k_dyn = jax.random.split(key)
     x0 = batch_normal(k0, (num, *shape))
-    if sharding is not None:
-        x0 = jax.lax.with_sharding_constraint(x0, sharding)
-    with jax.default_matmul_precision("float32"):
-        x, stats, _ = dynamics(state.energy.eval_params(use_ema), x0, k_dyn, config=config)
+    x, stats, _ = dynamics(state.energy.eval_params(use_ema), x0, k_dyn, config=config)
     return x, stats
 
 
 def energy(state: State, x, *, config: Config, use_ema: bool = True):
     """−E(x) `[B]` (higher = more in-distribution) for data `x` `[B, ...]`."""
-    with jax.default_matmul_precision("float32"):
-        return -energy_fn(state.energy.eval_params(use_ema), x, config=config)
+    return -energy_fn(state.energy.eval_params(use_ema), x, config=config)
 
 
 def log_density(state: State, x, *, config: Config, use_ema: bool = True, key=None):
@@ -392,8 +358,7 @@ def log_density(state: State, x, *, config: Config, use_ema: bool = True, key=No
             )
         key = jax.random.PRNGKey(0)  # unused by the exact trace
     kw = dict(trace=s.trace, num_probes=s.num_probes, probe=s.probe)
-    with jax.default_matmul_precision("float32"):
-        lp, stats = log_likelihood(params, x, key, config=config, **kw)
+    lp, stats = log_likelihood(params, x, key, config=config, **kw)
     return jnp.where(stats["success"], lp, jnp.nan)
 
 
@@ -401,20 +366,19 @@ def interpolate(state: State, num: int, *, config: Config, key, shape=None, use_
     """ρ-interpolation of the initial noise (spec §1.2): x₀(ρ) = ρ z₁ + √(1 − ρ²) z₂ for ρ
     from 0 to 1 in `num` steps, each run through the dynamics: `([num, ...], {"nfe"})`."""
     num = check_count(num, "shortrun_ebm.interpolate")
-    shape = _shape(state, shape, config, "shortrun_ebm.interpolate")
+    shape = sample_shape(state, shape, "shortrun_ebm.interpolate")
     k1, k2, k_dyn = jax.random.split(key, 3)
     z1, z2 = (jax.random.normal(k, shape, jnp.float32) for k in (k1, k2))
     rho = jnp.linspace(0.0, 1.0, num).reshape((num,) + (1,) * len(shape))
     x0 = rho * z1 + jnp.sqrt(1.0 - rho**2) * z2
-    with jax.default_matmul_precision("float32"):
-        x, stats, _ = dynamics(state.energy.eval_params(use_ema), x0, k_dyn, config=config)
+    x, stats, _ = dynamics(state.energy.eval_params(use_ema), x0, k_dyn, config=config)
     return x, stats
 
 
 def reconstruct(state: State, x, *, config: Config, use_ema: bool = True):
     """G(x₀*) `[B, ...]` with x₀* = argmin ‖G(x₀) − x‖² by Adam through the dynamics from
     x₀ = 0 (spec §1.2; noise-free: the noise is held at zero)."""
-    check_batch({"x": x}, "shortrun_ebm.reconstruct", **example_spec(state.energy.params, config))
+    check_state_batch({"x": x}, state, "shortrun_ebm.reconstruct")
     params, s = state.energy.eval_params(use_ema), config.sample
     cfg = dataclasses.replace(config, method=dataclasses.replace(config.method, noise_std=0.0))
     gen = lambda z: dynamics(params, z, jax.random.PRNGKey(0), config=cfg, differentiable=True)[0]
@@ -427,6 +391,5 @@ def reconstruct(state: State, x, *, config: Config, use_ema: bool = True):
         return (optax.apply_updates(z, updates), opt), None
 
     z0 = jnp.zeros_like(x, jnp.float32)
-    with jax.default_matmul_precision("float32"):
-        (z, _), _ = jax.lax.scan(step, (z0, tx.init(z0)), None, length=s.reconstruct_steps)
-        return gen(z)
+    (z, _), _ = jax.lax.scan(step, (z0, tx.init(z0)), None, length=s.reconstruct_steps)
+    return gen(z)

@@ -21,8 +21,10 @@ from jaxgen.methods.common import (
     check_batch,
     check_count,
     check_inputs,
-    check_shape,
+    check_state_batch,
+    example_shape_field,
     model_state,
+    sample_shape,
     validate,
 )
 from jaxgen.nn import ScalarMLP
@@ -130,7 +132,6 @@ CAPABILITIES = Capabilities(
     nfe="evaluations of the vector field ∇Φ",
     solver_ok="success",
     extras=("energy", "interpolate"),
-    sample_sharding=True,
 )
 
 
@@ -139,6 +140,7 @@ class State:
     step: jax.Array
     key: jax.Array
     potential: ModelState
+    example_shape: tuple = example_shape_field()
 
 
 def make_network(config: Config) -> nn.Module:
@@ -155,16 +157,6 @@ def make_network(config: Config) -> nn.Module:
             data_init=m.data_init,
         )
     return ScalarMLP(hidden=tuple(m.hidden), act=m.act)
-
-
-def example_spec(params, config: Config) -> dict:
-    """What one example must look like to the network with these parameters, as keywords of
-    `check_batch` / `check_shape`. Only what the parameters' shapes fix: the MLP's first kernel
-    `[D, h]` fixes the flattened size D; the ResNet's first conv `[3, 3, C, ch]` fixes the
-    channels C, any H, W (global pooling)."""
-    if config.model.network == "resnet":
-        return {"example_shape": ("H", "W", params["conv_in"]["v"].shape[2])}
-    return {"example_size": params["mlp"]["dense_0"]["kernel"].shape[0]}
 
 
 def check_example_batch(example_batch, config: Config) -> None:
@@ -195,7 +187,7 @@ def init(config: Config, example_batch, *, key) -> State:
         x = jnp.asarray(example_batch["x"], jnp.float32)
     params = make_network(config).init(k_init, x)["params"]
     ms = model_state(params, config.optim.potential)
-    return State(jnp.zeros((), jnp.int32), k_state, ms)
+    return State(jnp.zeros((), jnp.int32), k_state, ms, tuple(example_batch["x"].shape[1:]))
 
 
 def potential(params, x, *, config: Config):
@@ -224,10 +216,9 @@ def loss_fn(params, xbar, key, *, config: Config):
 
 
 def train_step(state: State, batch, *, config: Config):
-    """One optimizer step on `batch["x"]` `[B, ...]` (floating, B >= 1, examples of the shape
-    `init` saw as far as the parameters fix it: `example_spec`; checked at trace time, one
-    `ValueError`). Pure and jittable."""
-    check_batch(batch, "vapo.train_step", **example_spec(state.potential.params, config))
+    """One optimizer step on `batch["x"]` `[B, ...]` (floating, B >= 1, examples of
+    `state.example_shape`; checked at trace time, one `ValueError`). Pure and jittable."""
+    check_state_batch(batch, state, "vapo.train_step")
     key = jax.random.fold_in(state.key, state.step)
     with jax.default_matmul_precision("float32"):
         grads, metrics = jax.grad(loss_fn, has_aux=True)(
@@ -249,29 +240,16 @@ def solve_flow(params, x0, *, config: Config):
     )
 
 
-def sample(
-    state: State,
-    num: int,
-    *,
-    config: Config,
-    key,
-    shape=None,
-    use_ema: bool = True,
-    sharding=None,
-):
-    """`num` samples: x(0) ~ N(0, σ0² I), then the ODE to T. `shape` is one example's shape
-    (the training data's; 2-D by default). `sharding` (e.g. `batch_sharding(mesh)`) splits the
-    samples over devices; the batch-shared step-size control then reduces across them.
-    `num` (a positive int, static under `jit`) and `shape` are checked against the state
-    (`example_spec`). Returns `(x [num, ...], stats)`."""
+def sample(state: State, num: int, *, config: Config, key, shape=None, use_ema: bool = True):
+    """`num` samples: x(0) ~ N(0, σ0² I), then the ODE to T. `shape`: one example's shape,
+    `state.example_shape` (the default; checked). `num`: a positive int, static under `jit`.
+    Traced under a mesh (`jaxgen.train.step.make_sharded_sampler`) the samples are split over
+    its devices and the batch-shared step-size control reduces across them. Returns
+    `(x [num, ...], stats)`."""
     num = check_count(num, "vapo.sample")
-    params = state.potential.eval_params(use_ema)
-    spec = example_spec(params, config)
-    shape = check_shape((2,) if shape is None else shape, "vapo.sample", **spec)
+    shape = sample_shape(state, shape, "vapo.sample")
     x0 = config.method.sigma0 * batch_normal(key, (num, *shape))
-    if sharding is not None:
-        x0 = jax.lax.with_sharding_constraint(x0, sharding)
-    return solve_flow(params, x0, config=config)
+    return solve_flow(state.potential.eval_params(use_ema), x0, config=config)
 
 
 # Downstream procedures (docs/methods/vapo.md §5)
@@ -288,11 +266,10 @@ def slerp(z1, z2, num: int):
     return 0.5 * (n1 + n2) * path
 
 
-def interpolate(state: State, num: int, *, config: Config, key, shape, use_ema: bool = True):
+def interpolate(state: State, num: int, *, config: Config, key, shape=None, use_ema: bool = True):
     """Decode a slerp path between two prior draws: `([num, *shape] images, solver stats)`."""
     num = check_count(num, "vapo.interpolate")
-    spec = example_spec(state.potential.params, config)
-    shape = check_shape(shape, "vapo.interpolate", **spec)
+    shape = sample_shape(state, shape, "vapo.interpolate")
     k1, k2 = jax.random.split(key)
     sigma0 = config.method.sigma0
     z1, z2 = (sigma0 * jax.random.normal(k, tuple(shape), jnp.float32) for k in (k1, k2))
