@@ -51,12 +51,12 @@ bench: $(BIN)/activate
 	$(BIN)/python -m benchmarks.vapo_toy2d --out
 
 lint: $(BIN)/activate
-	$(BIN)/ruff check jaxgen experiments benchmarks tests
-	$(BIN)/ruff format --check jaxgen experiments benchmarks tests
+	$(BIN)/ruff check jaxgen experiments benchmarks tools tests
+	$(BIN)/ruff format --check jaxgen experiments benchmarks tools tests
 
 format: $(BIN)/activate
-	$(BIN)/ruff format jaxgen experiments benchmarks tests
-	$(BIN)/ruff check --fix jaxgen experiments benchmarks tests
+	$(BIN)/ruff format jaxgen experiments benchmarks tools tests
+	$(BIN)/ruff check --fix jaxgen experiments benchmarks tools tests
 
 clean:
 	rm -rf $(VENV) runs

@@ -29,7 +29,6 @@ from scipy.ndimage import gaussian_filter
 from sklearn.mixture import GaussianMixture
 
 from benchmarks.common import record
-from benchmarks.train_feature_extractors import load_split
 from jaxgen.metrics import (
     FEATURE_EXTRACTORS,
     FeatureStats,
@@ -39,6 +38,7 @@ from jaxgen.metrics import (
     precision_recall,
 )
 from jaxgen.metrics.pixel_baseline import fit_pixel_histogram, sample_pixel_histogram
+from tools.train_feature_extractors import load_split
 
 SEED = 0
 GMM_COMPONENTS = 16

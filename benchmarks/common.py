@@ -1,16 +1,15 @@
-"""Helpers shared by the benchmark scripts: timing and recording results."""
+"""Helpers shared by the benchmark scripts: timing and recording results (`tools.records`)."""
 
 import json
-import platform
-import subprocess
 import time
-from datetime import date
 from pathlib import Path
 
 import jax
 import numpy as np
 
-RESULTS = Path(__file__).resolve().parents[1] / "docs" / "bench"
+from tools.records import RESULTS, machine, record
+
+__all__ = ["RESULTS", "interleaved_times", "machine", "median_time", "record", "restore"]
 
 
 def median_time(fn, *, repeats: int = 5, warmup: int = 1) -> float:
@@ -36,30 +35,6 @@ def interleaved_times(calls: dict, repeats: int) -> dict:
             jax.block_until_ready(call())
             times[name].append(time.perf_counter() - t)
     return times
-
-
-def machine() -> dict:
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-        ).stdout.strip()
-    except OSError:
-        commit = "?"
-    return {
-        "date": date.today().isoformat(),
-        "jax": jax.__version__,
-        "devices": f"{jax.device_count()} x {jax.devices()[0].platform}",
-        "cpu": platform.processor() or platform.machine(),
-        "commit": commit,
-    }
-
-
-def record(name: str, payload: dict) -> Path:
-    """Write `docs/bench/<name>.json` (machine info + payload) and return its path."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
-    path.write_text(json.dumps({"machine": machine(), **payload}, indent=1))
-    return path
 
 
 def restore(workdir: Path):

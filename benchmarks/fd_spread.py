@@ -17,9 +17,9 @@ import numpy as np
 
 from benchmarks.calibrate_feature_distances import gmm_samples, pixel_samples
 from benchmarks.common import record, restore
-from benchmarks.train_feature_extractors import load_split
 from experiments import protocol as protocol_lib
 from experiments.experiment import workdir_paths
+from tools.train_feature_extractors import load_split
 
 
 def main() -> None:

@@ -25,8 +25,8 @@ import numpy as np
 
 from benchmarks.common import interleaved_times, record
 from benchmarks.glf_fashion import _sgemm_rate
-from benchmarks.tpu_compile import load_config
 from experiments import cli
+from tools.tpu_compile import load_config
 
 
 def _compile(c, k: int, state, batch):

@@ -24,8 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks.common import interleaved_times, record
-from benchmarks.tpu_compile import load_config
 from experiments import cli
+from tools.tpu_compile import load_config
 
 CONFIGS = Path(__file__).resolve().parents[1] / "experiments" / "configs"
 VAPO_FASHION_NFE = 49  # trained run, T = 2, rtol = atol = 1e-3 (docs/results.md)

@@ -5,7 +5,7 @@
 
 Global batch 96 over 8 devices: a program that splits its work sees 12 rows (24 where real and
 generated examples are stacked) in every activation-sized matmul or convolution; one that runs
-the global batch on every device shows 96. Reads the compiled HLO the way
+the global batch on every device shows 96. Reads the compiled HLO with `tools.hlo_rows`, as
 `tests/test_sharding_rows.py` does. On a checkout without `make_sharded_sampler` (before
 2026-12-07) the sampler is compiled the way the CLI did then: `sample(..., sharding=)` where the
 recipe declared it, a plain `jit` otherwise.
@@ -21,13 +21,13 @@ import jax  # noqa: E402
 from benchmarks.common import record  # noqa: E402
 from jaxgen.methods import RECIPES  # noqa: E402
 from jaxgen.parallel import batch_sharding, make_mesh, replicated  # noqa: E402
-from tests.test_sharding_rows import BATCH, DEVICES, _setup, activation_rows, step_rows  # noqa: E402
+from tools.hlo_rows import BATCH, DEVICES, activation_rows, setup, step_rows  # noqa: E402
 
 
 def cli_sampler_rows(name: str) -> set[int]:
     from functools import partial
 
-    recipe, cfg, state, _, shape = _setup(name)
+    recipe, cfg, state, _, shape = setup(name)
     mesh = make_mesh(DEVICES)
     state = jax.device_put(state, replicated(mesh))
     key = jax.random.PRNGKey(1)

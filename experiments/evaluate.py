@@ -10,92 +10,25 @@ disables FID with one warning line and the other metrics still run; missing data
 metric needs stops the evaluation before any sample is drawn.
 """
 
-import inspect
 import json
 import sys
 import time
 from pathlib import Path
 
-import jax
 import numpy as np
 
-from experiments import cli, image_eval
+from experiments import cli, evaluators
 from experiments import protocol as protocol_lib
 from experiments.experiment import Experiment
-from jaxgen.data import IMAGE_NAMES, OOD_NAMES, check_images_available, mixture_modes, sample_toy2d
+from jaxgen.data import IMAGE_NAMES, OOD_NAMES, check_images_available
 from jaxgen.methods.common import ConfigError, config_to_dict
-from jaxgen.metrics import energy_distance, grid_log_likelihood, mmd_rbf, mode_coverage
-from jaxgen.metrics.features import apply_in_batches
 from jaxgen.metrics.inception_weights import InceptionWeightsError
-from jaxgen.train.figures import save_image_grid
-
-TOY2D_METRICS = ("mode_coverage", "mmd", "energy_distance")
-
-
-def toy2d_metrics(name: str, samples: np.ndarray, metrics, *, seed: int) -> dict:
-    """2-D metrics of `samples` `[N, 2]` against fresh draws of the data set `name`."""
-    ref = np.asarray(sample_toy2d(name, len(samples), jax.random.PRNGKey(seed)))
-    out = {}
-    for m in metrics:
-        if m == "mode_coverage":
-            try:
-                centers, std = mixture_modes(name)
-            except ValueError:
-                continue  # not a Gaussian mixture
-            out["mode_coverage"] = mode_coverage(samples, centers, std)
-        elif m == "mmd":
-            out["mmd_rbf"] = mmd_rbf(samples, ref)
-        elif m == "energy_distance":
-            out["energy_distance"] = energy_distance(samples, ref)
-    return out
-
-
-def toy2d_log_likelihood(exp: Experiment, state, *, seed: int, num: int = 10_000) -> dict:
-    """Mean test log-likelihood of the recipe's declared `log_density` on fresh draws of the 2-D
-    set. An unnormalised density is normalised on a 512² grid over the data's bounds, padded by
-    50%; a normalised one (a flow's) is used as it is, and its log Z on a 128² grid over the
-    same bounds is reported as a check (≈ 0 when the bounds hold its mass)."""
-    test = np.asarray(sample_toy2d(exp.c.data.name, num, jax.random.PRNGKey(seed)))
-    lim = 1.5 * float(np.abs(test).max())
-    fn = exp.jitted("log_density", use_ema=exp.c.eval.ema)
-    kw = {}
-    if "key" in inspect.signature(exp.recipe.log_density).parameters:
-        kw["key"] = jax.random.PRNGKey(seed + 1)  # a stochastic trace's probes
-    log_density = lambda x: np.asarray(fn(state, x.astype(np.float32), **kw))
-    bounds = ((-lim, lim), (-lim, lim))
-    if not exp.caps.log_density_normalised(exp.rc):
-        return grid_log_likelihood(log_density, test, bounds=bounds)
-    chunk = exp.c.eval.batch_size
-    check = grid_log_likelihood(
-        log_density, test[:chunk], bounds=bounds, num_points=128, chunk_size=chunk
-    )
-    values = apply_in_batches(log_density, test, chunk)
-    return {"mean_log_likelihood": float(np.mean(values)), "log_z_grid_128": check["log_z"]}
-
-
-IMAGE_METRICS = (
-    "fd",
-    "sample_grid",
-    "energy_histogram",
-    "ood",
-    "nearest_neighbours",
-    "interpolation",
-    "reconstruction",
-)
-# the recipe capability each metric needs
-_NEEDS = {
-    "energy_histogram": "energy",
-    "ood": "energy",
-    "interpolation": "interpolate",
-    "reconstruction": "reconstruct",
-    "log_likelihood": "log_density",
-}
 
 
 def available_metrics(exp: Experiment) -> tuple[str, ...]:
-    """The metrics this data set and the recipe's declared capabilities support."""
-    names = (*TOY2D_METRICS, "log_likelihood") if exp.toy2d else IMAGE_METRICS
-    return tuple(m for m in names if m not in _NEEDS or exp.caps.has(_NEEDS[m]))
+    """The metrics this data set and the recipe's declared capabilities support
+    (`experiments.evaluators.EVALUATORS`)."""
+    return evaluators.available("toy2d" if exp.toy2d else "image", exp.caps)
 
 
 def chosen_metrics(exp: Experiment) -> list[str]:
@@ -115,39 +48,11 @@ def chosen_metrics(exp: Experiment) -> list[str]:
     return metrics
 
 
-def image_metrics(exp: Experiment, state, x, metrics, out, *, seed: int) -> dict:
-    scores = {}
-    for m in metrics:
-        if m == "sample_grid":
-            save_image_grid(out / "samples.png", x[:64], scale=max(1, 64 // x.shape[1]))
-            scores[m] = str(out / "samples.png")
-        elif m == "energy_histogram":
-            scores[m] = image_eval.energy_histogram(exp, state, out)
-        elif m == "ood":
-            scores[m] = image_eval.ood(exp, state, out, seed=10_000 + seed)
-        elif m == "nearest_neighbours":
-            scores[m] = image_eval.neighbours(exp.c, x, out)
-        elif m == "interpolation":
-            scores[m] = image_eval.interpolation(exp, state, out, seed=20_000 + seed)
-        elif m == "reconstruction":
-            scores[m] = image_eval.reconstruction(exp, state, out)
-    return scores
-
-
-# the splits of the run's data set each image metric reads (fd's reference split is read up
-# front in `_image_scores`, unless cached, and only when its feature network is there)
-_DATA_SPLITS = {
-    "energy_histogram": ("train", "test"),
-    "ood": ("test",),
-    "nearest_neighbours": ("train", "test"),
-    "reconstruction": ("test",),
-}
-
-
 def check_data(c, metrics) -> None:
     """Stop (`DatasetMissingError`, one line) before sampling when a chosen metric needs data
     that is not on this machine: the run's splits, and the data sets among `eval.ood_sets`."""
-    needed = {(c.data.name, split) for m in metrics for split in _DATA_SPLITS.get(m, ())}
+    splits = {split for m in metrics for split in evaluators.EVALUATORS[m].splits}
+    needed = {(c.data.name, split) for split in splits}
     if "ood" in metrics:
         needed |= {(name, "test") for name in c.eval.ood_sets if name in IMAGE_NAMES}
     for name, split in sorted(needed):
@@ -183,9 +88,9 @@ def _image_scores(exp: Experiment, state, metrics, out, *, seed: int, protocol: 
     rounds = protocol_lib.sample_rounds(
         exp, state, net, out, seed=seed, protocol=protocol, check=check
     )
-    stats = {"nfe_mean": float(np.mean(rounds.nfe)), "nfe_max": float(np.max(rounds.nfe))}
+    stats = rounds.sampler_stats(exp.caps.sampler_stats)
     x = protocol_lib.dequantise(rounds.cat("samples"))
-    scores = image_metrics(exp, state, x, [m for m in metrics if m != "fd"], out, seed=seed)
+    scores = evaluators.run([m for m in metrics if m != "fd"], exp, state, x, out, seed=seed)
     if "fd" in metrics:
         scores["fd"] = (
             protocol_lib.feature_metrics(c, net, fd_name, rounds, ref_dir, check=check)
@@ -219,9 +124,7 @@ def evaluate(config, workdir: str, *, seed: int = 1, step: int | None = None) ->
     t0 = time.perf_counter()
     if exp.toy2d:
         x, stats = exp.draw(state, c.eval.num_samples, seed=seed, use_ema=c.eval.ema)
-        scores = toy2d_metrics(c.data.name, x, metrics, seed=10_000 + seed)
-        if "log_likelihood" in metrics:
-            scores["log_likelihood"] = toy2d_log_likelihood(exp, state, seed=30_000 + seed)
+        scores = evaluators.run(metrics, exp, state, x, out, seed=seed)
         np.save(out / "samples.npy", x)
     else:
         ref_dir = eval_dir(workdir)

@@ -118,7 +118,12 @@ class Experiment:
         )
         classes = d.get("classes", ())
         target = _named(
-            "data.classes", classes, make_stream, d.name, d.batch_size, self.c.seed, **kw
+            "data.classes",
+            classes,
+            make_stream,
+            *(d.name, d.batch_size, self.c.seed),
+            train_limit=d.get("train_limit", 0),
+            **kw,
         )
         if not d.get("source", ""):
             return target

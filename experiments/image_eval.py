@@ -23,6 +23,7 @@ def split_images(c, split: str, limit: int = 0) -> np.ndarray:
         pad_to_32=d.pad_to_32,
         data_dir=d.data_dir or None,
         classes=d.get("classes", ()),
+        train_limit=d.get("train_limit", 0),
     )
     images = src.images[:limit] if limit else src.images
     return to_unit_range(images, src.max_value)
@@ -36,12 +37,15 @@ def energies(exp, state, x, *, use_ema: bool = True) -> np.ndarray:
 
 
 def energy_histogram(exp, state, out) -> dict:
-    """Φ on train and test images: overlaid histograms and the train-vs-test AUROC (Fig. 4)."""
+    """The recipe's energy score (its `Capabilities.energy_label`, e.g. VAPO's Φ) on train and
+    test images: overlaid histograms and the train-vs-test AUROC (VAPO Fig. 4)."""
     c, limit = exp.c, exp.c.eval.histogram_max
     train, test = split_images(c, "train", limit), split_images(c, "test", limit)
     e_train, e_test = energies(exp, state, train), energies(exp, state, test)
     path = out / "energy_histogram.png"
-    save_histograms(path, {"train": e_train, "test": e_test}, xlabel="Φ(x)", title=c.data.name)
+    save_histograms(
+        path, {"train": e_train, "test": e_test}, xlabel=exp.caps.energy_label, title=c.data.name
+    )
     return {
         "train": score_summary(e_train),
         "test": score_summary(e_test),
@@ -51,7 +55,8 @@ def energy_histogram(exp, state, out) -> dict:
 
 
 def ood(exp, state, out, *, seed: int) -> dict:
-    """AUROC of Φ separating the test split (positive) from each OOD set in `eval.ood_sets`."""
+    """AUROC of the energy score separating the test split (positive) from each OOD set in
+    `eval.ood_sets`."""
     c = exp.c
     test = split_images(c, "test", c.eval.ood_num)
     e_test = energies(exp, state, test)

@@ -87,17 +87,21 @@ def frechet_to_reference(features, ref) -> float:
 class RoundResults:
     """What the rounds produced: at most `keep` samples (uint8) and features (and check
     features), the streamed feature statistics of all samples (`stats`, `check_stats`), all
-    logits (for IS), and the NFE of each round."""
+    logits (for IS), and each round's sampler statistics (`<stat>_mean` / `<stat>_max` of the
+    recipe's declared `sampler_stats`)."""
 
     def __init__(self, keep: int):
-        self.keep, self.samples, self.features, self.logits, self.nfe = keep, [], [], [], []
+        self.keep, self.samples, self.features, self.logits, self.stat_rows = keep, [], [], [], []
         self.check_features, self.stats, self.check_stats = [], FeatureStats(), FeatureStats()
 
     def add(self, z) -> None:
         held = sum(len(s) for s in self.samples)
         room = max(0, self.keep - held)
         self.samples.append(z["samples"][:room])
-        self.nfe.append(float(z["nfe"]))
+        row = {k[len("stat_") :]: float(v) for k, v in z.items() if k.startswith("stat_")}
+        if not row and "nfe" in z:  # a round written before 2026-12-07: its mean NFE only
+            row = {"nfe_mean": float(z["nfe"]), "nfe_max": float(z["nfe"])}
+        self.stat_rows.append(row)
         if "features" in z:
             self.stats.update(z["features"])
             self.features.append(z["features"][:room])
@@ -105,6 +109,17 @@ class RoundResults:
         if "check_features" in z:
             self.check_stats.update(z["check_features"])
             self.check_features.append(z["check_features"][:room])
+
+    def sampler_stats(self, names) -> dict:
+        """`<stat>_mean` (mean over rounds) and `<stat>_max` (max over rounds) of each stat in
+        `names` (the recipe's `Capabilities.sampler_stats`) that the rounds recorded."""
+        out = {}
+        for k in names:
+            rows = [r for r in self.stat_rows if f"{k}_mean" in r]
+            if rows:
+                out[f"{k}_mean"] = float(np.mean([r[f"{k}_mean"] for r in rows]))
+                out[f"{k}_max"] = float(max(r.get(f"{k}_max", r[f"{k}_mean"]) for r in rows))
+        return out
 
     def cat(self, name: str):
         parts = getattr(self, name)
@@ -132,7 +147,7 @@ def sample_rounds(
             x, stats = exp.draw(state, size, seed=seed * 100_003 + r, use_ema=c.eval.ema)
             x = x[: min(size, n - r * size)]
             u8 = quantise(x)
-            arrays = {"samples": u8, "nfe": np.float64(stats.get("nfe_mean", np.nan))}
+            arrays = {"samples": u8, **{f"stat_{k}": np.float64(v) for k, v in stats.items()}}
             images = unpad(c, dequantise(u8))  # the saved round, as the networks see it
             if net is not None:
                 arrays["features"], arrays["logits"] = net.features_and_logits(images)

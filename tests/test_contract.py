@@ -81,7 +81,9 @@ def test_registry():
 def test_capabilities_refuses_unknown_extras():
     with pytest.raises(ValueError, match="unknown extras \\['nope'\\]"):
         Capabilities(networks=("a",), extras=("nope",))
-    Capabilities(networks=("a",), extras=EXTRAS)  # all known ones are fine
+    Capabilities(networks=("a",), extras=EXTRAS, energy_label="E")  # all known ones are fine
+    with pytest.raises(ValueError, match="energy_label"):
+        Capabilities(networks=("a",), extras=("energy",))  # an energy must say what it is
 
 
 def test_capabilities_solver_ok_must_be_a_sampler_stat():

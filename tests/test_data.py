@@ -718,3 +718,16 @@ def test_center_crop_resize_without_crop_keeps_the_whole_image():
     assert out.shape == (128, 128, 3)
     assert np.abs(out[0, 64] - (0, 0, 255)).max() <= 2  # the frame's top edge survives
     assert np.abs(out[:, -1] - (0, 0, 255)).max(axis=-1).max() <= 2  # and its right one
+
+
+def test_train_limit_keeps_the_first_training_images_only():
+    """`data.train_limit` (a protocol's subset, e.g. DDGAN's first 120k LSUN church images) is a
+    config field read by `load_images`, not a property of a data set's name."""
+    full = load_images("digits", "train")
+    head = load_images("digits", "train", train_limit=100)
+    np.testing.assert_array_equal(head.images, full.images[:100])
+    np.testing.assert_array_equal(head.labels, full.labels[:100])
+    test = load_images("digits", "test", train_limit=100)  # other splits are whole
+    assert len(test) == len(load_images("digits", "test")) > 100
+    with pytest.raises(ValueError, match="train_limit must be >= 0"):
+        load_images("digits", "train", train_limit=-1)

@@ -1,4 +1,4 @@
-"""`benchmarks.tpu_compile.collectives` tells a collective that runs once per step from one
+"""`tools.tpu_compile.collectives` tells a collective that runs once per step from one
 inside a while loop's body, which runs once per iteration: on a data-parallel gradient through
 a rolled `lax.scan` the weight gradient's all-reduce sits in the backward loop; unrolled, it is
 one all-reduce after it. Checked on XLA:CPU's SPMD programs over the 8 simulated devices."""
@@ -9,7 +9,7 @@ import pytest
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from benchmarks.tpu_compile import collectives
+from tools.tpu_compile import collectives
 
 
 def _gradient_hlo(unroll) -> str:

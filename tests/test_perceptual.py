@@ -3,6 +3,8 @@ errors, taps, gradients, independence from the FD extractor, recorded accuracy, 
 block of the evaluation protocol."""
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -16,14 +18,8 @@ from experiments import image_eval, protocol
 from experiments.configs.common import smoke
 from experiments.configs.vapo.fashion_mnist import get_config
 from jaxgen.data import DatasetMissingError
-from jaxgen.metrics import (
-    CHECK_EXTRACTORS,
-    FEATURE_EXTRACTORS,
-    PERCEPTUAL_NETWORKS,
-    load_extractor,
-    load_perceptual,
-)
-from jaxgen.metrics.perceptual import PerceptualSpec
+from jaxgen.metrics import CHECK_EXTRACTORS, FEATURE_EXTRACTORS, load_extractor
+from jaxgen.nn.perceptual import PERCEPTUAL_NETWORKS, PerceptualSpec, load_perceptual
 
 REPO = Path(__file__).resolve().parents[1]
 NAME = "fashion_mnist_vgg_v1"
@@ -32,6 +28,24 @@ NAME = "fashion_mnist_vgg_v1"
 @pytest.fixture(scope="module")
 def net():
     return load_perceptual(NAME)
+
+
+def test_nn_does_not_import_metrics_and_the_old_module_warns():
+    """The perceptual network is a training loss: `jaxgen.nn.perceptual` loads without the
+    evaluation package; the old `jaxgen.metrics.perceptual` re-exports it with a warning."""
+    code = """
+import sys, warnings
+import jaxgen.nn.perceptual as new
+assert not [m for m in sys.modules if m.startswith("jaxgen.metrics")], "jaxgen.nn -> jaxgen.metrics"
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    import jaxgen.metrics.perceptual as old
+assert old.load_perceptual is new.load_perceptual and old.PerceptualSpec is new.PerceptualSpec
+(w,) = [w for w in caught if issubclass(w.category, DeprecationWarning)]
+assert "jaxgen.nn.perceptual" in str(w.message), w.message
+"""
+    run = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
 
 
 def test_missing_weights_name_the_file_and_the_command(tmp_path):

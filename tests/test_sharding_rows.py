@@ -6,76 +6,19 @@ the compiled program (read from its HLO) may see the global batch: each sees 96 
 inside the step from the replicated key and leaves unconstrained makes XLA compute it, and all
 that follows from it, whole on every device: before `batch_normal` the short-run EBM's K
 Langevin steps ran on the whole global batch on every device (docs/results.md, "Recipe kit").
-A new recipe is covered by adding its small config to `SMALL`.
+The compiling and reading is `tools.hlo_rows`; a new recipe is covered by adding its small
+config to `tools.hlo_rows.SMALL`.
 """
 
-import re
 from functools import partial
 
 import jax
-import numpy as np
 import pytest
 
-from jaxgen.methods import RECIPES, fdrl, get_recipe
-from jaxgen.methods.common import replace_fields
-from jaxgen.parallel import make_mesh, replicated, state_shardings
-from jaxgen.train.step import make_sharded_sampler, make_sharded_step
-
-# WIDTH: a hidden width no other axis has; BATCH / DEVICES = 12 divides no weight's input width
-BATCH, DEVICES, WIDTH = 96, 8, 40
-PER_DEVICE = BATCH // DEVICES
-
-SMALL = {
-    "ddgan": {"model.network": "mlp", "model.hidden": (WIDTH,), "model.latent_dim": 2},
-    "vapo": {"model.hidden": (WIDTH,)},
-    "fdrl": {"model.hidden": (WIDTH,), "method.flow_steps": 2},
-    "gan2d": {"model.gen_hidden": (WIDTH,), "model.disc_hidden": (WIDTH,), "model.latent": 2},
-    "glf": {"model.latent": 4, "model.ae_width": 4, "model.flow_hidden": WIDTH},
-    "shortrun_ebm": {"model.hidden": (WIDTH,), "method.num_steps": 3},  # fresh chains (ch. 5)
-}
-IMAGE_SHAPES = {"glf": (8, 8, 1)}
-
-
-def _setup(name):
-    recipe = get_recipe(name)
-    cfg = replace_fields(recipe.Config(), SMALL[name])
-    shape = IMAGE_SHAPES.get(name, (2,))
-    rng = np.random.default_rng(0)
-    x = rng.uniform(-1, 1, size=(BATCH, *shape)).astype(np.float32)
-    kw = {}
-    if name == "fdrl":
-        kw["fitted"] = fdrl.fit_data(cfg, x) if cfg.method.prior == "ddp" else None
-    state = recipe.init(cfg, {"x": x}, key=jax.random.PRNGKey(0), **kw)
-    return recipe, cfg, state, {"x": x}, shape
-
-
-def activation_rows(hlo: str) -> set[int]:
-    """Leading dimensions of the activation-sized results in an HLO module: `[rows, WIDTH]`
-    dots and `[rows, H, W, C]` convolutions with rows a multiple of 12 (weight gradients have
-    the layers' input widths as rows, none of them a multiple of 12)."""
-    dots = re.findall(rf"= f32\[(\d+),{WIDTH}\]\{{[^}}]*\}} dot\(", hlo)
-    convs = re.findall(r"= f32\[(\d+),\d+,\d+,\d+\]\{[^}]*\} convolution\(", hlo)
-    return {int(r) for r in dots + convs if int(r) % PER_DEVICE == 0 and int(r) != WIDTH}
-
-
-def step_rows(name: str, devices: int) -> set[int]:
-    recipe, cfg, state, batch, _ = _setup(name)
-    mesh = make_mesh(devices)
-    abstract = jax.eval_shape(lambda s: s, state)
-    sharding = state_shardings(abstract, mesh, recipe.CAPABILITIES.batch_state)
-    step = make_sharded_step(
-        partial(recipe.train_step, config=cfg), mesh, state_sharding=sharding, donate=False
-    )
-    state = jax.device_put(state, sharding)
-    return activation_rows(step.lower(state, batch).compile().as_text())
-
-
-def sampler_rows(name: str, devices: int) -> set[int]:
-    recipe, cfg, state, _, shape = _setup(name)
-    mesh = make_mesh(devices)
-    fn = make_sharded_sampler(partial(recipe.sample, config=cfg, shape=shape), mesh)
-    state = jax.device_put(state, replicated(mesh))
-    return activation_rows(fn.lower(state, BATCH, jax.random.PRNGKey(1)).compile().as_text())
+from jaxgen.methods import RECIPES
+from jaxgen.parallel import make_mesh, replicated
+from jaxgen.train.step import make_sharded_sampler
+from tools.hlo_rows import BATCH, DEVICES, PER_DEVICE, SMALL, sampler_rows, setup, step_rows
 
 
 def test_every_recipe_is_covered():
@@ -113,7 +56,7 @@ def test_the_sharded_sampler_compiles_once():
     CLI's sampler never recompiles per chunk (chex counts the traces)."""
     import chex
 
-    recipe, cfg, state, _, shape = _setup("vapo")
+    recipe, cfg, state, _, shape = setup("vapo")
     mesh = make_mesh(DEVICES)
     counted = chex.assert_max_traces(recipe.sample, n=1)
     fn = make_sharded_sampler(partial(counted, config=cfg, shape=shape), mesh)

@@ -1,5 +1,5 @@
 """Ahead-of-time compilation for a TPU topology on this CPU-only machine
-(`benchmarks/tpu_compile.py`): the trainer's own sharded, guarded, donated step and the sampler
+(`tools/tpu_compile.py`): the trainer's own sharded, guarded, donated step and the sampler
 compile for a 4-chip v5e, so a change that breaks TPU compilation is caught before a pod is
 booked. Needs the TPU compiler (`pip install libtpu==0.0.51`, which `.ci/run` installs); skips
 with that reason otherwise."""
@@ -10,7 +10,7 @@ pytest.importorskip(
     "libtpu", reason="the TPU compiler is not installed (pip install libtpu==0.0.51)"
 )
 
-from benchmarks.tpu_compile import compile_for, load_config  # noqa: E402
+from tools.tpu_compile import compile_for, load_config  # noqa: E402
 
 
 @pytest.mark.parametrize("config", ["gan2d/toy2d", "vapo/toy2d", "fdrl/toy2d"])

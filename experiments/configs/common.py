@@ -38,6 +38,7 @@ def base_config(
             pad_to_32=False,
             data_dir="",
             classes=(),  # images of these labels only, e.g. (1,) for Fashion-MNIST's trousers
+            train_limit=0,  # > 0: the first N training images only (a protocol's subset)
             # a source domain beside each batch, as batch["source"] (unpaired translation; the
             # recipe's prior, e.g. FDRL's method.prior="source"): an image set of the same shape
             source="",

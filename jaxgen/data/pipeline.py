@@ -43,17 +43,25 @@ def load_images(
     pad_to_32: bool = False,
     data_dir: str | None = None,
     classes=(),
+    train_limit: int = 0,
 ) -> ImageSource:
     """The image source called `name` (see the data contract in the architecture doc); with
-    `classes`, only the images of those labels (`class_subset`)."""
+    `classes`, only the images of those labels (`class_subset`); `train_limit` > 0: only the
+    first `train_limit` images of the train split (a protocol's subset, e.g. DDGAN's first 120k
+    LSUN church images: the config field `data.train_limit`)."""
+    if train_limit < 0:
+        raise ValueError(f"train_limit must be >= 0 (0: the whole split), got {train_limit}")
+    limit = train_limit if split == "train" and train_limit else None
     if name == "digits":
         src = load_digits(split)
     elif name == "fashion_mnist":
         src = load_fashion_mnist(split, pad_to_32=pad_to_32)
     elif name in TFDS_NAMES:
-        src = load_tfds_images(name, split, data_dir=data_dir)
+        src = load_tfds_images(name, split, data_dir=data_dir, limit=limit)
     else:
         raise ValueError(f"unknown image data set {name!r}; choose one of {list(IMAGE_NAMES)}")
+    if limit is not None and len(src) > limit:
+        src = dataclasses.replace(src, images=src.images[:limit], labels=src.labels[:limit])
     return class_subset(src, classes, name) if classes else src
 
 
@@ -212,6 +220,7 @@ def make_stream(
     process_index: int | None = None,
     process_count: int | None = None,
     classes=(),
+    train_limit: int = 0,
 ) -> BatchStream:
     """A `BatchStream` over data set `name` (only the images of `classes`, if given) for this
     host (jax's process index by default)."""
@@ -221,7 +230,8 @@ def make_stream(
     if name in TOY2D_NAMES and classes:
         raise ValueError(f"classes={tuple(classes)}: the 2-D set {name!r} has no labels")
     if name not in TOY2D_NAMES:
-        source = load_images(name, split, pad_to_32=pad_to_32, data_dir=data_dir, classes=classes)
+        kw = dict(pad_to_32=pad_to_32, data_dir=data_dir, classes=classes, train_limit=train_limit)
+        source = load_images(name, split, **kw)
     return BatchStream(
         name,
         batch_size,

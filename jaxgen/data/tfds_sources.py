@@ -22,7 +22,8 @@ _TFDS = {
     "celeba64_crop160": ("celeb_a", {"train": "train", "test": "test"}),
     "lsun_church64": ("lsun/church_outdoor", {"train": "train", "test": "validation"}),
     # DDGAN's 256² sets (docs/methods/ddgan.md §6): CelebA-HQ has one split of 30k images (the
-    # FID reference is the training set); LSUN church: the first 120k training images
+    # FID reference is the training set); LSUN church: the DDGAN config keeps the first 120k
+    # training images (data.train_limit)
     "celeba_hq256": ("celeb_a_hq/256", {"train": "train", "test": "train"}),
     "lsun_church256": ("lsun/church_outdoor", {"train": "train", "test": "validation"}),
     # FDRL's LSUN church (docs/methods/fdrl.md §5): the whole image resized to 128², no crop
@@ -38,7 +39,6 @@ _RESIZE = {
     "lsun_church256": (None, 256),
     "lsun_church128": (0, 128),
 }
-_TRAIN_LIMIT = {"lsun_church256": 120_000}  # the DDGAN code's subset
 
 
 def center_crop_resize(image: np.ndarray, crop: int | None, size: int) -> np.ndarray:
@@ -133,13 +133,12 @@ def load_tfds_images(
     name: str, split: str = "train", *, data_dir: str | None = None, limit: int | None = None
 ) -> ImageSource:
     """Images of a tfds data set as uint8 `[N, H, W, 3]` (CelebA/LSUN cropped and resized to
-    64², or 256² for the 256 sets; LSUN church 256 keeps its first 120k training images). Held
+    64², or 256² for the 256 sets); `limit`: only the first `limit` images (DDGAN's LSUN church
+    protocol keeps the first 120k training images: its config sets `data.train_limit`). Held
     in memory: 120k images at 256² are 23.6 GB."""
     if name not in _TFDS:
         raise ValueError(f"unknown tfds image set {name!r}; choose one of {list(TFDS_NAMES)}")
     source = _open(name, split, data_dir)
-    if split == "train" and name in _TRAIN_LIMIT:
-        limit = min(limit or _TRAIN_LIMIT[name], _TRAIN_LIMIT[name])
     n = len(source) if limit is None else min(limit, len(source))
     images, labels = [], []
     for i in range(n):

@@ -346,6 +346,7 @@ class Capabilities:
     nfe: str = ""  # e.g. "vector-field evaluations"; "" when the recipe reports no NFE
     solver_ok: str = ""  # a boolean stat: False where the solver stopped early ("" = none)
     extras: tuple[str, ...] = ()  # of EXTRAS: energy(state, x), log_density(state, x), ...
+    energy_label: str = ""  # what `energy` returns, for figures: "Φ(x)", "−E(x)"
     data_fit: DataFit | None = None
     base_stage: BaseStage | None = None
     batch_state: tuple[str, ...] = ()  # State fields whose leaves are split over `data`
@@ -357,6 +358,8 @@ class Capabilities:
         unknown = [e for e in self.extras if e not in EXTRAS]
         if unknown:
             raise ValueError(f"unknown extras {unknown}; choose from {list(EXTRAS)}")
+        if ("energy" in self.extras) != bool(self.energy_label):
+            raise ValueError("a recipe with the energy extra names it in energy_label, no other")
         if self.solver_ok and self.solver_ok not in self.sampler_stats:
             raise ValueError(f"solver_ok={self.solver_ok!r} is not among sampler_stats")
 

@@ -31,8 +31,8 @@ from jaxgen.methods.common import (
     sample_shape,
     validate,
 )
-from jaxgen.metrics.perceptual import PERCEPTUAL_NETWORKS, load_perceptual
 from jaxgen.nn.autoencoder import Decoder, Encoder, check_image_size, init_variables
+from jaxgen.nn.perceptual import PERCEPTUAL_NETWORKS, load_perceptual
 from jaxgen.objectives import glf as objectives
 from jaxgen.optim import ModelState
 
@@ -67,7 +67,7 @@ class Method:
     variant: str = "glf"
     beta: float = 1.0  # weight of the reconstruction (regularized, vae_flow_prior)
     reconstruction: str = "mse"  # mse (summed squares) or bce (summed cross-entropy)
-    perceptual: str = ""  # a network of jaxgen.metrics.PERCEPTUAL_NETWORKS ("" = off)
+    perceptual: str = ""  # a network of jaxgen.nn.perceptual.PERCEPTUAL_NETWORKS ("" = off)
     perceptual_layers: int = 3  # taps used: 3 for 28/32-px images, 4 for 64-px
 
     def __post_init__(self):

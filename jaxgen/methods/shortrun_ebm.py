@@ -178,6 +178,7 @@ CAPABILITIES = Capabilities(
     sampler_stats=("nfe", "success"),
     nfe="energy-gradient evaluations",
     solver_ok="success",
+    energy_label="−E(x)",
     extras=("energy", "log_density", "interpolate", "reconstruct"),
     batch_state=("chains",),
     log_density_normalised=noise_free,

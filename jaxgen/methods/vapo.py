@@ -131,6 +131,7 @@ CAPABILITIES = Capabilities(
     sampler_stats=("nfe", "success"),
     nfe="evaluations of the vector field ∇Φ",
     solver_ok="success",
+    energy_label="Φ(x)",
     extras=("energy", "interpolate"),
 )
 

@@ -1,6 +1,7 @@
 """Evaluation metrics: sample-based distances, mode coverage and exact 2-D likelihoods,
-feature-space distances (FD, KID, precision/recall, IS), the project's feature extractors and
-its perceptual network."""
+feature-space distances (FD, KID, precision/recall, IS) and the project's feature extractors.
+The perceptual network (a training loss) lives in `jaxgen.nn.perceptual`; its names are
+re-exported here."""
 
 from jaxgen.metrics.features import (
     CHECK_EXTRACTORS,
@@ -22,7 +23,6 @@ from jaxgen.metrics.frechet import (
 from jaxgen.metrics.neighbours import nearest_neighbours
 from jaxgen.metrics.ood import auroc
 from jaxgen.metrics.ood import summary as score_summary
-from jaxgen.metrics.perceptual import PERCEPTUAL_NETWORKS, PerceptualNetwork, load_perceptual
 from jaxgen.metrics.toy2d import (
     energy_distance,
     gaussian_mixture_log_density,
@@ -30,6 +30,7 @@ from jaxgen.metrics.toy2d import (
     mmd_rbf,
     mode_coverage,
 )
+from jaxgen.nn.perceptual import PERCEPTUAL_NETWORKS, PerceptualNetwork, load_perceptual
 
 __all__ = [
     "CHECK_EXTRACTORS",

@@ -1,21 +1,21 @@
 """Small deterministic CNN classifiers used as feature extractors for the image data sets here.
 
 Fréchet distance in these features is reported as "FD-<dataset>", never as FID: the networks are
-the project's own (trained by `benchmarks/train_feature_extractors.py`, accuracy in
+the project's own (trained by `tools/train_feature_extractors.py`, accuracy in
 `docs/bench/feature_extractors.json`), not Inception-v3, so the numbers are not comparable to
 published FIDs.
 
 Architecture (per spec in `FEATURE_EXTRACTORS`): [conv 3x3 -> ReLU -> max-pool 2x2] per entry of
 `channels`, flatten, Dense(feature_dim) -> ReLU (the feature), Dense(num_classes) (the logits).
 Weights live in `jaxgen/metrics/weights/<name>.msgpack` (`flax.serialization` msgpack of the
-params dict); an extractor's `hash` is the SHA-256 of that file.
+params dict; read and checked by `jaxgen.nn.weights`); an extractor's `hash` is the SHA-256 of
+that file.
 
 `CHECK_EXTRACTORS` holds a second, independently trained extractor per data set (other channels,
 feature size and seed): scores of a model trained with a loss on some network's features are
 checked in it too (`load_extractor(dataset, check=True)`, `eval.check_features`).
 """
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,8 +26,8 @@ import numpy as np
 from flax import serialization
 
 from jaxgen.io import atomic_write
+from jaxgen.nn.weights import WEIGHTS_DIR, check_structure, read_weights
 
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 _RANGE_TOL = 1e-4  # slack on the [-1, 1] range check (float rounding of rescaled pixels)
 
 
@@ -82,7 +82,6 @@ CHECK_EXTRACTORS: dict[str, ExtractorSpec] = {
         "fashion_mnist_cnn_check_v1", "fashion_mnist", (28, 28, 1), (24, 48, 96), feature_dim=96
     ),
 }
-TRAIN_COMMAND = "python -m benchmarks.train_feature_extractors"
 
 
 def _spec(dataset: str, check: bool = False) -> ExtractorSpec:
@@ -100,41 +99,6 @@ def save_extractor_weights(spec, params, path=None) -> Path:
     params = jax.tree.map(np.asarray, params)
     check_structure(spec, params, path)
     return atomic_write(path, lambda f: f.write(serialization.to_bytes(params)))
-
-
-def read_weights(spec, path, *, kind: str, train_args: str = "") -> tuple[dict, str]:
-    """`(params, sha256 hex of the file)` of the msgpack weights at `path` for `spec`'s network;
-    one-line FileNotFoundError (naming the training command) or ValueError (not msgpack, or
-    shapes that do not fit)."""
-    path = Path(path)
-    if not path.exists():
-        command = f"{TRAIN_COMMAND} {train_args}".strip()
-        raise FileNotFoundError(f"{kind} weights missing: {path}. Train them with `{command}`")
-    try:
-        raw = path.read_bytes()
-        params = serialization.msgpack_restore(raw)
-    except Exception as e:  # msgpack raises several unrelated types on corrupt input
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise ValueError(f"weights {path} are not a flax msgpack file: {first}") from e
-    check_structure(spec, params, path)
-    return params, hashlib.sha256(raw).hexdigest()
-
-
-def check_structure(spec, params, path) -> None:
-    """ValueError unless `params` has the tree structure and shapes of `spec`'s network (`spec`:
-    any spec with `.name` and `.init_params(key)`)."""
-    expected = jax.eval_shape(spec.init_params, jax.random.PRNGKey(0))
-    exp_shapes = jax.tree.map(lambda a: tuple(a.shape), expected)
-    try:
-        got_shapes = jax.tree.map(lambda a: tuple(np.shape(a)), params)
-        same = jax.tree.structure(exp_shapes) == jax.tree.structure(got_shapes)
-    except (TypeError, ValueError):
-        same = False
-    if not same or exp_shapes != got_shapes:
-        raise ValueError(
-            f"weights {path} do not match the architecture of {spec.name} "
-            f"(expected parameter shapes {exp_shapes})"
-        )
 
 
 def apply_in_batches(fn, x: np.ndarray, batch_size: int):

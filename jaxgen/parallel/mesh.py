@@ -14,7 +14,7 @@ def make_mesh(num_devices: int | None = None, *, devices=None) -> Mesh:
     """A 1-D `data` mesh over the first `num_devices` of `devices` (default `jax.devices()`,
     every host's; all of them when `num_devices` is None). `devices` may be the devices of a
     TPU topology description, to compile ahead of time for hardware this machine lacks
-    (`benchmarks/tpu_compile.py`)."""
+    (`tools/tpu_compile.py`)."""
     devices = jax.devices() if devices is None else list(devices)
     n = len(devices) if num_devices is None else num_devices
     if not 1 <= n <= len(devices):

@@ -55,40 +55,44 @@ def save_scatter(path, samples, reference=None, *, title: str = "", bounds=None)
 
 def save_field_plot(
     path,
-    potential_fn,
-    velocity_fn,
+    score_fn,
+    field_fn,
     *,
+    label: str = "score",
     data=None,
     bounds=(-3.0, 3.0),
     num: int = 25,
     title: str = "",
 ) -> None:
-    """The learned potential Φ as filled contours and its gradient field ∇Φ as arrows (VAPO Fig. 1).
+    """A 2-D scalar as filled contours with the vector field its particles follow as arrows
+    (VAPO's Fig. 1: Φ and ∇Φ, `label="Φ(x)"`; a short-run EBM's −E and −∇E).
 
-    `potential_fn`, `velocity_fn`: `[N, 2] -> [N]` and `[N, 2] -> [N, 2]` (numpy in, numpy out).
+    `score_fn`, `field_fn`: `[N, 2] -> [N]` and `[N, 2] -> [N, 2]` (numpy in, numpy out);
+    `data` `[M, 2]` is drawn over them.
     """
     plt = _plt()
     fine = np.linspace(*bounds, 200, dtype=np.float32)
     gx, gy = np.meshgrid(fine, fine)
-    phi = np.asarray(potential_fn(np.stack([gx.ravel(), gy.ravel()], 1))).reshape(gx.shape)
+    score = np.asarray(score_fn(np.stack([gx.ravel(), gy.ravel()], 1))).reshape(gx.shape)
     coarse = np.linspace(*bounds, num, dtype=np.float32)
     cx, cy = np.meshgrid(coarse, coarse)
-    v = np.asarray(velocity_fn(np.stack([cx.ravel(), cy.ravel()], 1)))
+    v = np.asarray(field_fn(np.stack([cx.ravel(), cy.ravel()], 1)))
     norm = np.linalg.norm(v, axis=1, keepdims=True) + 1e-12
     fig, ax = plt.subplots(figsize=(6, 5))
-    cs = ax.contourf(gx, gy, phi, levels=30, cmap="viridis")
-    fig.colorbar(cs, ax=ax, label="Φ(x)")
+    cs = ax.contourf(gx, gy, score, levels=30, cmap="viridis")
+    fig.colorbar(cs, ax=ax, label=label)
     ax.quiver(cx.ravel(), cy.ravel(), *(v / norm).T, color="white", alpha=0.8, width=0.003)
     if data is not None:
         ax.scatter(*np.asarray(data).T, s=1, c="red", alpha=0.3)
-    ax.set_aspect("equal"), ax.set_title(title or "potential Φ and its flow field ∇Φ")
+    ax.set_aspect("equal"), ax.set_title(title or f"{label} and its flow field")
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
 
 
 def save_histograms(path, scores: dict, *, bins: int = 100, xlabel: str = "", title: str = ""):
-    """Overlaid normalised histograms of named score arrays (VAPO Fig. 4: train vs test Φ)."""
+    """Overlaid normalised histograms of named score arrays (e.g. an energy score on train vs
+    test images, VAPO's Fig. 4)."""
     plt = _plt()
     arrays = {k: np.asarray(v, np.float64).ravel() for k, v in scores.items()}
     lo = min(a.min() for a in arrays.values())

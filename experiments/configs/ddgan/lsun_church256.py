@@ -14,7 +14,7 @@ from jaxgen.nn.ncsnpp import GENERATOR_CONFIGS
 
 
 def get_config():
-    return ddgan_image_config(
+    c = ddgan_image_config(
         dataset="lsun_church256",
         batch_size=64,
         epochs=500,
@@ -28,3 +28,5 @@ def get_config():
         r1_gamma=1.0,
         lazy_reg=10,
     )
+    c.data.train_limit = 120_000  # the DDGAN code's subset (docs/methods/ddgan.md §6)
+    return c
