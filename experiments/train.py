@@ -66,6 +66,7 @@ def train(config, workdir: str, *, progress=None, received=None):
     point instead. `progress`: see `jaxgen.train.loop.progress_mode` (default
     `train.progress`)."""
     exp = cli.as_experiment(config)
+    exp.require_base_run()  # a stage without its base run: one ConfigError, before any work
     with _workdir_lock(workdir):
         return _train_locked(exp, workdir, progress, received)
 
@@ -125,6 +126,8 @@ def _resume(exp, store, workdir, say):
 
 
 def _fit(exp, store, workdir, resumed, progress, received, say):
+    """Open the data, record the config, then train from `resumed` (`_resume`) or, when it is
+    None, from a new state (`_new_state`) to `train.num_steps`. Returns the final state."""
     c = exp.c
     stream, mesh = agreed(exp.stream, "opening the data"), exp.mesh()
     write = is_primary()  # the config record, once the data opened and the run checked out
@@ -133,29 +136,61 @@ def _fit(exp, store, workdir, resumed, progress, received, say):
         state, shardings, meta = resumed
         cursor, reseeds = int(meta["cursor"]), int(meta.get("reseeds", 0))
     else:
-        base, base_state = exp.restore_base()
-        if base is not None and is_primary():
-            exp.save_base_config(base, workdir)
-        first = stream.batch(0)
-        image, who = len(exp.shape) == 3, f"train ({c.data.name})"
-        agreed(lambda: check_inputs(first, image=image, who=who), "checking the first batch")
-        example = exp.example_batch(first)
-        fitted = exp.fit_data(stream)
-        state = exp.init(example, fitted=fitted, base=base_state)
-        agreed(lambda: exp.save_fit(workdir, fitted) if write else None, "writing the data fit")
-        shardings, cursor, reseeds = exp.state_sharding(mesh, state), 0, 0
-    start = int(state.step)
-    say(_start_line(exp, workdir, mesh, start, store if resumed else None))
-    plan = TrainPlan(
-        c.train.num_steps,
-        c.train.log_every,
-        c.train.ckpt_every,
-        c.train.sample_every,
-        c.train.nonfinite,
-        c.train.steps_per_call,
-        c.train.max_nonfinite,
-        c.train.rollback_reseed,
+        state, shardings = _new_state(exp, stream, mesh, workdir, say)
+        cursor, reseeds = 0, 0
+    say(_start_line(exp, workdir, mesh, int(state.step), store if resumed else None))
+    at = dict(cursor=cursor, reseeds=reseeds, progress=progress, received=received)
+    state, seconds = _run_fit(exp, state, stream, mesh, shardings, store, workdir, **at)
+    last = store.latest_step()
+    saved = f"; checkpoint {store.directory / str(last)}" if last is not None else ""
+    say(f"done: step {int(state.step)} in {seconds:.1f} s{saved}")
+    return state
+
+
+def _new_state(exp, stream, mesh, workdir, say):
+    """`(state, shardings)` of a new run: the base run restored (its config and the checkpoint
+    step used are recorded in `workdir`), the first batch checked, the data fit made and
+    written, then the recipe's `init`."""
+    c, write = exp.c, is_primary()
+    base, base_state = exp.restore_base()
+    if base is not None:
+        step = int(base_state.step)
+        say(f"base: {base.c.recipe} run {exp.base_workdir}, checkpoint step {step}")
+        if write:
+            exp.save_base_config(base, workdir, step=step)
+    first = stream.batch(0)
+    image, who = len(exp.shape) == 3, f"train ({c.data.name})"
+    agreed(lambda: check_inputs(first, image=image, who=who), "checking the first batch")
+    example = exp.example_batch(first)
+    fitted = exp.fit_data(stream)
+    state = exp.init(example, fitted=fitted, base=base_state)
+    agreed(lambda: exp.save_fit(workdir, fitted) if write else None, "writing the data fit")
+    return state, exp.state_sharding(mesh, state)
+
+
+def _plan(c) -> TrainPlan:
+    """The `TrainPlan` of the config's `train` section."""
+    t = c.train
+    return TrainPlan(
+        t.num_steps,
+        t.log_every,
+        t.ckpt_every,
+        t.sample_every,
+        t.nonfinite,
+        t.steps_per_call,
+        t.max_nonfinite,
+        t.rollback_reseed,
     )
+
+
+def _run_fit(
+    exp, state, stream, mesh, shardings, store, workdir, *, cursor, reseeds, progress, received
+):
+    """`fit` from `state` at stream position `cursor` (after `reseeds` reseeds) with the run's
+    plan, checkpoints, metrics writer (process 0), model selection hook and sample figures; the
+    writer is closed however training ends (an error closing it never replaces the error that
+    stopped the run). Returns the final state and the seconds from the start of training."""
+    c = exp.c
     writer = MetricsWriter(workdir) if is_primary() else None
     hooks = tuple(h for h in [selection_hook(exp, workdir)] if h)
     t0 = time.perf_counter()
@@ -165,10 +200,9 @@ def _fit(exp, store, workdir, resumed, progress, received, say):
             state,
             stream,
             mesh,
-            plan,
+            _plan(c),
             state_sharding=shardings,
             headline=exp.caps.headline,
-            cursor=cursor,
             checkpoints=store,
             meta={"recipe": c.recipe, "run": run_identity(c)},
             writer=writer,
@@ -176,6 +210,7 @@ def _fit(exp, store, workdir, resumed, progress, received, say):
             hooks=hooks,
             progress=_progress(progress, c) if is_primary() else "off",
             should_stop=_stop_poll(received),
+            cursor=cursor,
             reseeds=reseeds,
         )
     except BaseException:
@@ -185,10 +220,7 @@ def _fit(exp, store, workdir, resumed, progress, received, say):
         raise
     if writer is not None:
         writer.close()
-    last = store.latest_step()
-    saved = f"; checkpoint {store.directory / str(last)}" if last is not None else ""
-    say(f"done: step {int(state.step)} in {time.perf_counter() - t0:.1f} s{saved}")
-    return state
+    return state, time.perf_counter() - t0
 
 
 def _progress(progress, c):

@@ -26,9 +26,17 @@ from experiments.evaluate import evaluate
 from experiments.train import train
 from jaxgen import methods
 from jaxgen.methods import gan2d
-from jaxgen.methods.common import BaseStage, Capabilities, ConfigError, Optim, make_tx
+from jaxgen.methods.common import (
+    BaseRunFields,
+    BaseStage,
+    Capabilities,
+    ConfigError,
+    Optim,
+    make_tx,
+)
 from jaxgen.nn import ScalarMLP
 from jaxgen.optim import ModelState, init_model_state
+from jaxgen.parallel import make_mesh
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,8 +45,7 @@ class Model:
 
 
 @dataclasses.dataclass(frozen=True)
-class Method:
-    base_workdir: str = ""
+class Method(BaseRunFields):  # base_workdir, base_step
     latent: int = 4  # must equal the base generator's
 
 
@@ -74,6 +81,11 @@ def _check(config, base_config):
 
 def _base_cfg(latent: int):
     return dataclasses.replace(gan2d.Config(), model=gan2d.Model(latent=latent, gen_hidden=(8,)))
+
+
+def _default_base(config):
+    """The base a tilt run starts from, for shapes only (abstract init without a base run)."""
+    return "gan2d", _base_cfg(config.method.latent)
 
 
 def init(config, example_batch, *, key, base):
@@ -119,7 +131,7 @@ TILT = types.SimpleNamespace(
         networks=("energy",),
         sampler_stats=("nfe",),
         nfe="generator passes",
-        base_stage=BaseStage(recipe="gan2d", check=_check),
+        base_stage=BaseStage(recipes=("gan2d",), check=_check, default_config=_default_base),
     ),
 )
 
@@ -129,10 +141,10 @@ def tilt_recipe(monkeypatch):
     monkeypatch.setitem(methods.RECIPES, "tilt2d", TILT)
 
 
-def _gan_run(tmp_path, **data):
+def _gan_run(tmp_path, ckpt_every=2, **data):
     c = gan_config()
     c.data.update(dict(batch_size=16, **data))
-    c.train.update(dict(num_steps=2, ckpt_every=2, sample_every=0, steps_per_call=1))
+    c.train.update(dict(num_steps=2, ckpt_every=ckpt_every, sample_every=0, steps_per_call=1))
     c.model.update(dict(latent=4, gen_hidden=(8,), disc_hidden=(8,)))
     wd = tmp_path / "base"
     train(c, str(wd), progress=False)
@@ -192,9 +204,110 @@ def test_a_mismatched_base_is_one_error_naming_both_configs(tmp_path, tilt_recip
         cli.experiment(_tilt_config(other)).restore_base()
 
 
-def test_an_empty_base_workdir_is_one_error_when_training(tilt_recipe):
+def test_an_empty_base_workdir_is_one_error_when_training(tilt_recipe, tmp_path):
     """A recipe with a base stage and no `method.base_workdir` would train on nothing
-    (`base=None`): restoring its base says which field to set."""
+    (`base=None`): restoring its base says which field to set, and `train` says so before any
+    work (no workdir, lock, config record or data)."""
     c = _tilt_config("")
     with pytest.raises(ConfigError, match=r"base_workdir is empty: tilt2d starts from .*'gan2d'"):
         cli.experiment(c).restore_base()
+    wd = tmp_path / "tilt"
+    with pytest.raises(ConfigError) as e:
+        train(c, str(wd), progress=False)
+    assert str(e.value) == (
+        "config.method.base_workdir is empty: tilt2d starts from a trained 'gan2d' run; set "
+        "--config.method.base_workdir=DIR"
+    )
+    assert not wd.exists()
+
+
+def _with_stage(monkeypatch, **changes):
+    """Register tilt2d with its base stage changed by `changes`."""
+    stage = dataclasses.replace(TILT.CAPABILITIES.base_stage, **changes)
+    caps = dataclasses.replace(TILT.CAPABILITIES, base_stage=stage)
+    recipe = types.SimpleNamespace(**{**vars(TILT), "CAPABILITIES": caps})
+    monkeypatch.setitem(methods.RECIPES, "tilt2d", recipe)
+
+
+def test_base_stage_names_several_recipes_and_keeps_the_old_spelling():
+    stage = BaseStage(recipes=("nvae", "glow"))
+    assert stage.recipes == ("nvae", "glow") and stage.allowed() == "'nvae' or 'glow'"
+    with pytest.warns(DeprecationWarning, match=r'write BaseStage\(recipes=\("gan2d",\)\)'):
+        old = BaseStage(recipe="gan2d", check=_check)
+    assert old.recipes == ("gan2d",) and old == BaseStage(recipes=("gan2d",), check=_check)
+    with pytest.warns(DeprecationWarning), pytest.raises(ValueError, match="not both"):
+        BaseStage(recipes=("glow",), recipe="nvae")
+    with pytest.raises(ValueError, match="one or more recipes"):
+        BaseStage()
+    bad = BaseStage(recipes=("nvae", "glow"), default_config=lambda config: ("vapo", None))
+    with pytest.raises(ValueError, match="names 'vapo'; the stage starts from 'nvae' or 'glow'"):
+        bad.default_base(None)
+
+
+def test_a_stage_starts_from_any_of_its_base_recipes(tmp_path, monkeypatch):
+    _with_stage(monkeypatch, recipes=("nvae", "gan2d"))
+    base, state = cli.experiment(_tilt_config(_gan_run(tmp_path))).restore_base()
+    assert base.c.recipe == "gan2d" and int(state.step) == 2
+    other = tmp_path / "vapo_run"
+    other.mkdir()
+    (other / "config.json").write_text('{"recipe": "vapo", "data": {"name": "8gaussians"}}')
+    with pytest.raises(ConfigError, match="'vapo' run; tilt2d starts from a 'nvae' or 'gan2d'"):
+        cli.experiment(_tilt_config(other)).restore_base()
+
+
+def _shapes(tree):
+    return jax.tree.map(lambda a: (a.shape, a.dtype), tree)
+
+
+def test_abstract_init_without_a_base_run_uses_the_default_base_config(
+    tmp_path, tilt_recipe, monkeypatch
+):
+    """Shapes only (abstract init, the AOT compile, traced tests): an empty
+    `method.base_workdir` builds `base=` from `BaseStage.default_config`, materialising nothing;
+    the shapes are those of a run on a real base."""
+    exp = cli.experiment(_tilt_config(""))
+    before = len(jax.live_arrays())
+    abstract = exp.abstract_state()
+    assert len(jax.live_arrays()) == before
+    leaves = jax.tree.leaves(abstract)
+    assert leaves and all(isinstance(x, jax.ShapeDtypeStruct) for x in leaves)
+    exp.state_sharding(make_mesh(8), abstract)  # what tools/tpu_compile.py builds on
+    real = cli.experiment(_tilt_config(_gan_run(tmp_path))).abstract_state()
+    assert _shapes(abstract) == _shapes(real)
+    _with_stage(monkeypatch, default_config=None)
+    with pytest.raises(ConfigError, match=r"^config.method.base_workdir is empty and .*no default"):
+        cli.experiment(_tilt_config("")).abstract_state()
+
+
+def test_base_step_picks_the_base_checkpoint_and_is_recorded(tmp_path, tilt_recipe):
+    """`method.base_step`: -1 the newest checkpoint, N step N of the base's `checkpoints/` or
+    else its `best/`; the run records the step it started from in `DIR/base_run.json`."""
+    base_wd = _gan_run(tmp_path, ckpt_every=1)  # checkpoints 1 and 2
+    base_exp = cli.experiment(gan_config_for(base_wd))
+    step1, _ = base_exp.restore_latest(str(base_wd), 1)
+    _, newest = cli.experiment(_tilt_config(base_wd)).restore_base()
+    assert int(newest.step) == 2
+    c = _tilt_config(base_wd)
+    c.method.base_step = 1
+    wd = tmp_path / "tilt"
+    state = train(c, str(wd), progress=False)
+    for a, b in zip(
+        jax.tree.leaves(state.base_params), jax.tree.leaves(step1.gen.ema_params), strict=True
+    ):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    record = json.loads((wd / "base_run.json").read_text())
+    assert record == {"recipe": "gan2d", "workdir": str(base_wd), "base_step": 1, "step": 1}
+    store = base_exp.checkpoints(base_wd / "best", str(base_wd), max_to_keep=1)
+    store.save(1, step1, {"recipe": "gan2d"})  # model selection kept step 1 ...
+    store.close()
+    shutil.rmtree(base_wd / "checkpoints" / "1")  # ... and the run no longer has it
+    assert int(cli.experiment(c).restore_base()[1].step) == 1
+    c.method.base_step = 7
+    with pytest.raises(ConfigError) as e:
+        cli.experiment(c).restore_base()
+    msg = str(e.value)
+    assert msg.startswith("config.method.base_step=7: the base run has no checkpoint at step 7")
+    assert "checkpoints: 2;" in msg and "best: 1)" in msg
+    c.method.base_step = -2
+    with pytest.raises(ConfigError, match=r"^config.method.base_step=-2: -1 \(the newest"):
+        train(c, str(tmp_path / "other"), progress=False)

@@ -7,7 +7,11 @@
 - `config_from_dict` / `config_to_dict` round-trip, coerce (list -> tuple, int -> float) and
   refuse unknown fields, sections given scalars, wrong types (bool for int included) and
   impossible values with one `ConfigError` naming the full path; `replace_fields` copies;
-- Configs are hashable (they are static arguments of `jit`).
+- Configs are hashable (they are static arguments of `jit`);
+- a recipe with a base stage (`BaseStage`; the test double tilt2d of `test_base_stage.py` while
+  no registered recipe has one) has the `method.base_workdir` / `base_step` fields, a default
+  base config its `check` accepts, and an `init(base=...)` that runs on a base built from it,
+  concretely and under `jax.eval_shape` with the base's abstract state.
 
 Each recipe is built small (hidden width 8, FDRL K = 2) on an 8-point 2-D batch.
 """
@@ -20,10 +24,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from test_base_stage import TILT  # the toy stage recipe (a frozen gan2d generator + an energy)
 
 from jaxgen.methods import RECIPES, ddgan, fdrl, gan2d, get_recipe, glf, shortrun_ebm, vapo
 from jaxgen.methods.common import (
     EXTRAS,
+    BaseStage,
     Capabilities,
     ConfigError,
     config_from_dict,
@@ -145,6 +151,43 @@ def test_fdrl_data_fit_shapes_are_the_fits_shapes():
     assert [s.shape for s in shapes] == [(6,), (6, 6)]
 
 
+# ---------------------------------------------------------------- base stages
+
+# the recipes that declare a base stage, and the test double until a registered one does
+STAGED = {n: RECIPES[n] for n in NAMES if RECIPES[n].CAPABILITIES.base_stage is not None}
+STAGED.setdefault("tilt2d", TILT)
+
+
+def _default_base_state(mod, cfg, batch):
+    """`(base recipe module, its Config, its init state)` of the stage's default base config."""
+    name, base_cfg = mod.CAPABILITIES.base_stage.default_base(cfg)
+    base_mod = get_recipe(name)
+    return base_mod, base_cfg, base_mod.init(base_cfg, batch, key=jax.random.PRNGKey(3))
+
+
+@pytest.mark.parametrize("name", sorted(STAGED))
+def test_a_base_stage_inits_on_its_default_base(name):
+    mod = STAGED[name]
+    stage = mod.CAPABILITIES.base_stage
+    assert isinstance(stage, BaseStage) and stage.recipes and stage.default_config is not None
+    cfg = mod.Config()
+    assert cfg.method.base_workdir == "" and cfg.method.base_step == -1
+    batch = _example_batch(name)
+    base_mod, base_cfg, base = _default_base_state(mod, cfg, batch)
+    assert base_mod.__name__.rsplit(".", 1)[-1] in stage.recipes
+    assert stage.check(cfg, base_cfg) is None  # the default base passes the stage's own check
+    state = mod.init(cfg, batch, key=jax.random.PRNGKey(0), base=base)
+    abstract_base = jax.eval_shape(lambda: base)
+    abstract = jax.eval_shape(
+        lambda b: mod.init(cfg, batch, key=jax.random.PRNGKey(0), base=b), abstract_base
+    )
+    shapes = lambda t: jax.tree.map(lambda a: (a.shape, a.dtype), t)
+    assert shapes(abstract) == shapes(state)
+    new, metrics = jax.jit(mod.train_step, static_argnames="config")(state, batch, config=cfg)
+    assert int(new.step) == 1
+    assert all(bool(jnp.isfinite(metrics[k])) for k in mod.CAPABILITIES.headline)
+
+
 # ---------------------------------------------------------------- one step and one draw
 
 
@@ -194,12 +237,13 @@ def test_train_step_updates_every_declared_network(built):
 
 
 def test_batch_state_is_split_along_the_batch(built):
-    """A `batch_state` leaf's leading axis is split over the devices: it must be a multiple of
-    the batch's rows (which the device count divides), not necessarily equal to them (a replay
-    buffer of 10k past examples is fine)."""
+    """A `batch_state` leaf's leading axis is split over the devices: the device count must
+    divide it; it need not equal the batch's rows nor be a multiple of them (a replay buffer of
+    10k past examples is fine, `tests/test_trainer.py` trains one of 10 x B rows)."""
+    n = jax.device_count()
     for field in built["mod"].CAPABILITIES.batch_state:
         for leaf in jax.tree.leaves(getattr(built["new"], field)):
-            assert leaf.shape[0] >= 1 and leaf.shape[0] % built["batch"]["x"].shape[0] == 0
+            assert leaf.shape[0] >= 1 and leaf.shape[0] % n == 0, (field, leaf.shape, n)
 
 
 def test_sample_returns_every_declared_stat(built):

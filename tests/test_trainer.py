@@ -6,11 +6,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import struct
 
 from jaxgen.data import make_stream
 from jaxgen.methods import vapo
 from jaxgen.methods.common import replace_fields
-from jaxgen.parallel import make_mesh
+from jaxgen.parallel import make_mesh, state_shardings
 from jaxgen.train.checkpoint import Checkpoints
 from jaxgen.train.loop import NonFiniteError, TrainPlan, fit
 
@@ -68,6 +69,49 @@ def test_sharded_state_is_replicated_and_batch_split():
     )
     leaf = jax.tree.leaves(state.potential.params)[0]
     assert leaf.sharding.is_fully_replicated and len(leaf.sharding.device_set) == 8
+
+
+@struct.dataclass
+class _BufferState:
+    step: jax.Array
+    w: jax.Array  # a parameter, replicated
+    replay: jax.Array  # past batches, newest first: a `batch_state` field, split over `data`
+
+
+def _buffer_step(state, batch):
+    """Push the batch into the replay buffer, then fit `w` to the buffer's mean."""
+    x = batch["x"]
+    replay = jnp.concatenate([x, state.replay[: -x.shape[0]]])
+    loss_fn = lambda w: jnp.mean((replay - w) ** 2)
+    loss, grad = jax.value_and_grad(loss_fn)(state.w)
+    return state.replace(step=state.step + 1, w=state.w - 0.1 * grad, replay=replay), {"loss": loss}
+
+
+def test_a_batch_state_buffer_of_ten_batches_is_split_over_the_devices():
+    """`batch_state` leaves need only a leading axis the device count divides, not the batch's
+    rows: a replay buffer of 10 x B rows trains split over 8 devices as on one."""
+    B = 16
+    stream = make_stream("8gaussians", B, seed=3)
+    fresh = lambda rows: _BufferState(jnp.zeros((), jnp.int32), jnp.zeros(2), jnp.zeros((rows, 2)))
+    out = {}
+    for n in (1, 8):
+        mesh = make_mesh(n)
+        shardings = state_shardings(jax.eval_shape(lambda: fresh(10 * B)), mesh, ("replay",))
+        plan = TrainPlan(12, log_every=12, ckpt_every=0)
+        state = fresh(10 * B)  # fresh each time: fit donates the state's buffers
+        out[n], _ = fit(
+            _buffer_step, state, stream, mesh, plan, state_sharding=shardings, progress=False
+        )
+    replay = out[8].replay
+    assert replay.shape == (10 * B, 2)
+    assert replay.sharding.spec == jax.sharding.PartitionSpec("data")
+    assert [s.data.shape for s in replay.addressable_shards] == [(10 * B // 8, 2)] * 8
+    newest = np.concatenate([stream.batch(i)["x"] for i in range(11, 1, -1)])  # steps 12 .. 3
+    np.testing.assert_array_equal(np.asarray(replay), newest)
+    np.testing.assert_array_equal(np.asarray(out[1].replay), newest)
+    np.testing.assert_allclose(np.asarray(out[1].w), np.asarray(out[8].w), rtol=1e-5, atol=1e-6)
+    # any row count the devices divide will do, a multiple of B or not
+    state_shardings(jax.eval_shape(lambda: fresh(10 * B + 8)), make_mesh(8), ("replay",))
 
 
 def test_resume_is_bit_identical(tmp_path):

@@ -24,13 +24,32 @@ def set_field(c: ml_collections.ConfigDict, dotted: str, value) -> None:
 def base_config(
     recipe: str, *, dataset: str, batch_size: int, num_steps: int
 ) -> ml_collections.ConfigDict:
+    """The experiment ConfigDict of `recipe` on `dataset`: the run fields, the `data`, `train`
+    and `eval` sections at their defaults, and the recipe's sections from its `Config`."""
     c = ml_collections.ConfigDict()
     c.recipe = recipe  # method name in jaxgen.methods.RECIPES
     c.seed = 0
     c.runlocal = False  # True: tiny smoke variant (a few steps, small batch)
     # the config's own smoke settings on top of `smoke()`'s: ((dotted field, value), ...)
     c.smoke_overrides = ()
-    c.data = ml_collections.ConfigDict(
+    c.data = _data_section(dataset, batch_size)
+    c.train = _train_section(num_steps)
+    c.eval = _eval_section()
+    set_recipe_sections(c, get_recipe(recipe).Config())
+    return c
+
+
+def set_recipe_sections(c: ml_collections.ConfigDict, config) -> None:
+    """Set `c`'s `model`, `method`, `optim` and `sample` sections to those of the recipe
+    `Config` instance `config` (a recipe's defaults, or a base stage's default base config)."""
+    tree = config_to_dict(config)
+    for section in RECIPE_SECTIONS:
+        c[section] = ml_collections.ConfigDict(tree[section])
+
+
+def _data_section(dataset: str, batch_size: int) -> ml_collections.ConfigDict:
+    """The `data` section: which data set, the global batch size, how examples are read."""
+    return ml_collections.ConfigDict(
         dict(
             name=dataset,
             batch_size=batch_size,
@@ -45,7 +64,12 @@ def base_config(
             source_classes=(),
         )
     )
-    c.train = ml_collections.ConfigDict(
+
+
+def _train_section(num_steps: int) -> ml_collections.ConfigDict:
+    """The `train` section: length, intervals, non-finite policy, devices and processes, model
+    selection."""
+    return ml_collections.ConfigDict(
         dict(
             num_steps=num_steps,
             log_every=100,
@@ -69,7 +93,11 @@ def base_config(
             select_samples=2500,
         )
     )
-    c.eval = ml_collections.ConfigDict(
+
+
+def _eval_section() -> ml_collections.ConfigDict:
+    """The `eval` section: how many samples, which metrics, and each evaluation's settings."""
+    return ml_collections.ConfigDict(
         dict(
             num_samples=2000,
             batch_size=2000,
@@ -93,10 +121,6 @@ def base_config(
             check_features=False,
         )
     )
-    defaults = config_to_dict(get_recipe(recipe).Config())
-    for section in RECIPE_SECTIONS:
-        c[section] = ml_collections.ConfigDict(defaults[section])
-    return c
 
 
 def smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:

@@ -323,16 +323,80 @@ class DataFit:
     fields: tuple[str, ...] = ()
 
 
+def _no_check(config, base_config) -> str | None:
+    return None
+
+
 @dataclasses.dataclass(frozen=True)
 class BaseStage:
-    """The recipe starts from a finished run of recipe `recipe`, named by the config field
-    `method.base_workdir`. That run's config and newest checkpoint are read and checked (same
-    data set, then `check(config, base_config) -> reason or None` on the two recipe Configs),
-    and its restored state is passed to `init` as `base=`. The recipe keeps the frozen
-    parameters it needs inside its own state, so the new run's checkpoints stand alone."""
+    """The recipe starts from a finished run of one of the recipes `recipes` (e.g.
+    `("nvae", "glow")`), named by the config field `method.base_workdir`; `method.base_step`
+    picks its checkpoint (see `BaseRunFields`). That run's config and checkpoint are read and
+    checked (same data set, then `check(config, base_config) -> reason or None` on the two
+    recipe Configs), and its restored state is passed to `init` as `base=`. The recipe keeps the
+    frozen parameters it needs inside its own state, so the new run's checkpoints stand alone;
+    the new run records which base checkpoint it used (`DIR/base_run.json`).
 
-    recipe: str
-    check: Callable[[Any, Any], str | None] = lambda config, base_config: None
+    `default_config(config) -> (base recipe name, base recipe Config)`: the base a run of the
+    recipe Config `config` starts from, for shapes only: abstract init (`jax.eval_shape(init)`),
+    the ahead-of-time compile and traced tests build `base=` from it when there is no base run
+    (training always needs one).
+
+    `recipe="name"` is the old spelling of `recipes=("name",)`, kept for one release with a
+    `DeprecationWarning`."""
+
+    recipes: tuple[str, ...] = ()
+    check: Callable[[Any, Any], str | None] = _no_check
+    default_config: Callable[[Any], tuple[str, Any]] | None = None
+    recipe: str = dataclasses.field(default="", repr=False, compare=False)  # deprecated alias
+
+    def __post_init__(self):
+        recipes = self.recipes
+        old = self.recipe or (recipes if isinstance(recipes, str) else "")
+        if old:
+            import warnings
+
+            warnings.warn(
+                f'BaseStage(recipe="{old}") is deprecated; write BaseStage(recipes=("{old}",))',
+                DeprecationWarning,
+                stacklevel=3,
+            )
+            if self.recipe and recipes:
+                raise ValueError("BaseStage: give recipes=(...) or the old recipe=..., not both")
+            recipes = (old,)
+        recipes = tuple(recipes)
+        if not recipes or not all(isinstance(r, str) and r for r in recipes):
+            raise ValueError(f"BaseStage: recipes={recipes!r} must name one or more recipes")
+        object.__setattr__(self, "recipes", recipes)
+
+    def allowed(self) -> str:
+        """The base recipes for messages: "'gan2d'", "'nvae' or 'glow'"."""
+        names = [repr(r) for r in self.recipes]
+        return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+    def default_base(self, config) -> tuple[str, Any]:
+        """`(base recipe name, base recipe Config)` of `default_config(config)`; a `ValueError`
+        when the stage declares none or names a recipe outside `recipes`."""
+        if self.default_config is None:
+            raise ValueError(f"this base stage (of a {self.allowed()} run) has no default_config")
+        name, base_config = self.default_config(config)
+        if name not in self.recipes:
+            raise ValueError(
+                f"BaseStage.default_config names {name!r}; the stage starts from {self.allowed()}"
+            )
+        return name, base_config
+
+
+@dataclasses.dataclass(frozen=True)
+class BaseRunFields:
+    """The `method` fields a recipe with a `BaseStage` has (its `Method` section may subclass
+    this): `base_workdir`, the finished base run (required to train; "" builds shapes from
+    `BaseStage.default_config`), and `base_step`, which of its checkpoints: -1 the newest
+    readable one, N >= 0 step N of its `checkpoints/` or, failing that, its `best/` (model
+    selection)."""
+
+    base_workdir: str = ""
+    base_step: int = -1
 
 
 @dataclasses.dataclass(frozen=True)

@@ -26,7 +26,7 @@ class NonFiniteError(FloatingPointError):
     """Training produced a NaN/Inf loss or gradient."""
 
 
-class _GiveUp(Exception):  # noqa: N818 - internal signal from _settle to fit
+class _GiveUp(Exception):  # noqa: N818 - internal signal from _settle to _Loop.settle
     def __init__(self, step: int):
         self.step = step
 
@@ -149,87 +149,174 @@ def fit(
     """
     if schedule.nonfinite not in ("stop", "skip", "rollback"):
         raise ValueError(f"nonfinite={schedule.nonfinite!r}; choose stop, skip or rollback")
-    K = schedule.steps_per_call
     shardings = replicated(mesh) if state_sharding is None else state_sharding
-    step_jit = make_sharded_step(step_fn, mesh, state_sharding=shardings, steps_per_call=K)
+    step_jit = make_sharded_step(
+        step_fn, mesh, state_sharding=shardings, steps_per_call=schedule.steps_per_call
+    )
     state = jax.device_put(state, shardings)
     run = _Run(int(state.step), cursor, time.perf_counter(), reseeds=reseeds)
-    mode = progress_mode(progress)
-    pbar = tqdm(
-        total=schedule.num_steps,
-        initial=run.step,
-        disable=mode != "bar",
-        dynamic_ncols=True,
-        desc="train",
-    )
-    lines = ProgressLines(schedule.num_steps, run.step) if mode == "lines" else None
-    meta = run.meta = {**(meta or {}), "reseeds": reseeds}
+    run.meta = {**(meta or {}), "reseeds": reseeds}
     stream = reseeded(stream, reseeds)
-    batches = _prefetch(stream, cursor)
-    inflight = None  # the dispatched call whose `finite` flags are not read yet
-    planned = run.step  # steps once every dispatched call has run
-
-    def flush_log():  # right after a settle, so each log interval gets its own row
-        if run.step >= schedule.num_steps or run.log_due:
-            seconds = run.seconds()
-            _log(writer, pbar, run.pending, run.step, stream.batch_size, seconds, headline, lines)
-            run.pending, run.log_due = [], False
-
+    feed = _Feed(stream, _prefetch(stream, cursor), run.step)
+    display = _Display.open(schedule.num_steps, run.step, progress, headline, writer)
+    loop = _Loop(step_jit, mesh, schedule, run, feed, display, checkpoints, on_sample, hooks)
     try:
-        while True:
-            call = None
-            stopping = should_stop is not None and should_stop()
-            if planned < schedule.num_steps and not stopping:
-                k = min(K, schedule.num_steps - planned)
-                first, batch = _next_call(batches, mesh, k, stacked=K > 1)
-                state, metrics = step_jit(state, batch)
-                call, planned = (first, k, metrics), planned + k
-            if inflight is not None:  # read the previous call while this one runs
-                try:
-                    state, restart = _settle(inflight, state, run, schedule, checkpoints, pbar)
-                except _GiveUp as g:
-                    _give_up(g.step, state, run, call, schedule, checkpoints)
-                if restart:  # rolled back: drop the call just dispatched, re-read the stream
-                    batches, planned, inflight, stream = _restart(batches, stream, run, schedule)
-                    meta["reseeds"] = run.reseeds
-                    continue
-                flush_log()
-            inflight = call
-            if inflight is None:
-                if stopping and run.step < schedule.num_steps:
-                    flush_log()
-                    raise Interrupted(run.step, _save_now(state, run, checkpoints, meta))
-                break
-            # the state of a step boundary is needed now (checkpoint / sample / hooks / end)
-            everies = (schedule.ckpt_every, schedule.sample_every, *(e for e, _ in hooks))
-            ends = planned == schedule.num_steps
-            if ends or run.forced or any(_crossed(run.checked, planned, e) for e in everies):
-                try:
-                    state, restart = _settle(inflight, state, run, schedule, checkpoints, pbar)
-                except _GiveUp as g:
-                    _give_up(g.step, state, run, None, schedule, checkpoints)
-                inflight, planned = None, run.step
-                if restart:
-                    batches, planned, inflight, stream = _restart(batches, stream, run, schedule)
-                    meta["reseeds"] = run.reseeds
-                    continue
-                flush_log()
-                _at_boundary(state, run, schedule, checkpoints, meta, on_sample, hooks)
+        state = loop.train(state, should_stop)
     finally:
-        batches.close()
-        pbar.close()
+        loop.close()
     return state, run.cursor
 
 
-def _restart(batches, stream, run, schedule):
-    """After a rollback: a fresh batch iterator from the restored cursor (in a new order when
-    `schedule.rollback_reseed`), nothing in flight. Returns
-    `(batches, planned_step, inflight, stream)`."""
-    batches.close()
-    if schedule.rollback_reseed:
-        stream = reseeded(stream, 1)  # one stride further than the order in use
-        run.reseeds += 1
-    return _prefetch(stream, run.cursor), run.step, None, stream
+@dataclass
+class _Feed:
+    """The batches `fit` reads: `stream` (in its reseeded order), the iterator `batches` over it
+    from the next cursor, and `planned`, the step count once every dispatched call has run."""
+
+    stream: object
+    batches: object
+    planned: int
+
+    def next_call(self, mesh, schedule: TrainPlan):
+        """`(first_cursor, k, batch)` of the next call's `k` batches (at most
+        `schedule.steps_per_call`, none past `schedule.num_steps`); counts them as planned."""
+        K = schedule.steps_per_call
+        k = min(K, schedule.num_steps - self.planned)
+        first, batch = _next_call(self.batches, mesh, k, stacked=K > 1)
+        self.planned += k
+        return first, k, batch
+
+    def restart(self, run: "_Run", schedule: TrainPlan) -> None:
+        """After a rollback: a fresh batch iterator from the restored cursor (in a new order when
+        `schedule.rollback_reseed`, recorded in `run.reseeds` and the checkpoints' meta)."""
+        self.batches.close()
+        if schedule.rollback_reseed:
+            self.stream = reseeded(self.stream, 1)  # one stride further than the order in use
+            run.reseeds += 1
+        run.meta["reseeds"] = run.reseeds
+        self.batches, self.planned = _prefetch(self.stream, run.cursor), run.step
+
+    def close(self) -> None:
+        self.batches.close()
+
+
+@dataclass
+class _Display:
+    """Where `fit` reports progress: the bar `pbar` (disabled unless the mode is "bar"), the
+    `lines` (mode "lines", else None), the metrics `writer` and the `headline` metrics."""
+
+    pbar: tqdm
+    lines: ProgressLines | None
+    writer: MetricsWriter | None
+    headline: tuple[str, ...]
+
+    @classmethod
+    def open(cls, num_steps: int, step: int, progress, headline, writer) -> "_Display":
+        """The display of `progress_mode(progress)` for a run at `step` of `num_steps`."""
+        mode = progress_mode(progress)
+        pbar = tqdm(
+            total=num_steps, initial=step, disable=mode != "bar", dynamic_ncols=True, desc="train"
+        )
+        lines = ProgressLines(num_steps, step) if mode == "lines" else None
+        return cls(pbar, lines, writer, headline)
+
+
+@dataclass
+class _Loop:
+    """One `fit`: the jitted step, the mesh and plan, the host-side progress `run`, the batch
+    `feed`, the `display`, and what happens at step boundaries (checkpoints, samples, hooks)."""
+
+    step_jit: Callable
+    mesh: object
+    schedule: TrainPlan
+    run: "_Run"
+    feed: _Feed
+    display: _Display
+    checkpoints: Checkpoints | None
+    on_sample: Callable | None
+    hooks: tuple[tuple[int, Callable], ...]
+
+    def train(self, state, should_stop):
+        """Dispatch calls until `schedule.num_steps`, each call's flags read while the next one
+        runs; settle at once where a step boundary needs its exact state. Returns the state."""
+        run, num_steps = self.run, self.schedule.num_steps
+        inflight = None  # the dispatched call whose `finite` flags are not read yet
+        while True:
+            call = None
+            stopping = should_stop is not None and should_stop()
+            if self.feed.planned < num_steps and not stopping:
+                first, k, batch = self.feed.next_call(self.mesh, self.schedule)
+                state, metrics = self.step_jit(state, batch)
+                call = (first, k, metrics)
+            if inflight is not None:  # read the previous call while this one runs
+                state, restarted = self.settle(inflight, state, newer=call)
+                if restarted:  # rolled back: drop the call just dispatched, re-read the stream
+                    inflight = None
+                    continue
+                self.flush_log()
+            inflight = call
+            if inflight is None:
+                if stopping and run.step < num_steps:
+                    self.flush_log()
+                    raise Interrupted(run.step, _save_now(state, run, self.checkpoints, run.meta))
+                return state
+            if self.boundary_due():  # the state of a step boundary is needed now
+                state, restarted = self.settle(inflight, state, newer=None)
+                inflight = None
+                if restarted:
+                    continue
+                self.feed.planned = run.step
+                self.flush_log()
+                self.at_boundary(state)
+
+    def settle(self, call, state, *, newer):
+        """Read `call`'s flags (`_settle`): give up with `NonFiniteError` after too many
+        failures (`newer`: the call dispatched after it, or None), or, after a rollback, restart
+        the feed from the restored cursor. Returns `(state, restarted)`."""
+        try:
+            state, restarted = _settle(
+                call, state, self.run, self.schedule, self.checkpoints, self.display.pbar
+            )
+        except _GiveUp as g:
+            _give_up(g.step, state, self.run, newer, self.schedule, self.checkpoints)
+        if restarted:
+            self.feed.restart(self.run, self.schedule)
+        return state, restarted
+
+    def boundary_due(self) -> bool:
+        """Whether the dispatched steps end the run, follow a skipped call, or cross a checkpoint,
+        sample or hook interval."""
+        s, run, planned = self.schedule, self.run, self.feed.planned
+        everies = (s.ckpt_every, s.sample_every, *(e for e, _ in self.hooks))
+        ends = planned == s.num_steps
+        return ends or run.forced or any(_crossed(run.checked, planned, e) for e in everies)
+
+    def flush_log(self) -> None:
+        """Log the pending metrics if the run ended or crossed a log interval (right after a
+        settle, so each log interval gets its own row)."""
+        run, d = self.run, self.display
+        if run.step >= self.schedule.num_steps or run.log_due:
+            seconds = run.seconds()
+            _log(
+                d.writer,
+                d.pbar,
+                run.pending,
+                run.step,
+                self.feed.stream.batch_size,
+                seconds,
+                d.headline,
+                d.lines,
+            )
+            run.pending, run.log_due = [], False
+
+    def at_boundary(self, state) -> None:
+        """Checkpoint, sample and run the hooks due at the settled step (`_at_boundary`)."""
+        run = self.run
+        s = self.schedule
+        _at_boundary(state, run, s, self.checkpoints, run.meta, self.on_sample, self.hooks)
+
+    def close(self) -> None:
+        self.feed.close()
+        self.display.pbar.close()
 
 
 @dataclass
