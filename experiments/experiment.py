@@ -150,10 +150,10 @@ class Experiment:
         fit = self.caps.data_fit
         if fit is None or not fit.needed(self.rc):
             return None
-        if stream.source is None:
+        if stream.image_source is None:
             x = np.asarray(sample_toy2d(stream.name, 100_000, jax.random.PRNGKey(1)))
         else:  # in chunks: no float copy of the whole set
-            images, top, n = stream.source.images, stream.source.max_value, 4096
+            images, top, n = stream.image_source.images, stream.image_source.max_value, 4096
             x = (to_unit_range(images[i : i + n], top) for i in range(0, len(images), n))
         return fit.fit(self.rc, x)
 

@@ -279,7 +279,7 @@ def test_train_cli_fits_the_ddp_prior_on_the_whole_training_set():
     exp = cli.experiment(c)
     stream = exp.stream()
     mean, chol = exp.fit_data(stream)
-    images = to_unit_range(stream.source.images, stream.source.max_value)  # no flips
+    images = to_unit_range(stream.image_source.images, stream.image_source.max_value)  # no flips
     flat = images.reshape(len(images), -1)
     np.testing.assert_allclose(mean, flat.mean(0), atol=1e-5)
     cov = np.cov(flat.T, bias=True) + 1e-4 * np.eye(flat.shape[1])

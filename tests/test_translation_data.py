@@ -40,7 +40,9 @@ def test_paired_stream_is_deterministic_and_reseeds_both_streams():
     other = paired.with_seed_offset(5)
     assert not np.array_equal(other.batch(3)["x"], b["x"])
     assert not np.array_equal(other.batch(3)["source"], b["source"])
-    assert paired.batch_size == 8 and paired.source is target.source
+    assert paired.batch_size == 8 and paired.image_source is target.image_source
+    with pytest.raises(AttributeError, match="use .image_source"):
+        paired.source  # noqa: B018  (the removed, misleading name)
 
 
 def _digits_translation():

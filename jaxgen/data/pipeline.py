@@ -139,7 +139,7 @@ class BatchStream:
     name: str
     batch_size: int
     seed: int
-    source: ImageSource | None = None
+    image_source: ImageSource | None = None  # the images (None for the 2-D sets)
     flip: bool = False
     process_index: int = 0
     process_count: int = 1
@@ -150,9 +150,9 @@ class BatchStream:
                 f"data.batch_size={self.batch_size} must be positive and divisible by the number "
                 f"of hosts ({self.process_count})"
             )
-        if self.source is not None and len(self.source) < self.batch_size:
+        if self.image_source is not None and len(self.image_source) < self.batch_size:
             raise ValueError(
-                f"data.batch_size={self.batch_size} exceeds the {len(self.source)} "
+                f"data.batch_size={self.batch_size} exceeds the {len(self.image_source)} "
                 f"examples of {self.name}"
             )
         self._perms: dict[int, np.ndarray] = {}
@@ -168,30 +168,30 @@ class BatchStream:
             if len(self._perms) > 2:
                 self._perms.pop(min(self._perms))
             rng = np.random.default_rng([self.seed, epoch])
-            self._perms[epoch] = rng.permutation(len(self.source))
+            self._perms[epoch] = rng.permutation(len(self.image_source))
         return self._perms[epoch]
 
     def _indices(self, i: int) -> np.ndarray:
-        n = len(self.source)
+        n = len(self.image_source)
         flat = np.arange(i * self.batch_size, (i + 1) * self.batch_size, dtype=np.int64)
         rows = flat[self.local_slice]
         epochs, pos = rows // n, rows % n
         return np.array([self._perm(int(e))[p] for e, p in zip(epochs, pos, strict=True)])
 
     def batch(self, i: int) -> dict:
-        if self.source is None:
+        if self.image_source is None:
             c = i // TOY_CHUNK
             if self._toy_chunk[0] != c:
                 chunk = _toy2d_chunk(self.name, self.batch_size, self.seed, c * TOY_CHUNK)
                 self._toy_chunk = (c, np.asarray(chunk))
             return {"x": self._toy_chunk[1][i % TOY_CHUNK][self.local_slice]}
         idx = self._indices(i)
-        x = to_unit_range(self.source.images[idx], self.source.max_value)
+        x = to_unit_range(self.image_source.images[idx], self.image_source.max_value)
         if self.flip:
             rng = np.random.default_rng([self.seed, i, 1])
             flips = rng.random(self.batch_size)[self.local_slice] < 0.5
             x = np.where(flips[:, None, None, None], x[:, :, ::-1], x)
-        return {"x": x, "label": self.source.labels[idx]}
+        return {"x": x, "label": self.image_source.labels[idx]}
 
     def with_seed_offset(self, offset: int) -> "BatchStream":
         """This stream with seed + `offset` (another batch order, e.g. after a rollback)."""
@@ -257,8 +257,16 @@ class PairedStream:
         return self.target.name
 
     @property
-    def source(self) -> ImageSource | None:  # the target's images (the data fit's input)
-        return self.target.source
+    def image_source(self) -> ImageSource | None:  # the target's images (the data fit's input)
+        return self.target.image_source
+
+    @property
+    def source(self):
+        """Removed name (it returned the *target's* images): one release of an error."""
+        raise AttributeError(
+            "PairedStream.source was the target's images; use .image_source (the target's) or "
+            ".source_stream (the source domain's batches)"
+        )
 
     @property
     def batch_size(self) -> int:
