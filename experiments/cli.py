@@ -30,7 +30,7 @@ __all__ = [
 ]
 from jaxgen.data import DATASET_NAMES, IMAGE_NAMES, TOY2D_NAMES, example_shape
 from jaxgen.data.images import DatasetMissingError
-from jaxgen.methods.common import RENAMED_FIELDS, ConfigError
+from jaxgen.methods.common import RENAMED_FIELDS, ConfigError, renamed_message
 from jaxgen.parallel import ClusterError, initialize_distributed
 from jaxgen.train.checkpoint import CheckpointError
 from jaxgen.train.lock import WorkdirLockedError
@@ -180,9 +180,12 @@ def _unknown_field_message(e: Exception, argv: list[str]) -> str:
     named = [g for g in given if key in g.split(".")]
     if not named and not mean:  # raised inside the config file's get_config()
         return f"config file {_config_path(argv)}: {type(e).__name__}: {text.splitlines()[0]}"
+    for flag in named:  # e.g. --config.train.num_steps beside a renamed --config.method.num_steps
+        renamed = _renamed_message(flag, argv)
+        if renamed:
+            return renamed
     field = named[0] if named else f"config.{key}"
-    renamed = _renamed_message(field, argv)
-    if renamed:
+    if not named and (renamed := _renamed_message(field, argv)):
         return renamed
     return f"unknown config field {field}" + (f' (did you mean "{mean.group(1)}"?)' if mean else "")
 
@@ -204,10 +207,7 @@ def _renamed_message(field: str, argv: list[str]) -> str | None:
         recipes = [module.get_config().recipe] if module.get_config().recipe in recipes else []
     except Exception:  # noqa: BLE001 (any failure: name every recipe's new field)
         pass
-    if not recipes:
-        return None
-    new = " / ".join(f"config.{RENAMED_FIELDS[r][dotted]} ({r})" for r in recipes)
-    return f"config field {field} was renamed {new} on 2026-12-07; set that instead"
+    return renamed_message(dotted, recipes)
 
 
 def _smoke_keeping_overrides(config, argv):

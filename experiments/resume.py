@@ -19,6 +19,7 @@ RUN_FIELDS = (
     "data.flip",
     "data.pad_to_32",
     "data.classes",
+    "data.train_limit",
     "data.source",
     "data.source_classes",
     "model",
@@ -50,6 +51,7 @@ def _defaults(recipe: str) -> dict:
     checkpoint of an older jaxgen did not record."""
     tree = config_to_dict(get_recipe(recipe).Config())
     out = {"data.classes": [], "data.source": "", "data.source_classes": []}  # added later
+    out["data.train_limit"] = 0
     for section in ("model", "method", "optim"):
         out.update(_flatten(section, tree.get(section, {})))
     return json.loads(json.dumps(out, default=str))

@@ -42,6 +42,7 @@ from jaxgen.methods.config import (  # noqa: F401 (re-exported: the recipes' one
     one_of,
     positive,
     renamed_field,
+    renamed_message,
     replace_fields,
     validate,
 )
@@ -360,6 +361,7 @@ class BaseStage:
             if self.recipe and recipes:
                 raise ValueError("BaseStage: give recipes=(...) or the old recipe=..., not both")
             recipes = (old,)
+            object.__setattr__(self, "recipe", "")  # moved: `dataclasses.replace` stays valid
         recipes = tuple(recipes)
         if not recipes or not all(isinstance(r, str) and r for r in recipes):
             raise ValueError(f"BaseStage: recipes={recipes!r} must name one or more recipes")

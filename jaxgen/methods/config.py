@@ -149,12 +149,19 @@ def migrate_renamed_tree(recipe: str, tree: Mapping) -> dict:
     return out
 
 
-def _renamed_message(cls, where: str) -> str | None:
-    recipe = cls.__module__.rsplit(".", 1)[-1]
-    new = renamed_field(recipe, where.split(".", 1)[1])
-    if new is None:
+def renamed_message(dotted: str, recipes) -> str | None:
+    """The one line for setting the old field `dotted` ("method.num_steps") of any of
+    `recipes`: "config field config.method.num_steps was renamed config.method.diffusion_steps
+    (ddgan) on 2026-12-07; set that instead"; None when none of them renamed it."""
+    new = [(r, RENAMED_FIELDS[r][dotted]) for r in recipes if dotted in RENAMED_FIELDS.get(r, {})]
+    if not new:
         return None
-    return f"config field {where} was renamed config.{new} (2026-12-07); set that instead"
+    names = " / ".join(f"config.{field} ({r})" for r, field in new)
+    return f"config field config.{dotted} was renamed {names} on 2026-12-07; set that instead"
+
+
+def _renamed_message(cls, where: str) -> str | None:
+    return renamed_message(where.split(".", 1)[1], [cls.__module__.rsplit(".", 1)[-1]])
 
 
 def config_from_dict(cls, tree: Mapping, *, path: str = "config"):

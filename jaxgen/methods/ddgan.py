@@ -70,7 +70,9 @@ class Model(Section):
 
     network: str = one_of(("mlp", "ncsnpp"), "ncsnpp")
     latent_dim: int = at_least(0, 100, "must be >= 0 (0 = no latent)")  # nz
-    hidden: tuple[int, ...] = each_at_least(1, (512, 512, 512), "out of range")  # mlp: G, D
+    hidden: tuple[int, ...] = checked(  # mlp: G and D ((): no hidden layer)
+        (512, 512, 512), lambda v: all(h >= 1 for h in v), "out of range"
+    )
     t_emb_dim: int = at_least(0, 16)  # mlp: sinusoidal features of the step (0: raw index)
     nf: int = at_least(1, 128)  # ncsnpp G: initial channels
     ch_mult: tuple[int, ...] = each_at_least(1, (1, 2, 2, 2), "need >= 1")

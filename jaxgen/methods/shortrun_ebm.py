@@ -36,6 +36,7 @@ from jaxgen.methods.common import (
     check_count,
     check_inputs,
     check_state_batch,
+    checked,
     each_at_least,
     example_shape_field,
     in_unit_interval,
@@ -60,7 +61,9 @@ class Model(Section):
 
     network: str = one_of(("mlp", "conv"), "mlp")
     # mlp: 4 hidden layers + the output layer
-    hidden: tuple[int, ...] = each_at_least(1, (256, 256, 256, 256), "out of range")
+    hidden: tuple[int, ...] = checked(
+        (256, 256, 256, 256), lambda v: all(h >= 1 for h in v), "out of range"
+    )
     nf: int = at_least(1, 32)  # conv: 32 (MNIST, Fashion-MNIST, CelebA), 64 (CIFAR-10)
     widths: tuple[int, ...] = each_at_least(1, (2, 2, 2))  # conv: stride-2 convs' widths / nf
 
