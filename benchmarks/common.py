@@ -1,6 +1,5 @@
 """Helpers shared by the benchmark scripts: timing and recording results (`tools.records`)."""
 
-import json
 import time
 from pathlib import Path
 
@@ -39,11 +38,10 @@ def interleaved_times(calls: dict, repeats: int) -> dict:
 
 def restore(workdir: Path):
     """`(experiment, state)` of a run: its saved config and newest readable checkpoint."""
-    import ml_collections
-
     from experiments import cli
+    from experiments.experiment import load_saved_config
 
-    c = ml_collections.ConfigDict(json.loads((workdir / "config.json").read_text()))
+    c = load_saved_config(workdir / "config.json")
     exp = cli.experiment(c)
     state, _ = exp.restore_latest(str(workdir))
     return exp, state

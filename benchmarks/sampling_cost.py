@@ -41,7 +41,7 @@ def _one_eval(method: str, exp, state, x):
     if method == "ddgan":
         b = x.shape[0]
         z = jnp.zeros((b, rc.model.latent_dim))
-        t = jnp.full((b,), rc.method.num_steps, jnp.int32)
+        t = jnp.full((b,), rc.method.diffusion_steps, jnp.int32)
         sched = mod.schedule(rc)
         return mod.denoise(state.gen.eval_params(True), x, z, t, config=rc, sched=sched)
     if method == "shortrun_ebm":
@@ -91,7 +91,7 @@ def main() -> None:
         fixed = {"glf": 1, "vapo": VAPO_FASHION_NFE}
         if method == "fdrl":
             fixed["fdrl"] = exp.rc.method.flow_steps + exp.rc.sample.refine_steps
-        nfe[method] = fixed[method] if method in fixed else exp.rc.method.num_steps
+        nfe[method] = fixed[method] if method in fixed else exp.rc.method.diffusion_steps
     times = interleaved_times(calls, args.repeats)
     med = {k: float(np.median(v)) for k, v in times.items()}
     scale = 1000 / args.num

@@ -169,7 +169,9 @@ def _fashion_setup(args) -> tuple[dict, np.ndarray]:
     c = get_config()
     tree = {k: c[k].to_dict() for k in ("model", "method", "optim", "sample")}
     tree["model"]["nf"] = args.nf or tree["model"]["nf"]
-    tree["method"]["num_steps"] = getattr(args, "dynamics_steps", 0) or tree["method"]["num_steps"]
+    tree["method"]["langevin_steps"] = (
+        getattr(args, "dynamics_steps", 0) or tree["method"]["langevin_steps"]
+    )
     batch = args.batch or c.data.batch_size
     return tree, np.random.default_rng(0).uniform(-1, 1, (batch, 32, 32, 1)).astype("float32")
 
@@ -190,7 +192,7 @@ def step_cost(args) -> None:
     calls = {name: partial(fn, state, {"x": x}) for name, fn in compiled.items()}
     times = interleaved_times(calls, args.repeats)
     sgemm = _sgemm_rate()
-    result = {"batch": len(x), "K": tree["method"]["num_steps"], "nf": tree["model"]["nf"]}
+    result = {"batch": len(x), "K": tree["method"]["langevin_steps"], "nf": tree["model"]["nf"]}
     result["sgemm_gflops"] = sgemm
     for name, fn in compiled.items():
         flops, med = fn.cost_analysis()["flops"], float(np.median(times[name]))
@@ -217,7 +219,7 @@ def unroll_cost(args) -> None:
     from jaxgen.methods.common import config_from_dict
 
     tree, x = _fashion_setup(args)
-    batch, k = len(x), tree["method"]["num_steps"]
+    batch, k = len(x), tree["method"]["langevin_steps"]
     key, calls = jax.random.PRNGKey(1), {}
     for unroll in (False, True):
         cfg = config_from_dict(srl.Config, {**tree, "method": {**tree["method"], "unroll": unroll}})

@@ -51,7 +51,7 @@ def main() -> None:
     ap.add_argument("--out", action="store_true")
     args = ap.parse_args()
     cfg = replace_fields(
-        shortrun_ebm.Config(), {"model.hidden": (WIDTH,) * 3, "method.num_steps": args.steps}
+        shortrun_ebm.Config(), {"model.hidden": (WIDTH,) * 3, "method.langevin_steps": args.steps}
     )
     x = np.random.default_rng(0).normal(size=(BATCH, 2)).astype(np.float32)
     state = shortrun_ebm.init(cfg, {"x": x}, key=jax.random.PRNGKey(0))

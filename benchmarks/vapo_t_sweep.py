@@ -17,7 +17,6 @@ compilation.
 
 import argparse
 import copy
-import json
 import time
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from benchmarks.common import RESULTS, record
 from experiments import cli
 from experiments import protocol as protocol_lib
 from experiments.configs.common import base_config
-from experiments.experiment import workdir_paths
+from experiments.experiment import load_saved_config, workdir_paths
 from experiments.image_eval import split_images
 from jaxgen.metrics import (
     kernel_inception_distance,
@@ -78,7 +77,7 @@ def sweep_row(exp, state, net, name, ref, ref_feats, train, *, num, ema):
 
 def run_config(workdir: str) -> ml_collections.ConfigDict:
     """The config saved by `experiments.train` in `workdir`, with missing fields defaulted."""
-    saved = json.loads((Path(workdir) / "config.json").read_text())
+    saved = load_saved_config(Path(workdir) / "config.json").to_dict()
     c = base_config(
         saved.get("recipe", "vapo"), dataset=saved["data"]["name"], batch_size=1, num_steps=0
     )

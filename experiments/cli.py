@@ -30,7 +30,7 @@ __all__ = [
 ]
 from jaxgen.data import DATASET_NAMES, IMAGE_NAMES, TOY2D_NAMES, example_shape
 from jaxgen.data.images import DatasetMissingError
-from jaxgen.methods.common import ConfigError
+from jaxgen.methods.common import RENAMED_FIELDS, ConfigError, renamed_message
 from jaxgen.parallel import ClusterError, initialize_distributed
 from jaxgen.train.checkpoint import CheckpointError
 from jaxgen.train.lock import WorkdirLockedError
@@ -180,8 +180,34 @@ def _unknown_field_message(e: Exception, argv: list[str]) -> str:
     named = [g for g in given if key in g.split(".")]
     if not named and not mean:  # raised inside the config file's get_config()
         return f"config file {_config_path(argv)}: {type(e).__name__}: {text.splitlines()[0]}"
+    for flag in named:  # e.g. --config.train.num_steps beside a renamed --config.method.num_steps
+        renamed = _renamed_message(flag, argv)
+        if renamed:
+            return renamed
     field = named[0] if named else f"config.{key}"
+    if not named and (renamed := _renamed_message(field, argv)):
+        return renamed
     return f"unknown config field {field}" + (f' (did you mean "{mean.group(1)}"?)' if mean else "")
+
+
+def _renamed_message(field: str, argv: list[str]) -> str | None:
+    """One line when `field` ("config.method.num_steps") is a field renamed on 2026-12-07
+    (`jaxgen.methods.common.RENAMED_FIELDS`) of the config file's recipe (of any recipe when
+    the file cannot be read)."""
+    dotted = field.removeprefix("config.")
+    recipes = [r for r, m in RENAMED_FIELDS.items() if dotted in m]
+    if not recipes:
+        return None
+    try:  # the config file's recipe, to name the one new field
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location("_jaxgen_config", _config_path(argv))
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        recipes = [module.get_config().recipe] if module.get_config().recipe in recipes else []
+    except Exception:  # noqa: BLE001 (any failure: name every recipe's new field)
+        pass
+    return renamed_message(dotted, recipes)
 
 
 def _smoke_keeping_overrides(config, argv):

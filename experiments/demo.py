@@ -57,6 +57,7 @@ def demo(argv):
         root / "field.png",
         jax.jit(partial(vapo.potential, params, config=rc)),
         jax.jit(partial(vapo.velocity, params, config=rc)),
+        label=exp.caps.energy_label,
         data=data,
         bounds=(-lim, lim),
         title=f"learned potential Φ and flow ∇Φ ({c.data.name})",

@@ -19,7 +19,7 @@ from experiments.configs.common import RECIPE_SECTIONS, base_config, set_recipe_
 from jaxgen.data import TOY2D_NAMES, PairedStream, example_shape, make_stream, sample_toy2d
 from jaxgen.data.pipeline import ClassSubsetError, load_images, to_unit_range
 from jaxgen.methods import get_recipe
-from jaxgen.methods.common import ConfigError, config_from_dict
+from jaxgen.methods.common import ConfigError, config_from_dict, migrate_renamed_tree
 from jaxgen.parallel import (
     is_primary,
     make_mesh,
@@ -89,6 +89,13 @@ def _named(field: str, classes, make, *args, **kwargs):
         return make(*args, classes=classes, **kwargs)
     except ClassSubsetError as e:
         raise ConfigError(f"config.{field}={tuple(classes)}: {e}") from None
+
+
+def load_saved_config(path) -> ml_collections.ConfigDict:
+    """A run's saved `config.json` as a ConfigDict, fields renamed since it was written under
+    their new names (`jaxgen.methods.common.RENAMED_FIELDS`)."""
+    tree = json.loads(Path(path).read_text())
+    return ml_collections.ConfigDict(migrate_renamed_tree(tree.get("recipe", ""), tree))
 
 
 class Experiment:
@@ -266,8 +273,7 @@ class Experiment:
         where = f"config.method.base_workdir={self.base_workdir!r}"
         if not path.exists():
             raise ConfigError(f"{where}: no {path} (not a finished jaxgen run?)")
-        base_c = ml_collections.ConfigDict(json.loads(path.read_text()))
-        return self._checked_base(base_c, str(path), where)
+        return self._checked_base(load_saved_config(path), str(path), where)
 
     def default_base_experiment(self):
         """The `Experiment` of the base stage's `default_config` (shapes only, never trained

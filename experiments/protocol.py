@@ -164,6 +164,8 @@ def reference(c, net, out: Path):
     (`eval.reference_split`), computed once and cached next to the evaluation."""
     split = c.eval.reference_split
     classes = "".join(f"_c{k}" for k in c.data.get("classes", ()))  # a class subset's own
+    limit = c.data.get("train_limit", 0)
+    classes += f"_first{limit}" if limit and split == "train" else ""  # a training subset's own
     stats_path = out / f"reference_{c.data.name}{classes}_{split}_{net.name}.npz"
     feats_path = stats_path.with_suffix(".features.npy")
     if not stats_path.exists() or not feats_path.exists():

@@ -5,9 +5,9 @@ and compared with the config before anything is written; deliberate changes (a l
 import json
 from pathlib import Path
 
-from experiments.experiment import recipe_config
+from experiments.experiment import load_saved_config, recipe_config
 from jaxgen.methods import get_recipe
-from jaxgen.methods.common import ConfigError, config_to_dict
+from jaxgen.methods.common import ConfigError, config_to_dict, migrate_renamed
 
 # the fields (and sections) that define a run: changing one breaks the promise that a resumed
 # run equals an uninterrupted one
@@ -19,6 +19,7 @@ RUN_FIELDS = (
     "data.flip",
     "data.pad_to_32",
     "data.classes",
+    "data.train_limit",
     "data.source",
     "data.source_classes",
     "model",
@@ -50,6 +51,7 @@ def _defaults(recipe: str) -> dict:
     checkpoint of an older jaxgen did not record."""
     tree = config_to_dict(get_recipe(recipe).Config())
     out = {"data.classes": [], "data.source": "", "data.source_classes": []}  # added later
+    out["data.train_limit"] = 0
     for section in ("model", "method", "optim"):
         out.update(_flatten(section, tree.get(section, {})))
     return json.loads(json.dumps(out, default=str))
@@ -66,16 +68,15 @@ def _flatten(prefix: str, value) -> dict:
 
 def recorded_identity(meta: dict, workdir: str) -> dict | None:
     """The identity saved with a checkpoint, or (checkpoints from before it was saved) the one
-    of the run's `config.json`; None when neither exists."""
+    of the run's `config.json`; None when neither exists. Fields renamed since it was written
+    appear under their new names (`jaxgen.methods.common.RENAMED_FIELDS`)."""
     if "run" in meta:
-        return meta["run"]
+        return migrate_renamed(meta["run"].get("recipe", ""), meta["run"])
     path = Path(workdir) / "config.json"
     if not path.exists():
         return None
-    import ml_collections
-
     try:
-        return run_identity(ml_collections.ConfigDict(json.loads(path.read_text())))
+        return run_identity(load_saved_config(path))
     except (ValueError, KeyError, AttributeError):  # a record this version cannot read
         return None
 

@@ -6,6 +6,7 @@ parsing code as the CLIs, without jax start-up costs); a few subprocesses prove 
 to end.
 """
 
+import json
 import os
 import re
 import subprocess
@@ -302,3 +303,51 @@ def test_config_docstring_states_the_commands():
     for tool in ("train", "sample", "evaluate"):
         assert f"python -m experiments.{tool}" in doc and CONFIG in doc
     assert isinstance(vapo_toy2d.get_config(), ml_collections.ConfigDict)
+
+
+# ---- renamed fields (2026-12-07): one release of an error naming the new field
+
+
+@pytest.mark.parametrize(
+    "config, old, new",
+    [
+        ("experiments/configs/ddgan/25gaussians.py", "method.num_steps", "method.diffusion_steps"),
+        (
+            "experiments/configs/shortrun_ebm/9gaussians.py",
+            "method.num_steps",
+            "method.langevin_steps",
+        ),
+        ("experiments/configs/vapo/toy2d.py", "sample.fixed_steps", "sample.num_steps"),
+    ],
+)
+def test_a_renamed_field_names_its_new_name(monkeypatch, capsys, config, old, new):
+    line = _one_error_line(monkeypatch, capsys, f"--config.{old}=2", config=config)
+    assert line == (
+        f"error: config field config.{old} was renamed config.{new} "
+        f"({config.split('/')[2]}) on 2026-12-07; set that instead"
+    )
+    assert _parse(monkeypatch, f"--config.{new}=2", config=config)  # the new name is taken
+
+
+def test_a_field_renamed_in_another_recipe_is_just_unknown(monkeypatch, capsys):
+    line = _one_error_line(monkeypatch, capsys, "--config.method.num_steps=2")  # VAPO: none
+    assert line == "error: unknown config field config.method.num_steps"
+
+
+def test_library_configs_and_saved_runs_follow_the_renames(tmp_path):
+    from experiments.experiment import load_saved_config
+    from experiments.resume import recorded_identity
+    from jaxgen.methods import ddgan
+    from jaxgen.methods.common import ConfigError, config_from_dict
+
+    with pytest.raises(ConfigError, match=r"^config field config.method.num_steps was renamed"):
+        config_from_dict(ddgan.Config, {"method": {"num_steps": 4}})
+    saved = {"recipe": "ddgan", "method": {"num_steps": 8}, "data": {"name": "25gaussians"}}
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    c = load_saved_config(tmp_path / "config.json")  # an older run's config.json reads
+    assert c.method.diffusion_steps == 8 and "num_steps" not in c.method
+    run = {"recipe": "ddgan", "method.num_steps": 8}  # an older checkpoint's identity
+    assert recorded_identity({"run": run}, str(tmp_path)) == {
+        "recipe": "ddgan",
+        "method.diffusion_steps": 8,
+    }

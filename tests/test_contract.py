@@ -50,7 +50,7 @@ SMALL = {
     "gan2d": {"model.gen_hidden": (8,), "model.disc_hidden": (8,), "model.latent": 2},
     "glf": {"model.latent": 4, "model.ae_width": 4, "model.flow_hidden": 8, "model.flow_blocks": 2},
     # persistent chains: a batch-split state field to check
-    "shortrun_ebm": {"model.hidden": (8,), "method.num_steps": 2, "method.persistent": True},
+    "shortrun_ebm": {"model.hidden": (8,), "method.langevin_steps": 2, "method.persistent": True},
 }
 EXAMPLE_SHAPES = {"glf": (8, 8, 1)}  # one example; the others take 2-D points
 
@@ -330,8 +330,8 @@ def test_wrong_type():
     assert str(e.value) == "config.optim.potential.lr='x': expected float"
     with pytest.raises(ConfigError, match="^config.sample.solver=3: expected str$"):
         config_from_dict(vapo.Config, {"sample": {"solver": 3}})
-    with pytest.raises(ConfigError, match="^config.sample.fixed_steps=2.5: expected int$"):
-        config_from_dict(vapo.Config, {"sample": {"fixed_steps": 2.5}})
+    with pytest.raises(ConfigError, match="^config.sample.num_steps=2.5: expected int$"):
+        config_from_dict(vapo.Config, {"sample": {"num_steps": 2.5}})
     with pytest.raises(ConfigError, match="^config.model.hidden=8: expected a tuple$"):
         config_from_dict(vapo.Config, {"model": {"hidden": 8}})
 
@@ -348,8 +348,8 @@ def test_list_becomes_tuple_and_int_becomes_float():
 
 
 def test_bool_is_not_a_number_and_a_number_is_not_a_bool():
-    with pytest.raises(ConfigError, match="^config.sample.fixed_steps=True: expected int$"):
-        config_from_dict(vapo.Config, {"sample": {"fixed_steps": True}})
+    with pytest.raises(ConfigError, match="^config.sample.num_steps=True: expected int$"):
+        config_from_dict(vapo.Config, {"sample": {"num_steps": True}})
     with pytest.raises(ConfigError, match="^config.sample.t_end=True: expected float$"):
         config_from_dict(vapo.Config, {"sample": {"t_end": True}})
     with pytest.raises(ConfigError, match="^config.method.jacobian=1: expected bool$"):

@@ -59,7 +59,7 @@ def test_sampling_takes_t_generator_passes(mlp_state, parameterisation):
     c, state = mlp_state
     for t in (1, 3):
         cfg = replace_fields(
-            c, {"method.num_steps": t, "method.parameterisation": parameterisation}
+            c, {"method.diffusion_steps": t, "method.parameterisation": parameterisation}
         )
         x, stats = jax.jit(lambda s, k, cfg=cfg: ddgan.sample(s, 6, config=cfg, key=k))(
             state, jax.random.PRNGKey(1)
@@ -104,8 +104,8 @@ def test_a_nan_discriminator_stops_the_run_and_names_it(mlp_state):
 
 
 def test_bad_input_is_one_clear_error():
-    with pytest.raises(ConfigError, match="config.method.num_steps=0: must be >= 1"):
-        config_from_dict(ddgan.Config, {"method": {"num_steps": 0}})
+    with pytest.raises(ConfigError, match="config.method.diffusion_steps=0: must be >= 1"):
+        config_from_dict(ddgan.Config, {"method": {"diffusion_steps": 0}})
     with pytest.raises(ConfigError, match="config.method.lazy_reg=0: must be >= 1"):
         config_from_dict(ddgan.Config, {"method": {"lazy_reg": 0}})
     with pytest.raises(ConfigError, match=r"parameterisation='v'.*\['x0', 'eps', 'direct'\]"):
@@ -126,7 +126,7 @@ def test_one_shot_discriminator_sees_only_perturbed_images():
     t = 1, D's conditioning is 0, and the real input is q(x_s | x₀) for s ∈ 1..A−1 of the
     A-step process: standardised by √ᾱ_s and √(1 − ᾱ_s) it is N(0, I) at every s."""
     a = 4
-    c = _config(num_steps=1, one_shot_aug_steps=a)
+    c = _config(diffusion_steps=1, one_shot_aug_steps=a)
     x0 = jnp.full((8192, 2), 0.7)
     draw = ddgan._draw(jax.random.PRNGKey(0), x0, c, ddgan.schedule(c))
     s = np.asarray(draw["d_step"])
@@ -144,7 +144,7 @@ def test_one_shot_discriminator_sees_only_perturbed_images():
 def test_one_shot_generator_loss_differentiates_through_the_perturbation():
     """G's loss is softplus(−D(√ᾱ_s G(x_1, z) + √(1 − ᾱ_s) ε, 0, s)): the recipe's gradient
     equals that composition's, written out here, and it is not zero."""
-    c = _config(num_steps=1, one_shot_aug_steps=3)
+    c = _config(diffusion_steps=1, one_shot_aug_steps=3)
     state = ddgan.init(c, _points(), key=jax.random.PRNGKey(1))
     draw = ddgan._draw(jax.random.PRNGKey(2), jnp.asarray(_points()["x"]), c, ddgan.schedule(c))
     gen, disc = ddgan.networks(c, (2,))
@@ -170,12 +170,12 @@ def test_one_shot_generator_loss_differentiates_through_the_perturbation():
 
 
 def test_one_shot_bad_settings_are_one_clear_error():
-    with pytest.raises(ConfigError, match="one_shot_aug_steps=4: must be 0 .* num_steps=1"):
+    with pytest.raises(ConfigError, match="one_shot_aug_steps=4: must be 0 .* diffusion_steps=1"):
         config_from_dict(ddgan.Config, {"method": {"one_shot_aug_steps": 4}})
     with pytest.raises(ConfigError, match="one_shot_aug_steps=1: must be 0"):
-        config_from_dict(ddgan.Config, {"method": {"num_steps": 1, "one_shot_aug_steps": 1}})
+        config_from_dict(ddgan.Config, {"method": {"diffusion_steps": 1, "one_shot_aug_steps": 1}})
     with pytest.raises(ConfigError, match="parameterisation='eps': .*needs parameterisation='x0'"):
-        method = {"num_steps": 1, "one_shot_aug_steps": 4, "parameterisation": "eps"}
+        method = {"diffusion_steps": 1, "one_shot_aug_steps": 4, "parameterisation": "eps"}
         config_from_dict(ddgan.Config, {"method": method})
 
 

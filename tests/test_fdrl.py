@@ -295,9 +295,9 @@ def test_streaming_prior_fit_equals_the_direct_fit(monkeypatch):
     time) equals the population covariance of the whole set computed at once, for an array and
     for an iterable of uneven chunks, on data far from the origin (where one-pass sums would
     cancel); the memory is stated first."""
-    from jaxgen.metrics import frechet
+    from jaxgen import moments
 
-    monkeypatch.setattr(frechet, "_ROWS", 2)
+    monkeypatch.setattr(moments, "_ROWS", 2)
     rng = np.random.default_rng(0)
     x = (50.0 + rng.normal(size=(1000, 6)) @ rng.normal(size=(6, 6))).astype(np.float32)
     flat = x.astype(np.float64)

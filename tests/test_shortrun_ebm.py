@@ -26,7 +26,7 @@ from jaxgen.data import sample_toy2d
 from jaxgen.methods import shortrun_ebm as srl
 from jaxgen.methods.common import ConfigError, config_from_dict, replace_fields
 
-SMALL = {"model": {"hidden": (16, 16)}, "method": {"num_steps": 3}}
+SMALL = {"model": {"hidden": (16, 16)}, "method": {"langevin_steps": 3}}
 
 
 def _config(**method):
@@ -40,7 +40,7 @@ def _batch(n=64, seed=0):
 @pytest.mark.parametrize(
     "field,value,match",
     [
-        ("num_steps", 0, "K must be >= 1"),
+        ("langevin_steps", 0, "K must be >= 1"),
         ("step", 0.0, "must be > 0"),
         ("noise_std", -0.1, "must be >= 0"),
         ("num_probes", 0, "probe count must be >= 1"),

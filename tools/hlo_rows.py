@@ -34,7 +34,7 @@ SMALL = {
     "fdrl": {"model.hidden": (WIDTH,), "method.flow_steps": 2},
     "gan2d": {"model.gen_hidden": (WIDTH,), "model.disc_hidden": (WIDTH,), "model.latent": 2},
     "glf": {"model.latent": 4, "model.ae_width": 4, "model.flow_hidden": WIDTH},
-    "shortrun_ebm": {"model.hidden": (WIDTH,), "method.num_steps": 3},  # fresh chains (ch. 5)
+    "shortrun_ebm": {"model.hidden": (WIDTH,), "method.langevin_steps": 3},  # fresh chains (ch. 5)
 }
 IMAGE_SHAPES = {"glf": (8, 8, 1)}  # example shape per recipe; (2,) for the others
 

@@ -14,7 +14,7 @@ def ddgan_image_config(
     batch_size: int,
     epochs: int,
     train_size: int,
-    num_steps_t: int,
+    diffusion_steps: int,
     generator: dict,
     disc: str,
     lr_d: float,
@@ -26,7 +26,7 @@ def ddgan_image_config(
     num_steps: int = 0,
 ) -> ml_collections.ConfigDict:
     """An image config: `epochs` of `train_size` images at `batch_size` (global), T =
-    `num_steps_t`, the NCSN++ generator `generator` (fields of `model`), discriminator layout
+    `diffusion_steps`, the NCSN++ generator `generator` (fields of `model`), discriminator layout
     `disc`, random horizontal flips (as the public code, on every data set). The cosine decays
     are pinned to the planned run (`total_steps`), so a run lengthened later resumes.
     `num_steps` > 0 sets the run's length in steps instead of `epochs`."""
@@ -35,7 +35,7 @@ def ddgan_image_config(
     c.data.flip = True
     c.data.pad_to_32 = pad_to_32
     c.model.update(dict(network="ncsnpp", disc=disc, **generator))
-    c.method.update(dict(num_steps=num_steps_t, r1_gamma=r1_gamma, lazy_reg=lazy_reg))
+    c.method.update(dict(diffusion_steps=diffusion_steps, r1_gamma=r1_gamma, lazy_reg=lazy_reg))
     for net, lr in (("gen", lr_g), ("disc", lr_d)):
         c.optim[net].update(
             dict(lr=lr, decay="cosine", total_steps=num_steps, min_lr_ratio=1e-5 / lr)

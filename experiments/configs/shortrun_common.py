@@ -22,13 +22,13 @@ def toy2d_config(dataset: str) -> ml_collections.ConfigDict:
 
 
 def image_config(
-    *, dataset: str, nf: int, widths: tuple, num_steps: int, dynamics_steps: int
+    *, dataset: str, nf: int, widths: tuple, num_steps: int, langevin_steps: int
 ) -> ml_collections.ConfigDict:
-    """`num_steps` iterations at batch 64 with K = `dynamics_steps` noise-free Euler steps."""
+    """`num_steps` iterations at batch 64 with K = `langevin_steps` noise-free Euler steps."""
     c = base_config("shortrun_ebm", dataset=dataset, batch_size=64, num_steps=num_steps)
     c.train.update(dict(log_every=100, ckpt_every=1000, sample_every=2000))
     c.model.update(dict(network="conv", nf=nf, widths=widths))
-    c.method.update(dict(sampler="euler", num_steps=dynamics_steps, step=0.1, noise_std=0.0))
+    c.method.update(dict(sampler="euler", langevin_steps=langevin_steps, step=0.1, noise_std=0.0))
     c.optim.energy.update(dict(lr=5e-4))
     c.sample.update(dict(trace="hutchinson", num_probes=1))
     c.eval.update(dict(num_samples=10_000, batch_size=500, round_size=2000))
@@ -39,5 +39,5 @@ def image_config(
         "interpolation",
         "energy_histogram",
     )
-    c.smoke_overrides = (("model.nf", 4), ("method.num_steps", 2))
+    c.smoke_overrides = (("model.nf", 4), ("method.langevin_steps", 2))
     return c

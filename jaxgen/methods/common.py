@@ -1,5 +1,7 @@
-"""Pieces every recipe uses: field validation, the typed optimizer section, the `Config`
-conversion from nested dicts, and the declaration of what a recipe offers.
+"""The recipe kit: pieces every recipe uses — the typed optimizer section and the state that
+owns it, draws split over the batch devices, the example shape a state carries, entry checks,
+and the declaration of what a recipe offers (`Capabilities`). Typed config sections, their
+checks and the dict conversion live in `jaxgen.methods.config` (re-exported here).
 
 The recipe contract: a recipe module has `Config` (a frozen dataclass whose fields are frozen
 section dataclasses: `model`, `method`, `optim` with one `Optim` per trained network, `sample`),
@@ -16,7 +18,6 @@ the first batch.
 
 import dataclasses
 import functools
-import typing
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -25,28 +26,28 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from jaxgen.methods.config import (  # noqa: F401 (re-exported: the recipes' one import)
+    RENAMED_FIELDS,
+    ConfigError,
+    FieldError,
+    Section,
+    at_least,
+    checked,
+    config_from_dict,
+    config_to_dict,
+    each_at_least,
+    in_unit_interval,
+    migrate_renamed,
+    migrate_renamed_tree,
+    one_of,
+    positive,
+    renamed_field,
+    renamed_message,
+    replace_fields,
+    validate,
+)
 from jaxgen.optim import DECAYS, OPTIMIZERS, ModelState, init_model_state, make_optimizer
 from jaxgen.parallel import shard_over_batch
-
-
-class FieldError(ValueError):
-    """A Config field holds an impossible value; `field` names it within its section."""
-
-    def __init__(self, field: str, value, why: str):
-        super().__init__(f"{field}={value!r}: {why}")
-        self.field, self.value, self.why = field, value, why
-
-
-def validate(section, ranges: dict, choices: dict | None = None) -> None:
-    """Raise `FieldError` for the first field out of range (`ranges`: name -> (ok, why) or
-    name -> ok) or not among its allowed values (`choices`: name -> allowed)."""
-    for name, check in ranges.items():
-        ok, why = check if isinstance(check, tuple) else (check, "out of range")
-        if not ok:
-            raise FieldError(name, getattr(section, name), why)
-    for name, allowed in (choices or {}).items():
-        if getattr(section, name) not in allowed:
-            raise FieldError(name, getattr(section, name), f"choose one of {list(allowed)}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -302,10 +303,6 @@ def check_inputs(batch, *, image: bool, who: str, max_abs: float | None = 1e3) -
 EXTRAS = ("energy", "log_density", "interpolate", "translate", "reconstruct")
 
 
-class ConfigError(ValueError):
-    """A config field is unknown, mistyped or impossible; the message names its full path."""
-
-
 @dataclasses.dataclass(frozen=True)
 class DataFit:
     """A fit to the training data made once before training (FDRL's data-dependent prior).
@@ -364,6 +361,7 @@ class BaseStage:
             if self.recipe and recipes:
                 raise ValueError("BaseStage: give recipes=(...) or the old recipe=..., not both")
             recipes = (old,)
+            object.__setattr__(self, "recipe", "")  # moved: `dataclasses.replace` stays valid
         recipes = tuple(recipes)
         if not recipes or not all(isinstance(r, str) and r for r in recipes):
             raise ValueError(f"BaseStage: recipes={recipes!r} must name one or more recipes")
@@ -429,71 +427,3 @@ class Capabilities:
 
     def has(self, extra: str) -> bool:
         return extra in self.extras
-
-
-def _is_section(value) -> bool:
-    return dataclasses.is_dataclass(value) and not isinstance(value, type)
-
-
-def config_to_dict(config) -> dict:
-    """Nested plain dict of a Config's fields (section dataclasses become dicts)."""
-    return {
-        f.name: config_to_dict(v) if _is_section(v := getattr(config, f.name)) else v
-        for f in dataclasses.fields(config)
-    }
-
-
-def _coerce(value, kind, path: str):
-    """`value` as the annotated type `kind` (float, int, bool, str, tuple[T, ...]), or a
-    `ConfigError` naming `path`."""
-    if typing.get_origin(kind) is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{path}={value!r}: expected a tuple")
-        (item, *_) = typing.get_args(kind)
-        return tuple(_coerce(v, item, f"{path}[{i}]") for i, v in enumerate(value))
-    if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    ok = isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
-    if not ok:
-        raise ConfigError(f"{path}={value!r}: expected {kind.__name__}")
-    return value
-
-
-def config_from_dict(cls, tree: Mapping, *, path: str = "config"):
-    """`cls(**tree)` for a (nested) section dataclass `cls`, recursing into section fields.
-
-    Fields missing from `tree` keep their defaults. An unknown key, a value of the wrong type or
-    a value the section refuses is one `ConfigError` naming the full path (`config.optim.gen.lr`).
-    """
-    default, hints = cls(), typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    kwargs = {}
-    for key, value in tree.items():
-        where = f"{path}.{key}"
-        if key not in names:
-            raise ConfigError(f"unknown config field {where} (fields: {', '.join(sorted(names))})")
-        d = getattr(default, key)
-        if _is_section(d):
-            if not isinstance(value, Mapping):
-                raise ConfigError(f"{where} is a section; set its fields ({where}.<name>)")
-            kwargs[key] = config_from_dict(type(d), value, path=where)
-        else:
-            kwargs[key] = _coerce(value, hints[key], where)
-    try:
-        return cls(**kwargs)
-    except FieldError as e:
-        raise ConfigError(f"{path}.{e}") from None
-
-
-def replace_fields(config, updates: Mapping[str, Any]):
-    """A copy of `config` with dotted fields replaced: `{"sample.t_end": 2.0}`."""
-    tree = config_to_dict(config)
-    for dotted, value in updates.items():
-        node = tree
-        *parents, leaf = dotted.split(".")
-        for name in parents:
-            if not isinstance(node.get(name), dict):
-                raise ConfigError(f"unknown config section config.{dotted}")
-            node = node[name]
-        node[leaf] = value
-    return config_from_dict(type(config), tree)

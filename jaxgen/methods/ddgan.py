@@ -26,16 +26,21 @@ from flax import struct
 
 from jaxgen.methods.common import (
     Capabilities,
-    FieldError,
     Optim,
+    Section,
+    at_least,
     batch_draw,
     batch_normal,
     check_batch,
     check_count,
     check_inputs,
     check_state_batch,
+    checked,
+    each_at_least,
     example_shape_field,
     model_state,
+    one_of,
+    positive,
     sample_shape,
     validate,
 )
@@ -59,51 +64,38 @@ PARAMETERISATIONS = ("x0", "eps", "direct")
 
 
 @dataclasses.dataclass(frozen=True)
-class Model:
+class Model(Section):
     """`network`: "mlp" (2-D: 3 × 512, LeakyReLU 0.2) or "ncsnpp" (images: the U-Net G and the
     time-conditional D of docs/methods/ddgan.md §5)."""
 
-    network: str = "ncsnpp"
-    latent_dim: int = 100  # nz; 0 = the no-latent ablation
-    hidden: tuple[int, ...] = (512, 512, 512)  # mlp: G and D
-    t_emb_dim: int = 16  # mlp: sinusoidal features of the step (0: the raw index)
-    nf: int = 128  # ncsnpp G: initial channels
-    ch_mult: tuple[int, ...] = (1, 2, 2, 2)
-    num_res_blocks: int = 2
+    network: str = one_of(("mlp", "ncsnpp"), "ncsnpp")
+    latent_dim: int = at_least(0, 100, "must be >= 0 (0 = no latent)")  # nz
+    hidden: tuple[int, ...] = checked(  # mlp: G and D ((): no hidden layer)
+        (512, 512, 512), lambda v: all(h >= 1 for h in v), "out of range"
+    )
+    t_emb_dim: int = at_least(0, 16)  # mlp: sinusoidal features of the step (0: raw index)
+    nf: int = at_least(1, 128)  # ncsnpp G: initial channels
+    ch_mult: tuple[int, ...] = each_at_least(1, (1, 2, 2, 2), "need >= 1")
+    num_res_blocks: int = at_least(1, 2)
     attn_resolutions: tuple[int, ...] = (16,)
-    z_emb_dim: int = 256  # mapping network width
-    n_mlp: int = 4  # mapping layers after the first
-    dropout: float = 0.0
-    disc: str = "cifar10"  # ncsnpp D: a layout of DISCRIMINATOR_CONFIGS (32² or 256²)
-    disc_ngf: int = 0  # D's base width; 0: the layout's (64, Fashion-MNIST 32)
-
-    def __post_init__(self):
-        ranges = {
-            "latent_dim": (self.latent_dim >= 0, "must be >= 0 (0 = no latent)"),
-            "hidden": all(h >= 1 for h in self.hidden),
-            "t_emb_dim": self.t_emb_dim >= 0,
-            "nf": self.nf >= 1,
-            "ch_mult": (bool(self.ch_mult) and all(c >= 1 for c in self.ch_mult), "need >= 1"),
-            "num_res_blocks": self.num_res_blocks >= 1,
-            "z_emb_dim": self.z_emb_dim >= 1,
-            "n_mlp": self.n_mlp >= 0,
-            "dropout": (0 <= self.dropout < 1, "must be in [0, 1)"),
-            "disc_ngf": (self.disc_ngf >= 0, "must be >= 0 (0 = the layout's)"),
-        }
-        choices = {"network": ("mlp", "ncsnpp"), "disc": tuple(DISCRIMINATOR_CONFIGS)}
-        validate(self, ranges, choices)
+    z_emb_dim: int = at_least(1, 256)  # mapping network width
+    n_mlp: int = at_least(0, 4)  # mapping layers after the first
+    dropout: float = checked(0.0, lambda v: 0 <= v < 1, "must be in [0, 1)")
+    # ncsnpp D: a layout of DISCRIMINATOR_CONFIGS (32² or 256²)
+    disc: str = one_of(DISCRIMINATOR_CONFIGS, "cifar10")
+    disc_ngf: int = at_least(0, 0, "must be >= 0 (0 = the layout's)")  # 0: 64 (Fashion: 32)
 
 
 @dataclasses.dataclass(frozen=True)
-class Method:
-    num_steps: int = 4  # T
-    beta_min: float = 0.1
+class Method(Section):
+    diffusion_steps: int = at_least(1, 4, "must be >= 1 (T)")  # T: trained for and sampled
+    beta_min: float = positive(0.1)
     beta_max: float = 20.0
-    offset: float = 1e-3  # the public code's time offset ε (0: the thesis's eq. 6.15)
-    parameterisation: str = "x0"
-    loss: str = "nonsaturating"
-    r1_gamma: float = 0.02
-    lazy_reg: int = 15  # R1 every this many steps
+    offset: float = checked(1e-3, lambda v: 0 <= v < 1, "must be in [0, 1)")  # code's ε
+    parameterisation: str = one_of(PARAMETERISATIONS, "x0")
+    loss: str = one_of(GAN_LOSS_KINDS, "nonsaturating")
+    r1_gamma: float = at_least(0, 0.02, "must be >= 0 (0 = no R1)")
+    lazy_reg: int = at_least(1, 15, "must be >= 1 (R1 every this many steps)")
     r1_scale_by_interval: bool = False  # StyleGAN2's convention; the public code does not
     redraw_for_g: bool = True
     # A >= 2: the one-shot GAN with diffusion augmentation (Table 6.2's baseline; T must be 1);
@@ -111,28 +103,22 @@ class Method:
     one_shot_aug_steps: int = 0
     # the diffusion runs on x / data_scale and samples are scaled back: the VP schedule assumes
     # data of about unit scale (docs/methods/ddgan.md §2); 1 for images in [-1, 1]
-    data_scale: float = 1.0
+    data_scale: float = positive(1.0, "must be > 0 (1 = the data as they are)")
 
-    def __post_init__(self):
-        ranges = {
-            "num_steps": (self.num_steps >= 1, "must be >= 1 (T)"),
-            "beta_min": (self.beta_min > 0, "must be > 0"),
+    def cross_checks(self):
+        one_shot = self.one_shot_aug_steps
+        rules = {
             "beta_max": (self.beta_max >= self.beta_min, "must be >= beta_min"),
-            "offset": (0 <= self.offset < 1, "must be in [0, 1)"),
-            "data_scale": (self.data_scale > 0, "must be > 0 (1 = the data as they are)"),
-            "r1_gamma": (self.r1_gamma >= 0, "must be >= 0 (0 = no R1)"),
-            "lazy_reg": (self.lazy_reg >= 1, "must be >= 1 (R1 every this many steps)"),
             "one_shot_aug_steps": (
-                self.one_shot_aug_steps == 0
-                or (self.one_shot_aug_steps >= 2 and self.num_steps == 1),
-                "must be 0 (off) or >= 2 with num_steps=1 (the one-shot GAN)",
+                one_shot == 0 or (one_shot >= 2 and self.diffusion_steps == 1),
+                "must be 0 (off) or >= 2 with diffusion_steps=1 (the one-shot GAN)",
+            ),
+            "parameterisation": (
+                not one_shot or self.parameterisation == "x0",
+                "the one-shot GAN's G outputs an image: needs parameterisation='x0'",
             ),
         }
-        choices = {"parameterisation": PARAMETERISATIONS, "loss": GAN_LOSS_KINDS}
-        validate(self, ranges, choices)
-        if self.one_shot_aug_steps and self.parameterisation != "x0":
-            why = "the one-shot GAN's G outputs an image: needs parameterisation='x0'"
-            raise FieldError("parameterisation", self.parameterisation, why)
+        validate(self, rules)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -176,7 +162,7 @@ class State:
 
 def schedule(config: Config) -> VPSchedule:
     m = config.method
-    return vp_schedule(m.num_steps, beta_min=m.beta_min, beta_max=m.beta_max, offset=m.offset)
+    return vp_schedule(m.diffusion_steps, beta_min=m.beta_min, beta_max=m.beta_max, offset=m.offset)
 
 
 def networks(config: Config, example_shape: tuple) -> tuple[nn.Module, nn.Module]:
@@ -277,7 +263,7 @@ def _draw(key, x0, config: Config, sched: VPSchedule) -> dict:
         return dict(
             t=t, x_t=shard_over_batch(x_1), z=z, noise=noise, real=real, cond=cond, d_step=s
         )
-    t = batch_draw(jax.random.randint, k_t, (b,), minval=1, maxval=m.num_steps + 1)
+    t = batch_draw(jax.random.randint, k_t, (b,), minval=1, maxval=m.diffusion_steps + 1)
     x_prev, x_t = (shard_over_batch(a) for a in q_pair(sched, x0, t, k_pair))
     return dict(t=t, x_t=x_t, z=z, noise=noise, real=x_prev, cond=x_t, d_step=t - 1)
 

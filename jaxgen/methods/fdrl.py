@@ -17,7 +17,6 @@ from functools import partial
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import struct
 
 from jaxgen.methods.common import (
@@ -25,16 +24,19 @@ from jaxgen.methods.common import (
     DataFit,
     FieldError,
     Optim,
+    Section,
+    at_least,
     batch_normal,
     check_batch,
     check_count,
     check_state_batch,
     example_shape_field,
     model_state,
+    one_of,
+    positive,
     sample_shape,
-    validate,
 )
-from jaxgen.methods.fdrl_prior import fit_gaussian_prior
+from jaxgen.methods.fdrl_prior import check_fitted, fit_gaussian_prior, prior_shapes
 from jaxgen.nn import ScalarMLP
 from jaxgen.nn.mlp import ACTIVATIONS
 from jaxgen.nn.ratio_resnet import RATIO_NET_CONFIGS, RatioResNet
@@ -54,61 +56,42 @@ NETWORKS = ("mlp", "resnet")
 
 
 @dataclasses.dataclass(frozen=True)
-class Model:
-    network: str = (
-        "mlp"  # mlp: flattened examples (2-D); resnet: images (docs/methods/fdrl.md §3.1)
-    )
+class Model(Section):
+    # mlp: flattened examples (2-D); resnet: images (docs/methods/fdrl.md §3.1)
+    network: str = one_of(NETWORKS, "mlp")
     hidden: tuple[int, ...] = (64, 64, 64, 64)  # mlp: 2-64-64-64-64-1
-    act: str = "leaky_relu"  # mlp
-    layout: str = "cifar10"  # resnet: a RATIO_NET_CONFIGS name (the paper's Table 3 nets)
+    act: str = one_of(ACTIVATIONS, "leaky_relu")  # mlp
+    # resnet: a RATIO_NET_CONFIGS name (the paper's Table 3 nets)
+    layout: str = one_of(RATIO_NET_CONFIGS, "cifar10")
     spectral_norm: bool = False  # resnet: on every conv (the code's CIFAR-10 / Cat2dog setting)
-
-    def __post_init__(self):
-        choices = {
-            "network": NETWORKS,
-            "act": tuple(ACTIVATIONS),
-            "layout": tuple(RATIO_NET_CONFIGS),
-        }
-        validate(self, {}, choices)
 
 
 @dataclasses.dataclass(frozen=True)
-class Method:
+class Method(Section):
     """Algorithm 1; defaults are the reference code's 2-D setting (docs/methods/fdrl.md §3)."""
 
     loss: str = "lsif"  # Bregman loss: lsif (o = r), lr or ukl (o = log r)
     divergence: str = "pearson"  # f: pearson (with lsif), kl / js / logd (with lr, ukl)
     # normal N(0, I), uniform U[-1, 1]^d, ddp N(μ_D, Σ_D) (paper eq. 8), or source: the
     # batch's "source" images (unpaired translation, docs/methods/fdrl.md §4.2; data.source)
-    prior: str = "normal"
-    prior_jitter: float = 1e-4  # ddp: Σ_D + jitter·I
+    prior: str = one_of(PRIORS, "normal")
+    prior_jitter: float = at_least(0, 1e-4, "out of range")  # ddp: Σ_D + jitter·I
     clip: bool = False  # images: clamp prior draws and final samples to [-1, 1] (code)
-    flow_steps: int = 200  # K during training
-    step_size: float = 1.0  # η
-    noise: float = 0.01  # ν = sqrt(2γη)
-    dequant: float = 0.0  # std of Gaussian noise added to data batches (0.03 for images, code)
+    flow_steps: int = at_least(1, 200)  # K during training
+    step_size: float = positive(1.0)  # η
+    noise: float = at_least(0, 0.01)  # ν = sqrt(2γη)
+    dequant: float = at_least(0, 0.0)  # std of noise added to data batches (images: 0.03)
 
-    def __post_init__(self):
+    def cross_checks(self):
         try:
             check_pairing(self.loss, self.divergence)
         except ValueError as e:
             raise FieldError("divergence", self.divergence, str(e)) from None
-        ranges = {
-            "flow_steps": self.flow_steps >= 1,
-            "step_size": self.step_size > 0,
-            "noise": self.noise >= 0,
-            "dequant": self.dequant >= 0,
-            "prior_jitter": self.prior_jitter >= 0,
-        }
-        validate(self, ranges, {"prior": PRIORS})
 
 
 @dataclasses.dataclass(frozen=True)
-class Sample:
-    refine_steps: int = 0  # κ: sampling runs K + κ steps (20 for the image models)
-
-    def __post_init__(self):
-        validate(self, {"refine_steps": self.refine_steps >= 0})
+class Sample(Section):
+    refine_steps: int = at_least(0, 0)  # κ: sampling runs K + κ steps (20 for the image models)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,11 +135,6 @@ def fit_data(config: Config, x):
     return fit_gaussian_prior(x, config.method.prior_jitter)
 
 
-def fitted_shapes(config: Config, example_shape):
-    d = int(np.prod(example_shape))
-    return (jax.ShapeDtypeStruct((d,), jnp.float32), jax.ShapeDtypeStruct((d, d), jnp.float32))
-
-
 CAPABILITIES = Capabilities(
     networks=("ratio",),
     headline=("loss",),
@@ -166,26 +144,10 @@ CAPABILITIES = Capabilities(
     data_fit=DataFit(
         needed=lambda config: config.method.prior == "ddp",
         fit=fit_data,
-        shapes=fitted_shapes,
+        shapes=lambda config, example_shape: prior_shapes(example_shape),
         fields=("prior_mean", "prior_chol"),  # once per run, not in every checkpoint
     ),
 )
-
-
-def _check_fitted(fitted, example_shape: tuple):
-    """`fitted` = `(mean [D], chol [D, D])` for examples of `example_shape`, or a `ValueError`."""
-    if fitted is None:
-        raise ValueError(
-            "fdrl.init: prior='ddp' needs fitted=fdrl.fit_data(config, training_images)"
-        )
-    d = int(np.prod(example_shape))
-    mean, chol = fitted
-    if jnp.shape(mean) != (d,) or jnp.shape(chol) != (d, d):
-        raise ValueError(
-            f"fdrl.init: fitted has shapes {jnp.shape(mean)} and {jnp.shape(chol)}; examples of "
-            f"shape {tuple(example_shape)} need ({d},) and ({d}, {d})"
-        )
-    return mean, chol
 
 
 def init(config: Config, example_batch, *, key, fitted=None) -> State:
@@ -201,7 +163,7 @@ def init(config: Config, example_batch, *, key, fitted=None) -> State:
     params = variables.pop("params")
     mean, chol = jnp.zeros((1,), jnp.float32), jnp.zeros((1, 1), jnp.float32)
     if config.method.prior == "ddp":
-        mean, chol = _check_fitted(fitted, shape)
+        mean, chol = check_fitted(fitted, shape, who="fdrl.init")
     ms = model_state(params, config.optim.ratio, variables=variables)
     mean, chol = jnp.asarray(mean), jnp.asarray(chol)
     return State(jnp.zeros((), jnp.int32), k_state, ms, mean, chol, shape)

@@ -3,6 +3,7 @@ the training set in one streaming pass, with its peak host memory stated and che
 
 import numpy as np
 
+from jaxgen.moments import FeatureStats
 from jaxgen.runtime import available_host_memory, release_host_memory
 
 
@@ -17,8 +18,6 @@ def fit_gaussian_prior(x, jitter: float = 1e-4, *, chunk: int = 2048, log=print)
     float32 factor (12·D² bytes), stated by `log` and checked against the host's available
     memory before anything is allocated (no float64 copy of the data set). `x` may also be an
     iterable of `[n, ...]` chunks."""
-    from jaxgen.metrics import FeatureStats
-
     chunks = (x[i : i + chunk] for i in range(0, len(x), chunk)) if hasattr(x, "shape") else x
     stats = FeatureStats()
     for block in chunks:
@@ -68,3 +67,27 @@ def _cholesky_in_place(cov: np.ndarray) -> np.ndarray:
             "raise method.prior_jitter"
         )
     return upper.T
+
+
+def prior_shapes(example_shape) -> tuple:
+    """The `jax.ShapeDtypeStruct`s of a fit `(mean [D], chol [D, D])` for examples of
+    `example_shape` (D values each): a restore's abstract state costs no fit."""
+    import jax
+
+    d = int(np.prod(example_shape))
+    return (jax.ShapeDtypeStruct((d,), np.float32), jax.ShapeDtypeStruct((d, d), np.float32))
+
+
+def check_fitted(fitted, example_shape, *, who: str):
+    """`fitted` = `(mean [D], chol [D, D])` for examples of `example_shape`, or one
+    `ValueError` naming `who`."""
+    if fitted is None:
+        raise ValueError(f"{who}: prior='ddp' needs fitted=fdrl.fit_data(config, training_images)")
+    d = int(np.prod(example_shape))
+    mean, chol = fitted
+    if np.shape(mean) != (d,) or np.shape(chol) != (d, d):
+        raise ValueError(
+            f"{who}: fitted has shapes {np.shape(mean)} and {np.shape(chol)}; examples of "
+            f"shape {tuple(example_shape)} need ({d},) and ({d}, {d})"
+        )
+    return mean, chol

@@ -9,7 +9,6 @@ batch. Sampling is one generator pass (NFE 1) with BatchNorm's running statistic
 
 import dataclasses
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from flax import struct
@@ -17,16 +16,21 @@ from flax import struct
 from jaxgen.methods.common import (
     Capabilities,
     Optim,
+    Section,
+    at_least,
     batch_draw,
     batch_normal,
     check_batch,
     check_count,
     check_state_batch,
+    checked,
     example_shape_field,
+    in_unit_interval,
     model_state,
+    one_of,
     sample_shape,
-    validate,
 )
+from jaxgen.nn.gan2d_mlp import Discriminator, Generator
 from jaxgen.objectives.gan import d_loss_nonsaturating, g_loss_nonsaturating
 from jaxgen.optim import ModelState
 
@@ -34,28 +38,20 @@ DTYPES = ("float32", "bfloat16")
 
 
 @dataclasses.dataclass(frozen=True)
-class Model:
-    latent: int = 8  # z ~ N(0, I_latent)
+class Model(Section):
+    latent: int = at_least(1, 8, "out of range")  # z ~ N(0, I_latent)
     gen_hidden: tuple[int, ...] = (128, 128)  # G: Dense-BatchNorm-ReLU blocks, then Dense
     disc_hidden: tuple[int, ...] = (128, 128)  # D: Dense-LeakyReLU(0.2) blocks, then a logit
-    bn_momentum: float = 0.9  # running-statistics decay of G's BatchNorm
+    # running-statistics decay of G's BatchNorm
+    bn_momentum: float = checked(0.9, lambda v: 0 <= v < 1, "must be in [0, 1)")
     # activations' dtype; parameters, BatchNorm statistics and losses stay float32
-    dtype: str = "float32"  # or "bfloat16" (docs/methods/gan2d.md §3)
-
-    def __post_init__(self):
-        ranges = {
-            "latent": self.latent >= 1,
-            "bn_momentum": (0 <= self.bn_momentum < 1, "must be in [0, 1)"),
-        }
-        validate(self, ranges, {"dtype": DTYPES})
+    dtype: str = one_of(DTYPES, "float32")  # or "bfloat16" (docs/methods/gan2d.md §3)
 
 
 @dataclasses.dataclass(frozen=True)
-class Method:
-    replay: float = 0.5  # probability that a row of D's fake batch comes from the buffer
-
-    def __post_init__(self):
-        validate(self, {"replay": (0 <= self.replay <= 1, "must be in [0, 1]")})
+class Method(Section):
+    # probability that a row of D's fake batch comes from the buffer
+    replay: float = in_unit_interval(0.5)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,42 +90,6 @@ class State:
     disc: ModelState
     replay: jax.Array  # `[B, 2]` earlier fakes, split over `data` (shape = the global batch)
     example_shape: tuple = example_shape_field()
-
-
-class Generator(nn.Module):
-    """z `[B, latent]` → x `[B, out_dim]` float32; layers compute in `dtype`."""
-
-    hidden: tuple[int, ...]
-    out_dim: int
-    bn_momentum: float
-    dtype: str = "float32"
-
-    @nn.compact
-    def __call__(self, z, *, train: bool):
-        h = z
-        for width in self.hidden:
-            # no bias before BatchNorm: its gradient is zero up to rounding, which Adam's
-            # normalisation would blow up to steps of ±lr
-            h = nn.Dense(width, use_bias=False, dtype=self.dtype)(h)
-            h = nn.BatchNorm(
-                use_running_average=not train, momentum=self.bn_momentum, dtype=self.dtype
-            )(h)
-            h = nn.relu(h)
-        return nn.Dense(self.out_dim, dtype=self.dtype)(h).astype(jnp.float32)
-
-
-class Discriminator(nn.Module):
-    """x `[B, D]` → logit `[B]` float32; layers compute in `dtype`."""
-
-    hidden: tuple[int, ...]
-    dtype: str = "float32"
-
-    @nn.compact
-    def __call__(self, x):
-        h = x.astype(self.dtype)
-        for width in self.hidden:
-            h = nn.leaky_relu(nn.Dense(width, dtype=self.dtype)(h), 0.2)
-        return nn.Dense(1, dtype=self.dtype)(h)[:, 0].astype(jnp.float32)
 
 
 def networks(config: Config, out_dim: int):

@@ -21,15 +21,19 @@ from jaxgen.flows import forward_and_log_det, init_flow, inverse_and_log_det, la
 from jaxgen.methods.common import (
     Capabilities,
     Optim,
+    Section,
+    at_least,
     batch_normal,
     check_batch,
     check_count,
     check_inputs,
     check_state_batch,
+    checked,
     example_shape_field,
     model_state,
+    one_of,
+    positive,
     sample_shape,
-    validate,
 )
 from jaxgen.nn.autoencoder import Decoder, Encoder, check_image_size, init_variables
 from jaxgen.nn.perceptual import PERCEPTUAL_NETWORKS, load_perceptual
@@ -40,59 +44,35 @@ VARIANTS = ("glf", "regularized", "vae_flow_prior")
 
 
 @dataclasses.dataclass(frozen=True)
-class Model:
-    latent: int = 20  # d: 20 for 28×28, 64 for 32×32 and 64×64 (thesis §3.4.3)
-    ae_width: int = 64  # w of the auto-encoder (thesis: 64; Dense 1024 = 16w)
-    flow_blocks: int = 4  # coupling blocks, each followed by a fixed permutation
-    flow_hidden: int = 64  # units per subnet layer: 64 (MNIST / Fashion), 256 (CIFAR, CelebA)
-    flow_clamp: float = 2.0  # soft clamp of the log-scales
-    flow_init_std: float = 0.05  # every flow parameter 0.05·N(0, 1) (the reference code)
-    bn_momentum: float = 0.9  # running-statistics decay (PyTorch momentum 0.1)
-
-    def __post_init__(self):
-        ranges = {
-            "latent": (self.latent >= 2, "must be >= 2 (the flow's coupling splits z in two)"),
-            "ae_width": self.ae_width >= 1,
-            "flow_blocks": self.flow_blocks >= 1,
-            "flow_hidden": self.flow_hidden >= 1,
-            "flow_clamp": (self.flow_clamp > 0, "must be > 0"),
-            "flow_init_std": (self.flow_init_std > 0, "must be > 0"),
-            "bn_momentum": (0 <= self.bn_momentum < 1, "must be in [0, 1)"),
-        }
-        validate(self, ranges)
+class Model(Section):
+    # d: 20 for 28×28, 64 for 32×32 and 64×64 (thesis §3.4.3)
+    latent: int = at_least(2, 20, "must be >= 2 (the flow's coupling splits z in two)")
+    ae_width: int = at_least(1, 64, "out of range")  # w of the AE (thesis: 64; Dense 16w)
+    flow_blocks: int = at_least(1, 4, "out of range")  # coupling blocks, each then a permutation
+    # units per subnet layer: 64 (MNIST / Fashion), 256 (CIFAR, CelebA)
+    flow_hidden: int = at_least(1, 64, "out of range")
+    flow_clamp: float = positive(2.0)  # soft clamp of the log-scales
+    flow_init_std: float = positive(0.05)  # every flow parameter 0.05·N(0, 1) (reference code)
+    # running-statistics decay (PyTorch momentum 0.1)
+    bn_momentum: float = checked(0.9, lambda v: 0 <= v < 1, "must be in [0, 1)")
 
 
 @dataclasses.dataclass(frozen=True)
-class Method:
-    variant: str = "glf"
-    beta: float = 1.0  # weight of the reconstruction (regularized, vae_flow_prior)
-    reconstruction: str = "mse"  # mse (summed squares) or bce (summed cross-entropy)
-    perceptual: str = ""  # a network of jaxgen.nn.perceptual.PERCEPTUAL_NETWORKS ("" = off)
-    perceptual_layers: int = 3  # taps used: 3 for 28/32-px images, 4 for 64-px
-
-    def __post_init__(self):
-        ranges = {
-            "beta": (self.beta > 0, "must be > 0"),
-            "perceptual_layers": self.perceptual_layers >= 1,
-        }
-        choices = {
-            "variant": VARIANTS,
-            "reconstruction": ("mse", "bce"),
-            "perceptual": ("", *PERCEPTUAL_NETWORKS),
-        }
-        validate(self, ranges, choices)
+class Method(Section):
+    variant: str = one_of(VARIANTS, "glf")
+    beta: float = positive(1.0)  # weight of the reconstruction (regularized, vae_flow_prior)
+    reconstruction: str = one_of(("mse", "bce"), "mse")  # summed squares or cross-entropy
+    # a network of jaxgen.nn.perceptual.PERCEPTUAL_NETWORKS ("" = off)
+    perceptual: str = one_of(("", *PERCEPTUAL_NETWORKS), "")
+    perceptual_layers: int = at_least(1, 3, "out of range")  # taps: 3 (28/32 px), 4 (64 px)
 
 
 @dataclasses.dataclass(frozen=True)
-class Sample:
+class Sample(Section):
     # BatchNorm while sampling: "running" averages, or "batch" statistics of each sampled
     # batch (the reference sampler: train mode, batches of 500)
-    batchnorm: str = "running"
-    temperature: float = 1.0  # u ~ N(0, temperature² I)
-
-    def __post_init__(self):
-        ranges = {"temperature": (self.temperature > 0, "must be > 0")}
-        validate(self, ranges, {"batchnorm": ("running", "batch")})
+    batchnorm: str = one_of(("running", "batch"), "running")
+    temperature: float = positive(1.0)  # u ~ N(0, temperature² I)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -28,14 +28,21 @@ from flax import struct
 from jaxgen.methods.common import (
     Capabilities,
     Optim,
+    Section,
+    at_least,
     batch_draw,
     batch_normal,
     check_batch,
     check_count,
     check_inputs,
     check_state_batch,
+    checked,
+    each_at_least,
     example_shape_field,
+    in_unit_interval,
     model_state,
+    one_of,
+    positive,
     sample_shape,
     validate,
 )
@@ -49,64 +56,50 @@ from jaxgen.samplers.likelihood import ADAPTIVE, FIXED, PROBES, TRACES, flow_log
 
 
 @dataclasses.dataclass(frozen=True)
-class Model:
+class Model(Section):
     """The energy: "mlp" (2-D: 5 dense layers of 256, Swish) or "conv" (Table 5.2)."""
 
-    network: str = "mlp"
-    hidden: tuple[int, ...] = (256, 256, 256, 256)  # mlp: 4 hidden layers + the output layer
-    nf: int = 32  # conv: 32 (MNIST, Fashion-MNIST, CelebA), 64 (CIFAR-10)
-    widths: tuple[int, ...] = (2, 2, 2)  # conv: the stride-2 convs' widths in units of nf
-
-    def __post_init__(self):
-        ranges = {
-            "nf": self.nf >= 1,
-            "hidden": all(h >= 1 for h in self.hidden),
-            "widths": (bool(self.widths) and all(w >= 1 for w in self.widths), "need >= 1 each"),
-        }
-        validate(self, ranges, {"network": ("mlp", "conv")})
+    network: str = one_of(("mlp", "conv"), "mlp")
+    # mlp: 4 hidden layers + the output layer
+    hidden: tuple[int, ...] = checked(
+        (256, 256, 256, 256), lambda v: all(h >= 1 for h in v), "out of range"
+    )
+    nf: int = at_least(1, 32)  # conv: 32 (MNIST, Fashion-MNIST, CelebA), 64 (CIFAR-10)
+    widths: tuple[int, ...] = each_at_least(1, (2, 2, 2))  # conv: stride-2 convs' widths / nf
 
 
 @dataclasses.dataclass(frozen=True)
-class Method:
+class Method(Section):
     """Spec §1.6: K = 40 (Fashion-MNIST) / 60, step 0.1 as the coefficient on ∇E (the thesis's
     "step size 0.1" may also mean η = 0.1, i.e. step 0.05: docs/methods/shortrun_ebm.md §4),
     noise 0.1 for the noisy baseline, 0 for noise-free."""
 
-    objective: str = "ebm"  # ebm | max_likelihood (the ODE flow's exact likelihood)
-    sampler: str = "euler"  # euler (K steps) | ode (dopri5 on [0, t_end])
-    num_steps: int = 40  # K (euler)
-    step: float = 0.1  # coefficient on ∇E (euler)
-    noise_std: float = 0.0  # 0: noise-free (eq. 1.8)
+    # ebm | max_likelihood (the ODE flow's exact likelihood)
+    objective: str = one_of(("ebm", "max_likelihood"), "ebm")
+    sampler: str = one_of(("euler", "ode"), "euler")  # euler (K steps) | ode (dopri5, t_end)
+    langevin_steps: int = at_least(1, 40, "K must be >= 1")  # K: training and sampling
+    step: float = positive(0.1)  # coefficient on ∇E (euler)
+    noise_std: float = at_least(0, 0.0, "must be >= 0 (0: noise-free)")  # 0: eq. 1.8
     generator_loss: bool = False  # add E_{sg(θ)}(G_θ(x₀)) (eq. 1.14; euler only)
     checkpoint: bool = False  # jax.checkpoint each unrolled step (generator-loss memory)
     # K steps unrolled in one scan body (XLA:CPU: ~4× faster; same result). Not with
     # `checkpoint`: its saving holds only in the rolled loop (docs/methods/shortrun_ebm.md §2)
     unroll: bool = True
     clip_chains: bool = False  # clamp image chains to [-1, 1] each step (not in ch. 5; note §4)
-    alpha: float = 0.0  # energy-magnitude penalty (off for ch. 5)
+    alpha: float = at_least(0, 0.0)  # energy-magnitude penalty (off for ch. 5)
     persistent: bool = False  # chains carried across steps (ch. 5: fresh every step)
-    reset_prob: float = 0.05  # persistent: chance a chain restarts from N(0, I)
-    t_end: float = 0.2  # ode: the flow's horizon (euler's flow spans K·step: `flow_time`)
-    rtol: float = 1e-5  # ode and likelihood
-    atol: float = 1e-5
-    trace: str = "exact"  # max_likelihood: exact | hutchinson
-    num_probes: int = 1
+    reset_prob: float = in_unit_interval(0.05)  # persistent: chance a chain restarts
+    t_end: float = positive(0.2)  # ode: the flow's horizon (euler's: K·step, `flow_time`)
+    rtol: float = positive(1e-5, "out of range")  # ode and likelihood
+    atol: float = positive(1e-5, "out of range")
+    trace: str = one_of(TRACES, "exact")  # max_likelihood: exact | hutchinson
+    num_probes: int = at_least(1, 1, "the Hutchinson probe count must be >= 1")
     # max_likelihood: the training solve; dopri5 (rtol, atol) or euler / rk4 with ml_steps
-    ml_solver: str = "dopri5"
-    ml_steps: int = 4
+    ml_solver: str = one_of((*ADAPTIVE, *FIXED), "dopri5")
+    ml_steps: int = at_least(1, 4)
 
-    def __post_init__(self):
-        ranges = {
-            "num_steps": (self.num_steps >= 1, "K must be >= 1"),
-            "step": (self.step > 0, "must be > 0"),
-            "noise_std": (self.noise_std >= 0, "must be >= 0 (0: noise-free)"),
-            "alpha": (self.alpha >= 0, "must be >= 0"),
-            "reset_prob": (0 <= self.reset_prob <= 1, "must be in [0, 1]"),
-            "t_end": (self.t_end > 0, "must be > 0"),
-            "rtol": self.rtol > 0,
-            "atol": self.atol > 0,
-            "num_probes": (self.num_probes >= 1, "the Hutchinson probe count must be >= 1"),
-            "ml_steps": self.ml_steps >= 1,
+    def cross_checks(self):
+        rules = {
             "generator_loss": (
                 not self.generator_loss or self.sampler == "euler",
                 "the generator loss unrolls the euler dynamics (sampler='euler')",
@@ -123,35 +116,23 @@ class Method:
                 self.objective == "ebm" or (self.sampler == "ode" and not self.generator_loss),
                 "max_likelihood trains the ODE flow (sampler='ode', no generator_loss)",
             ),
+            "noise_std": (  # the ODE has no noise term
+                self.sampler != "ode" or self.noise_std == 0,
+                "sampler='ode' is noise-free; use 0",
+            ),
         }
-        if self.sampler == "ode":  # the ODE has no noise term
-            ranges["noise_std"] = (self.noise_std == 0, "sampler='ode' is noise-free; use 0")
-        choices = {
-            "objective": ("ebm", "max_likelihood"),
-            "sampler": ("euler", "ode"),
-            "trace": TRACES,
-            "ml_solver": (*ADAPTIVE, *FIXED),
-        }
-        validate(self, ranges, choices)
+        validate(self, rules)
 
 
 @dataclasses.dataclass(frozen=True)
-class Sample:
+class Sample(Section):
     """The `log_density` extra and the reconstruction by optimisation of x₀."""
 
-    trace: str = "exact"  # log_density: exact | hutchinson
-    num_probes: int = 16
-    probe: str = "rademacher"
-    reconstruct_steps: int = 200  # Adam steps on x₀
-    reconstruct_lr: float = 0.05
-
-    def __post_init__(self):
-        ranges = {
-            "num_probes": (self.num_probes >= 1, "the Hutchinson probe count must be >= 1"),
-            "reconstruct_steps": self.reconstruct_steps >= 1,
-            "reconstruct_lr": self.reconstruct_lr > 0,
-        }
-        validate(self, ranges, {"trace": TRACES, "probe": PROBES})
+    trace: str = one_of(TRACES, "exact")  # log_density: exact | hutchinson
+    num_probes: int = at_least(1, 16, "the Hutchinson probe count must be >= 1")
+    probe: str = one_of(PROBES, "rademacher")
+    reconstruct_steps: int = at_least(1, 200)  # Adam steps on x₀
+    reconstruct_lr: float = positive(0.05)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -245,13 +226,13 @@ def dynamics(params, x0, key, *, config: Config, differentiable: bool = False):
             {},
         )
     e = partial(energy_fn, params, config=config)
-    kw = dict(num_steps=m.num_steps, step=m.step, noise_std=m.noise_std)
+    kw = dict(num_steps=m.langevin_steps, step=m.step, noise_std=m.noise_std)
     unroll = m.unroll and not (differentiable and m.checkpoint)
     kw.update(differentiable=differentiable, checkpoint=m.checkpoint, unroll=unroll or 1)
     kw["bounds"] = (-1.0, 1.0) if m.clip_chains else None
     x, trace = langevin(e, x0, key, **kw)
     b = x0.shape[0]
-    return x, {"nfe": jnp.full((b,), m.num_steps), "success": jnp.ones((b,), bool)}, trace
+    return x, {"nfe": jnp.full((b,), m.langevin_steps), "success": jnp.ones((b,), bool)}, trace
 
 
 def velocity(params, x, *, config: Config):
@@ -264,7 +245,7 @@ def flow_time(config: Config) -> float:
     """The horizon of the ODE flow x' = −∇E whose density is the model's: t_end, or K·step,
     the time the euler steps approximate."""
     m = config.method
-    return m.t_end if m.sampler == "ode" else m.num_steps * m.step
+    return m.t_end if m.sampler == "ode" else m.langevin_steps * m.step
 
 
 def log_likelihood(params, x, key, *, config: Config, solver: str = "dopri5", **kw):

@@ -17,6 +17,8 @@ from flax import struct
 from jaxgen.methods.common import (
     Capabilities,
     Optim,
+    Section,
+    at_least,
     batch_normal,
     check_batch,
     check_count,
@@ -24,8 +26,9 @@ from jaxgen.methods.common import (
     check_state_batch,
     example_shape_field,
     model_state,
+    one_of,
+    positive,
     sample_shape,
-    validate,
 )
 from jaxgen.nn import ScalarMLP
 from jaxgen.nn.energy import EnergyResNet
@@ -38,76 +41,48 @@ SOLVERS = ("dopri5", "tsit5", "euler", "heun", "rk4")  # adaptive, then fixed-st
 
 
 @dataclasses.dataclass(frozen=True)
-class Model:
+class Model(Section):
     """The potential network Φ: "mlp" (2-D / flat data) or "resnet" (the DRL energy ResNet of
     docs/methods/vapo.md §4, images)."""
 
-    network: str = "mlp"
+    network: str = one_of(("mlp", "resnet"), "mlp")
     hidden: tuple[int, ...] = (128, 128, 128)  # mlp
-    act: str = "gelu"  # mlp
-    channels: int = 0  # image channels the network is built for (0: not checked)
-    ch: int = 128  # resnet: base width
+    act: str = one_of(ACTIVATIONS, "gelu")  # mlp
+    channels: int = at_least(0, 0)  # image channels the network is built for (0: not checked)
+    ch: int = at_least(1, 128)  # resnet: base width
     ch_mult: tuple[int, ...] = (1, 2, 2, 2)  # resnet: width multiplier per resolution
-    num_res_blocks: int = 8  # resnet: blocks per resolution
+    num_res_blocks: int = at_least(1, 8)  # resnet: blocks per resolution
     zero_init_scale: float = 1e-3  # resnet: initial scale of each block's second conv
     residual_scale: float = 1.0  # resnet: NVAE-style residual-branch scaling (1 = off)
     # resnet: run the layers on this many batch slices, which XLA's CPU runtime executes
     # concurrently (one conv kernel uses one core); 2 on a 2-core CPU, 1 on accelerators
-    batch_splits: int = 1
+    batch_splits: int = at_least(1, 1)
     data_init: bool = False  # resnet: data-dependent weight-norm init from the first batch
-
-    def __post_init__(self):
-        ranges = {
-            "ch": self.ch >= 1,
-            "num_res_blocks": self.num_res_blocks >= 1,
-            "channels": self.channels >= 0,
-            "batch_splits": self.batch_splits >= 1,
-        }
-        validate(self, ranges, {"network": ("mlp", "resnet"), "act": tuple(ACTIVATIONS)})
 
 
 @dataclasses.dataclass(frozen=True)
-class Method:
+class Method(Section):
     """The paper's constants σ0 = 1, σ = 0.01, ε = 1e-4 = σ²/σ0², λ = 1e-4."""
 
-    sigma0: float = 1.0
-    sigma: float = 0.01
-    eps: float = 1e-4
-    lam: float = 1e-4
+    sigma0: float = positive(1.0)
+    sigma: float = positive(0.01)
+    eps: float = positive(1e-4)
+    lam: float = at_least(0, 1e-4)
     jacobian: bool = True  # False: variant B, no τ'(t) factor (docs/methods/vapo.md §2)
     loss_per_dim: bool = False  # divide the loss by D (a global scale)
 
-    def __post_init__(self):
-        ranges = {
-            "sigma0": self.sigma0 > 0,
-            "sigma": self.sigma > 0,
-            "eps": self.eps > 0,
-            "lam": self.lam >= 0,
-        }
-        validate(self, ranges)
-
 
 @dataclasses.dataclass(frozen=True)
-class Sample:
+class Sample(Section):
     """The ODE dx/dt = ∇Φ(x) from N(0, σ0² I) over [0, T]."""
 
-    t_end: float = 1.0  # terminal time T
-    solver: str = "dopri5"  # dopri5, tsit5 (adaptive) or euler, heun, rk4 (fixed step)
-    rtol: float = 1e-3
-    atol: float = 1e-3
-    fixed_steps: int = 100
+    t_end: float = positive(1.0)  # terminal time T
+    solver: str = one_of(SOLVERS, "dopri5")  # dopri5, tsit5 (adaptive); euler, heun, rk4
+    rtol: float = positive(1e-3)
+    atol: float = positive(1e-3)
+    num_steps: int = at_least(1, 100)  # N, the fixed-step solvers' steps (euler, heun, rk4)
     per_sample: bool = False  # one step-size controller per sample instead of per batch
-    max_steps: int = 4096
-
-    def __post_init__(self):
-        ranges = {
-            "t_end": self.t_end > 0,
-            "rtol": self.rtol > 0,
-            "atol": self.atol > 0,
-            "fixed_steps": self.fixed_steps >= 1,
-            "max_steps": self.max_steps >= 1,
-        }
-        validate(self, ranges, {"solver": SOLVERS})
+    max_steps: int = at_least(1, 4096)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -234,7 +209,7 @@ def solve_flow(params, x0, *, config: Config):
     f = lambda t, x: velocity(params, x, config=config)
     s = config.sample
     if s.solver in ("euler", "heun", "rk4"):
-        return solve_fixed(f, x0, t1=s.t_end, num_steps=s.fixed_steps, method=s.solver)
+        return solve_fixed(f, x0, t1=s.t_end, num_steps=s.num_steps, method=s.solver)
     solve = solve_adaptive_per_sample if s.per_sample else solve_adaptive
     return solve(
         f, x0, t1=s.t_end, rtol=s.rtol, atol=s.atol, solver=s.solver, max_steps=s.max_steps

@@ -16,21 +16,9 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from scipy.special import logsumexp
 
+from jaxgen.moments import as_points as _as_points
+
 _MAX_BLOCK = 1 << 22  # pair entries per block of a pairwise computation (32 MiB in float64)
-
-
-def _as_points(x, name: str, min_rows: int = 1) -> np.ndarray:
-    """`x` as a finite float64 array `[N, D]` with `N >= min_rows`, else a ValueError."""
-    a = np.asarray(x, dtype=np.float64)
-    if a.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D array [N, D], got shape {a.shape}")
-    if a.shape[0] < min_rows:
-        raise ValueError(f"{name} needs at least {min_rows} rows, got {a.shape[0]}")
-    if a.shape[1] < 1:
-        raise ValueError(f"{name} must have at least one feature column, got shape {a.shape}")
-    if not np.all(np.isfinite(a)):
-        raise ValueError(f"{name} contains non-finite values (nan or inf)")
-    return a
 
 
 def _check_same_dim(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str) -> None:

@@ -20,7 +20,7 @@ def get_config():
         batch_size=32,
         epochs=800,
         train_size=30_000,
-        num_steps_t=2,
+        diffusion_steps=2,
         generator=GENERATOR_CONFIGS["celebahq256"],
         disc="celebahq256",
         lr_d=1e-4,

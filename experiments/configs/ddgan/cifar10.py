@@ -21,7 +21,7 @@ def get_config():
         batch_size=256,
         epochs=1800,
         train_size=50_000,
-        num_steps_t=4,
+        diffusion_steps=4,
         generator=GENERATOR_CONFIGS["cifar10"],
         disc="cifar10",
         lr_d=1.25e-4,

@@ -26,7 +26,7 @@ def get_config():
         epochs=0,
         num_steps=1500,
         train_size=60_000,
-        num_steps_t=4,
+        diffusion_steps=4,
         generator=generator,
         disc="fashion_mnist",
         lr_d=1.25e-4,

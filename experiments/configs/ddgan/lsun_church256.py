@@ -19,7 +19,7 @@ def get_config():
         batch_size=64,
         epochs=500,
         train_size=120_000,
-        num_steps_t=4,
+        diffusion_steps=4,
         generator=GENERATOR_CONFIGS["lsun_church256"],
         disc="lsun_church256",
         lr_d=1e-4,

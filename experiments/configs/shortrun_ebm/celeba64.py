@@ -15,5 +15,5 @@ def get_config():
         nf=32,
         widths=CONV_WIDTHS["celeba"],
         num_steps=30_000,
-        dynamics_steps=60,
+        langevin_steps=60,
     )

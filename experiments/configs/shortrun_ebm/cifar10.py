@@ -10,5 +10,5 @@ from experiments.configs.shortrun_common import CONV_WIDTHS, image_config
 
 def get_config():
     return image_config(
-        dataset="cifar10", nf=64, widths=CONV_WIDTHS["cifar10"], num_steps=40_000, dynamics_steps=60
+        dataset="cifar10", nf=64, widths=CONV_WIDTHS["cifar10"], num_steps=40_000, langevin_steps=60
     )

@@ -18,7 +18,7 @@ from experiments.configs.shortrun_common import CONV_WIDTHS, image_config
 
 def get_config():
     c = image_config(
-        dataset="digits", nf=32, widths=CONV_WIDTHS["mnist"], num_steps=8000, dynamics_steps=40
+        dataset="digits", nf=32, widths=CONV_WIDTHS["mnist"], num_steps=8000, langevin_steps=40
     )
     c.train.update(dict(log_every=100, ckpt_every=500, sample_every=1000))
     c.eval.update(dict(num_samples=300, batch_size=300, round_size=300))

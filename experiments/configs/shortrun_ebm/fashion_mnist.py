@@ -21,7 +21,7 @@ def get_config():
         nf=32,
         widths=CONV_WIDTHS["mnist"],
         num_steps=8000,
-        dynamics_steps=40,
+        langevin_steps=40,
     )
     c.data.pad_to_32 = True
     return c
