@@ -7,6 +7,7 @@ reuse one compilation instead of re-tracing on every call.
 """
 
 import contextlib
+import inspect
 import json
 from functools import cached_property, partial
 from pathlib import Path
@@ -400,11 +401,15 @@ class Experiment:
     # ------------------------------------------------------------------ jitted functions
 
     def jitted(self, name: str, **kwargs):
-        """`jax.jit(partial(recipe.<name>, config=rc, **kwargs))`, built once per run."""
+        """`jax.jit(partial(recipe.<name>, config=rc, **kwargs))`, built once per run. A count
+        argument (the recipe function's second parameter named `num`: `sample`, `interpolate`)
+        sets array shapes, so it is static."""
         key = (name, tuple(sorted(kwargs.items())))
         if key not in self._jitted:
-            fn = partial(getattr(self.recipe, name), config=self.rc, **kwargs)
-            static = (1,) if name in ("sample", "interpolate") else ()
+            recipe_fn = getattr(self.recipe, name)
+            fn = partial(recipe_fn, config=self.rc, **kwargs)
+            params = list(inspect.signature(recipe_fn).parameters)
+            static = (1,) if params[1:2] == ["num"] else ()
             self._jitted[key] = jax.jit(fn, static_argnums=static)
         return self._jitted[key]
 
