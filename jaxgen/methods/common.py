@@ -41,7 +41,6 @@ from jaxgen.methods.config import (  # noqa: F401 (re-exported: the recipes' one
     migrate_renamed_tree,
     one_of,
     positive,
-    renamed_field,
     renamed_message,
     replace_fields,
     validate,

@@ -122,11 +122,6 @@ RENAMED_FIELDS = {
 }
 
 
-def renamed_field(recipe: str, dotted: str) -> str | None:
-    """The new name of the recipe's old config field `dotted` ("method.num_steps"), or None."""
-    return RENAMED_FIELDS.get(recipe, {}).get(dotted)
-
-
 def migrate_renamed(recipe: str, flat: Mapping) -> dict:
     """A copy of the `{dotted field: value}` mapping `flat` (saved by an older run) with the
     recipe's renamed fields under their new names (a new name already present wins)."""
