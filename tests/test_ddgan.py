@@ -12,6 +12,7 @@ import pytest
 from jaxgen.data import sample_toy2d
 from jaxgen.methods import ddgan
 from jaxgen.methods.common import ConfigError, config_from_dict, replace_fields
+from jaxgen.methods.ddgan_one_shot import augmentation_schedule
 from jaxgen.parallel import make_mesh, state_shardings
 from jaxgen.train.loop import NonFiniteError, TrainPlan, fit
 from jaxgen.train.step import make_sharded_step
@@ -132,7 +133,7 @@ def test_one_shot_discriminator_sees_only_perturbed_images():
     s = np.asarray(draw["d_step"])
     assert set(np.unique(s)) == set(range(1, a))
     assert np.all(np.asarray(draw["t"]) == 1) and not np.any(np.asarray(draw["cond"]))
-    ab = np.asarray(ddgan.augmentation_schedule(c).alphas_bar)
+    ab = np.asarray(augmentation_schedule(c.method).alphas_bar)
     for level in range(1, a):
         rows = np.asarray(draw["real"])[s == level]
         std = (rows - np.sqrt(ab[level]) * 0.7) / np.sqrt(1 - ab[level])
@@ -148,7 +149,7 @@ def test_one_shot_generator_loss_differentiates_through_the_perturbation():
     state = ddgan.init(c, _points(), key=jax.random.PRNGKey(1))
     draw = ddgan._draw(jax.random.PRNGKey(2), jnp.asarray(_points()["x"]), c, ddgan.schedule(c))
     gen, disc = ddgan.networks(c, (2,))
-    ab = ddgan.augmentation_schedule(c).alphas_bar[draw["d_step"]][:, None]
+    ab = augmentation_schedule(c.method).alphas_bar[draw["d_step"]][:, None]
 
     def by_hand(g_params):
         x_hat = gen.apply({"params": g_params}, draw["x_t"], draw["t"] - 1, draw["z"])

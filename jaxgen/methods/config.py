@@ -48,9 +48,9 @@ def at_least(lo, default, why: str = ""):
     return checked(default, lambda v: v >= lo, why or f"must be >= {lo}")
 
 
-def each_at_least(lo, default, why: str = ""):
-    """A tuple field whose items are all >= `lo` (and, for `lo` > 0, not empty)."""
-    ok = lambda v: (bool(v) or lo <= 0) and all(x >= lo for x in v)
+def each_at_least(lo, default, why: str = "", *, empty: bool = False):
+    """A tuple field whose items are all >= `lo` (and, for `lo` > 0, not empty unless `empty`)."""
+    ok = lambda v: (bool(v) or lo <= 0 or empty) and all(x >= lo for x in v)
     return checked(default, ok, why or f"need >= {lo} each")
 
 
@@ -77,6 +77,12 @@ class Section:
 
     def cross_checks(self) -> None:
         """Rules between fields (override; raise `FieldError` or call `validate`)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class NoSettings(Section):
+    """A section without fields: the `sample` section of a recipe whose sampler has no settings
+    of its own (its length is part of the model, e.g. DDGAN's T)."""
 
 
 class ConfigError(ValueError):

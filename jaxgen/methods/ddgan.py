@@ -26,6 +26,7 @@ from flax import struct
 
 from jaxgen.methods.common import (
     Capabilities,
+    NoSettings,
     Optim,
     Section,
     at_least,
@@ -34,16 +35,20 @@ from jaxgen.methods.common import (
     check_batch,
     check_count,
     check_inputs,
+    check_network_input,
     check_state_batch,
     checked,
     each_at_least,
     example_shape_field,
+    init_params,
     model_state,
+    module_kwargs,
     one_of,
     positive,
     sample_shape,
     validate,
 )
+from jaxgen.methods.ddgan_one_shot import augment, one_shot_draw
 from jaxgen.nn.ddgan_discriminator import DISCRIMINATOR_CONFIGS, TimeConditionalDiscriminator
 from jaxgen.nn.ddgan_mlp import MLPDiscriminator, MLPGenerator
 from jaxgen.nn.ncsnpp import NCSNppGenerator, check_image_size
@@ -56,7 +61,6 @@ from jaxgen.samplers.diffusion import (
     eps_to_x0,
     posterior_sample,
     q_pair,
-    q_sample,
     vp_schedule,
 )
 
@@ -70,9 +74,8 @@ class Model(Section):
 
     network: str = one_of(("mlp", "ncsnpp"), "ncsnpp")
     latent_dim: int = at_least(0, 100, "must be >= 0 (0 = no latent)")  # nz
-    hidden: tuple[int, ...] = checked(  # mlp: G and D ((): no hidden layer)
-        (512, 512, 512), lambda v: all(h >= 1 for h in v), "out of range"
-    )
+    # mlp: G and D ((): no hidden layer)
+    hidden: tuple[int, ...] = each_at_least(1, (512, 512, 512), "out of range", empty=True)
     t_emb_dim: int = at_least(0, 16)  # mlp: sinusoidal features of the step (0: raw index)
     nf: int = at_least(1, 128)  # ncsnpp G: initial channels
     ch_mult: tuple[int, ...] = each_at_least(1, (1, 2, 2, 2), "need >= 1")
@@ -121,9 +124,7 @@ class Method(Section):
         validate(self, rules)
 
 
-@dataclasses.dataclass(frozen=True)
-class Sample:
-    pass
+Sample = NoSettings  # DDGAN's sampler length is the model's T
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,17 +172,7 @@ def networks(config: Config, example_shape: tuple) -> tuple[nn.Module, nn.Module
     if m.network == "mlp":
         gen = MLPGenerator(tuple(m.hidden), m.latent_dim, m.t_emb_dim, example_shape[-1])
         return gen, MLPDiscriminator(tuple(m.hidden), m.t_emb_dim)
-    gen = NCSNppGenerator(
-        nf=m.nf,
-        ch_mult=tuple(m.ch_mult),
-        num_res_blocks=m.num_res_blocks,
-        attn_resolutions=tuple(m.attn_resolutions),
-        latent_dim=m.latent_dim,
-        z_emb_dim=m.z_emb_dim,
-        n_mlp=m.n_mlp,
-        out_channels=example_shape[-1],
-        dropout=m.dropout,
-    )
+    gen = NCSNppGenerator(**module_kwargs(m, NCSNppGenerator, out_channels=example_shape[-1]))
     layout = dict(DISCRIMINATOR_CONFIGS[m.disc])
     if m.disc_ngf:
         layout["ngf"] = m.disc_ngf
@@ -190,17 +181,9 @@ def networks(config: Config, example_shape: tuple) -> tuple[nn.Module, nn.Module
 
 def _check_example(shape: tuple, config: Config, who: str) -> None:
     m = config.model
-    if m.network == "mlp" and len(shape) != 1:
-        raise ValueError(f"{who}: model.network='mlp' takes flat data [B, D]; got {shape}")
+    check_network_input(shape, m.network, who, flat=("mlp",), images=("ncsnpp",))
     if m.network == "ncsnpp":
-        if len(shape) != 3:
-            raise ValueError(
-                f"{who}: model.network='ncsnpp' takes images [B, H, W, C]; got {shape}"
-            )
-        try:
-            check_image_size(shape, tuple(m.ch_mult), tuple(m.attn_resolutions))
-        except ValueError as e:
-            raise ValueError(f"{who}: {e}") from None
+        check_image_size(shape, tuple(m.ch_mult), tuple(m.attn_resolutions), who)
 
 
 def init(config: Config, example_batch, *, key) -> State:
@@ -210,16 +193,11 @@ def init(config: Config, example_batch, *, key) -> State:
     shape = tuple(x.shape[1:])
     _check_example(shape, config, "ddgan.init")
     check_inputs(example_batch, image=len(shape) == 3, who="ddgan.init")
-    k_init, k_state = jax.random.split(key)
-    # the networks' init runs on an "rbg" key: XLA's CPU backend compiles threefry for every
-    # parameter leaf slowly (the CIFAR-10 G's init compiled in 15 s with threefry, 7 s with rbg)
-    seed = jax.random.randint(k_init, (), 0, jnp.iinfo(jnp.int32).max)
-    k_g, k_d = jax.random.split(jax.random.key(seed, impl="rbg"))
+    k_g, k_d, k_state = jax.random.split(key, 3)
     gen, disc = networks(config, shape)
     x1 = jnp.zeros((1, *shape), jnp.float32)
     t1, z1 = jnp.zeros((1,), jnp.int32), jnp.zeros((1, config.model.latent_dim), jnp.float32)
-    g_params = jax.jit(gen.init)(k_g, x1, t1, z1)["params"]  # eager conv init is slow on CPU
-    d_params = jax.jit(disc.init)(k_d, x1, x1, t1)["params"]
+    g_params, d_params = init_params(gen, k_g, x1, t1, z1), init_params(disc, k_d, x1, x1, t1)
     g_state = model_state(g_params, config.optim.gen)
     d_state = model_state(d_params, config.optim.disc)
     return State(jnp.zeros((), jnp.int32), k_state, g_state, d_state, shape)
@@ -254,26 +232,10 @@ def _draw(key, x0, config: Config, sched: VPSchedule) -> dict:
     z = batch_normal(k_z, (b, config.model.latent_dim))
     noise = batch_normal(k_noise, x0.shape)
     if m.one_shot_aug_steps:
-        aug = augmentation_schedule(config)
-        s = batch_draw(jax.random.randint, k_t, (b,), minval=1, maxval=m.one_shot_aug_steps)
-        eps_real, x_1 = jax.random.normal(k_pair, (2, *x0.shape))
-        real = shard_over_batch(q_sample(aug, x0, s, eps_real))
-        t = jnp.ones((b,), jnp.int32)
-        cond = jnp.zeros_like(x0)
-        return dict(
-            t=t, x_t=shard_over_batch(x_1), z=z, noise=noise, real=real, cond=cond, d_step=s
-        )
+        return dict(z=z, noise=noise, **one_shot_draw(k_t, k_pair, x0, m))
     t = batch_draw(jax.random.randint, k_t, (b,), minval=1, maxval=m.diffusion_steps + 1)
     x_prev, x_t = (shard_over_batch(a) for a in q_pair(sched, x0, t, k_pair))
     return dict(t=t, x_t=x_t, z=z, noise=noise, real=x_prev, cond=x_t, d_step=t - 1)
-
-
-def augmentation_schedule(config: Config) -> VPSchedule:
-    """The one-shot GAN's A-step perturbation process (the method's β range and offset)."""
-    m = config.method
-    return vp_schedule(
-        m.one_shot_aug_steps, beta_min=m.beta_min, beta_max=m.beta_max, offset=m.offset
-    )
 
 
 def _fake(g_params, draw: dict, *, config: Config, sched: VPSchedule):
@@ -282,9 +244,7 @@ def _fake(g_params, draw: dict, *, config: Config, sched: VPSchedule):
     fake = generate_prev(
         g_params, draw["x_t"], draw["t"], draw["z"], config=config, sched=sched, noise=draw["noise"]
     )
-    if config.method.one_shot_aug_steps:
-        fake = q_sample(augmentation_schedule(config), fake, draw["d_step"], draw["noise"])
-    return fake
+    return augment(fake, draw, config.method) if config.method.one_shot_aug_steps else fake
 
 
 def _logit_fn(d_params, draw: dict, config: Config):

@@ -29,6 +29,7 @@ from jaxgen.methods.common import (
     batch_normal,
     check_batch,
     check_count,
+    check_network_input,
     check_state_batch,
     example_shape_field,
     model_state,
@@ -155,10 +156,7 @@ def init(config: Config, example_batch, *, key, fitted=None) -> State:
     A `ddp` prior needs `fitted = fit_data(config, training_images)`."""
     shape = tuple(check_batch(example_batch, "fdrl.init").shape[1:])
     k_init, k_state = jax.random.split(key)
-    if config.model.network == "resnet" and len(shape) != 3:
-        raise ValueError(
-            f"fdrl.init: model.network='resnet' needs images [B, H, W, C], got {shape}"
-        )
+    check_network_input(shape, config.model.network, "fdrl.init", images=("resnet",))
     variables = dict(make_network(config).init(k_init, jnp.zeros((1, *shape))))
     params = variables.pop("params")
     mean, chol = jnp.zeros((1,), jnp.float32), jnp.zeros((1, 1), jnp.float32)

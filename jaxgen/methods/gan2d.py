@@ -15,6 +15,7 @@ from flax import struct
 
 from jaxgen.methods.common import (
     Capabilities,
+    NoSettings,
     Optim,
     Section,
     at_least,
@@ -30,6 +31,7 @@ from jaxgen.methods.common import (
     one_of,
     sample_shape,
 )
+from jaxgen.nn.batch_stats import apply_with_batch_stats
 from jaxgen.nn.gan2d_mlp import Discriminator, Generator
 from jaxgen.objectives.gan import d_loss_nonsaturating, g_loss_nonsaturating
 from jaxgen.optim import ModelState
@@ -54,9 +56,7 @@ class Method(Section):
     replay: float = in_unit_interval(0.5)
 
 
-@dataclasses.dataclass(frozen=True)
-class Sample:
-    pass
+Sample = NoSettings
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,11 +101,7 @@ def networks(config: Config, out_dim: int):
 def generate(gen_params, batch_stats, z, *, config: Config, out_dim: int, train: bool):
     """G(z) `[B, out_dim]`, and the updated BatchNorm statistics in training mode."""
     gen, _ = networks(config, out_dim)
-    variables = {"params": gen_params, "batch_stats": batch_stats}
-    if not train:
-        return gen.apply(variables, z, train=False), batch_stats
-    x, new = gen.apply(variables, z, train=True, mutable=["batch_stats"])
-    return x, new["batch_stats"]
+    return apply_with_batch_stats(gen, gen_params, batch_stats, z, train=train)
 
 
 def init(config: Config, example_batch, *, key) -> State:

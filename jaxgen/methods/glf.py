@@ -36,6 +36,7 @@ from jaxgen.methods.common import (
     sample_shape,
 )
 from jaxgen.nn.autoencoder import Decoder, Encoder, check_image_size, init_variables
+from jaxgen.nn.batch_stats import apply_with_batch_stats
 from jaxgen.nn.perceptual import PERCEPTUAL_NETWORKS, load_perceptual
 from jaxgen.objectives import glf as objectives
 from jaxgen.optim import ModelState
@@ -143,22 +144,16 @@ def _check_latent(state: State, config: Config, who: str) -> None:
 def encode(ae_params, batch_stats, x, *, config: Config, train: bool = False):
     """E(x): the latent `[B, d]` (vae_flow_prior: (μ, log σ²) stacked, `[B, 2d]`) of images
     `[B, H, W, C]` in [-1, 1], and the encoder's BatchNorm statistics (updated when `train`)."""
-    return _apply_bn(_encoder(config), ae_params["encoder"], batch_stats["encoder"], x, train)
+    return apply_with_batch_stats(
+        _encoder(config), ae_params["encoder"], batch_stats["encoder"], x, train=train
+    )
 
 
 def decode(ae_params, batch_stats, z, *, config: Config, shape, train: bool = False):
     """G(z): images `[B, *shape]` in (-1, 1) from latents `[B, d]`, and the decoder's BatchNorm
     statistics (updated when `train`)."""
     dec = _decoder(config, shape)
-    return _apply_bn(dec, ae_params["decoder"], batch_stats["decoder"], z, train)
-
-
-def _apply_bn(module, params, batch_stats, v, train: bool):
-    variables = {"params": params, "batch_stats": batch_stats}
-    if not train:
-        return module.apply(variables, v, train=False), batch_stats
-    out, new = module.apply(variables, v, train=True, mutable=["batch_stats"])
-    return out, new["batch_stats"]
+    return apply_with_batch_stats(dec, ae_params["decoder"], batch_stats["decoder"], z, train=train)
 
 
 def _perceptual_taps(config: Config):
@@ -176,18 +171,8 @@ def _load_perceptual(config: Config, shape: tuple) -> dict:
     if not m.perceptual:
         return {}
     net = load_perceptual(m.perceptual)
-    if tuple(net.image_shape) != tuple(shape):
-        raise ValueError(
-            f"glf.init: the perceptual network {net.name} takes images {tuple(net.image_shape)}, "
-            f"the data's are {tuple(shape)}"
-        )
-    taps = len(net.spec.tap_shapes())
-    if m.perceptual_layers > taps:
-        raise ValueError(
-            f"glf.init: method.perceptual_layers={m.perceptual_layers}, but {net.name} has "
-            f"{taps} feature maps"
-        )
-    return jax.tree.map(jnp.asarray, net.params)
+    net.check_fits(shape, m.perceptual_layers, "glf.init", layers_field="method.perceptual_layers")
+    return net.params
 
 
 def init(config: Config, example_batch, *, key) -> State:

@@ -22,7 +22,6 @@ from functools import partial
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import optax
 from flax import struct
 
 from jaxgen.methods.common import (
@@ -36,10 +35,10 @@ from jaxgen.methods.common import (
     check_count,
     check_inputs,
     check_state_batch,
-    checked,
     each_at_least,
     example_shape_field,
     in_unit_interval,
+    init_params,
     model_state,
     one_of,
     positive,
@@ -49,8 +48,9 @@ from jaxgen.methods.common import (
 from jaxgen.nn import ScalarMLP
 from jaxgen.nn.conv_energy import ConvEnergy, check_image_size
 from jaxgen.objectives.ebm import shortrun_ebm_loss
-from jaxgen.optim import ModelState
+from jaxgen.optim import ModelState, adam_minimise
 from jaxgen.samplers import solve_adaptive
+from jaxgen.samplers.interpolation import rho_path
 from jaxgen.samplers.langevin import langevin
 from jaxgen.samplers.likelihood import ADAPTIVE, FIXED, PROBES, TRACES, flow_log_likelihood
 
@@ -61,9 +61,7 @@ class Model(Section):
 
     network: str = one_of(("mlp", "conv"), "mlp")
     # mlp: 4 hidden layers + the output layer
-    hidden: tuple[int, ...] = checked(
-        (256, 256, 256, 256), lambda v: all(h >= 1 for h in v), "out of range"
-    )
+    hidden: tuple[int, ...] = each_at_least(1, (256,) * 4, "out of range", empty=True)
     nf: int = at_least(1, 32)  # conv: 32 (MNIST, Fashion-MNIST, CelebA), 64 (CIFAR-10)
     widths: tuple[int, ...] = each_at_least(1, (2, 2, 2))  # conv: stride-2 convs' widths / nf
 
@@ -200,8 +198,7 @@ def init(config: Config, example_batch, *, key) -> State:
     check_inputs(example_batch, image=x.ndim == 4, who="shortrun_ebm.init")
     k_init, k_state, k_chains = jax.random.split(key, 3)
     zeros = jnp.zeros((1, *x.shape[1:]), jnp.float32)
-    params = jax.jit(make_network(config).init)(k_init, zeros)  # eager conv init is slow on CPU
-    ms = model_state(params["params"], config.optim.energy)
+    ms = model_state(init_params(make_network(config), k_init, zeros), config.optim.energy)
     chains = {}
     if config.method.persistent:
         chains = {"x": jax.random.normal(k_chains, x.shape, jnp.float32)}
@@ -219,12 +216,7 @@ def dynamics(params, x0, key, *, config: Config, differentiable: bool = False):
         f = lambda t, x: velocity(params, x, config=config)
         x, stats = solve_adaptive(f, x0, t1=m.t_end, rtol=m.rtol, atol=m.atol)
         x = x if differentiable else jax.lax.stop_gradient(x)
-        b = x0.shape[0]
-        return (
-            x,
-            {"nfe": jnp.full((b,), stats["nfe"]), "success": jnp.full((b,), stats["success"])},
-            {},
-        )
+        return x, {k: jnp.full((x0.shape[0],), stats[k]) for k in ("nfe", "success")}, {}
     e = partial(energy_fn, params, config=config)
     kw = dict(num_steps=m.langevin_steps, step=m.step, noise_std=m.noise_std)
     unroll = m.unroll and not (differentiable and m.checkpoint)
@@ -294,9 +286,8 @@ def loss_fn(params, state: State, x, key, *, config: Config):
 
 def train_step(state: State, batch, *, config: Config):
     """One Adam step of the energy on `batch["x"]` `[B, ...]`."""
-    chains = state.chains.get("x")
-    batch_size = None if chains is None else chains.shape[0]
-    check_state_batch(batch, state, "shortrun_ebm.train_step", batch_size=batch_size)
+    rows = state.chains["x"].shape[0] if state.chains else None  # persistent: B chains
+    check_state_batch(batch, state, "shortrun_ebm.train_step", batch_size=rows)
     key = jax.random.fold_in(state.key, state.step)
     grads, (chains, metrics) = jax.grad(loss_fn, has_aux=True)(
         state.energy.params, state, batch["x"].astype(jnp.float32), key, config=config
@@ -313,8 +304,7 @@ def sample(state: State, num: int, *, config: Config, key, shape=None, use_ema=T
     shape = sample_shape(state, shape, "shortrun_ebm.sample")
     k0, k_dyn = jax.random.split(key)
     x0 = batch_normal(k0, (num, *shape))
-    x, stats, _ = dynamics(state.energy.eval_params(use_ema), x0, k_dyn, config=config)
-    return x, stats
+    return dynamics(state.energy.eval_params(use_ema), x0, k_dyn, config=config)[:2]
 
 
 def energy(state: State, x, *, config: Config, use_ema: bool = True):
@@ -332,13 +322,6 @@ def log_density(state: State, x, *, config: Config, use_ema: bool = True, key=No
     if not noise_free(config):
         return energy(state, x, config=config, use_ema=use_ema)
     s = config.sample
-    if key is None:
-        if s.trace != "exact":
-            raise ValueError(
-                f"shortrun_ebm.log_density: sample.trace={s.trace!r} draws random probes: pass "
-                "key= (a PRNG key); only the exact trace needs none"
-            )
-        key = jax.random.PRNGKey(0)  # unused by the exact trace
     kw = dict(trace=s.trace, num_probes=s.num_probes, probe=s.probe)
     lp, stats = log_likelihood(params, x, key, config=config, **kw)
     return jnp.where(stats["success"], lp, jnp.nan)
@@ -351,10 +334,8 @@ def interpolate(state: State, num: int, *, config: Config, key, shape=None, use_
     shape = sample_shape(state, shape, "shortrun_ebm.interpolate")
     k1, k2, k_dyn = jax.random.split(key, 3)
     z1, z2 = (jax.random.normal(k, shape, jnp.float32) for k in (k1, k2))
-    rho = jnp.linspace(0.0, 1.0, num).reshape((num,) + (1,) * len(shape))
-    x0 = rho * z1 + jnp.sqrt(1.0 - rho**2) * z2
-    x, stats, _ = dynamics(state.energy.eval_params(use_ema), x0, k_dyn, config=config)
-    return x, stats
+    x0 = rho_path(z1, z2, num)
+    return dynamics(state.energy.eval_params(use_ema), x0, k_dyn, config=config)[:2]
 
 
 def reconstruct(state: State, x, *, config: Config, use_ema: bool = True):
@@ -365,13 +346,5 @@ def reconstruct(state: State, x, *, config: Config, use_ema: bool = True):
     cfg = dataclasses.replace(config, method=dataclasses.replace(config.method, noise_std=0.0))
     gen = lambda z: dynamics(params, z, jax.random.PRNGKey(0), config=cfg, differentiable=True)[0]
     loss = lambda z: jnp.sum((gen(z) - x) ** 2)
-    tx = optax.adam(s.reconstruct_lr)
-
-    def step(carry, _):
-        z, opt = carry
-        updates, opt = tx.update(jax.grad(loss)(z), opt)
-        return (optax.apply_updates(z, updates), opt), None
-
     z0 = jnp.zeros_like(x, jnp.float32)
-    (z, _), _ = jax.lax.scan(step, (z0, tx.init(z0)), None, length=s.reconstruct_steps)
-    return gen(z)
+    return gen(adam_minimise(loss, z0, lr=s.reconstruct_lr, steps=s.reconstruct_steps))

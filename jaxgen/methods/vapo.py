@@ -23,9 +23,11 @@ from jaxgen.methods.common import (
     check_batch,
     check_count,
     check_inputs,
+    check_network_input,
     check_state_batch,
     example_shape_field,
     model_state,
+    module_kwargs,
     one_of,
     positive,
     sample_shape,
@@ -33,9 +35,10 @@ from jaxgen.methods.common import (
 from jaxgen.nn import ScalarMLP
 from jaxgen.nn.energy import EnergyResNet
 from jaxgen.nn.mlp import ACTIVATIONS
-from jaxgen.objectives.vapo import perturb, potential_flow_loss
+from jaxgen.objectives.vapo import homotopy_schedule, perturb, potential_flow_loss
 from jaxgen.optim import ModelState
 from jaxgen.samplers import solve_adaptive, solve_adaptive_per_sample, solve_fixed
+from jaxgen.samplers.interpolation import slerp
 
 SOLVERS = ("dopri5", "tsit5", "euler", "heun", "rk4")  # adaptive, then fixed-step
 
@@ -70,6 +73,9 @@ class Method(Section):
     lam: float = at_least(0, 1e-4)
     jacobian: bool = True  # False: variant B, no τ'(t) factor (docs/methods/vapo.md §2)
     loss_per_dim: bool = False  # divide the loss by D (a global scale)
+    # w (Φ(x) − Φ(m x̄)) in place of w Φ(x): same expected loss and gradient, less noise
+    # (not in the paper; docs/methods/vapo.md eq. (10a)); one more forward pass per step
+    control_variate: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,15 +129,7 @@ def make_network(config: Config) -> nn.Module:
     """The potential network Φ: `[B, ...] -> [B]`."""
     m = config.model
     if m.network == "resnet":
-        return EnergyResNet(
-            ch=m.ch,
-            ch_mult=tuple(m.ch_mult),
-            num_res_blocks=m.num_res_blocks,
-            zero_init_scale=m.zero_init_scale,
-            residual_scale=m.residual_scale,
-            batch_splits=m.batch_splits,
-            data_init=m.data_init,
-        )
+        return EnergyResNet(**module_kwargs(m, EnergyResNet))
     return ScalarMLP(hidden=tuple(m.hidden), act=m.act)
 
 
@@ -140,11 +138,8 @@ def check_example_batch(example_batch, config: Config) -> None:
     (the resnet: images `[B, H, W, C]` with C = `model.channels`), and on the host its values
     (finite; images in [-1, 1]). One clear `ValueError`."""
     x, m = check_batch(example_batch, "vapo.init"), config.model
+    check_network_input(x.shape[1:], m.network, "vapo.init", images=("resnet",))
     if m.network == "resnet":
-        if x.ndim != 4:
-            raise ValueError(
-                f"vapo.init: the resnet potential takes images [B, H, W, C]; got shape {x.shape}"
-            )
         if m.channels and x.shape[-1] != m.channels:
             raise ValueError(
                 f"vapo.init: images have {x.shape[-1]} channels but the config is built for "
@@ -183,9 +178,12 @@ def loss_fn(params, xbar, key, *, config: Config):
     t = jax.random.uniform(k_t, (b,))
     kw = dict(sigma0=m.sigma0, sigma=m.sigma, eps=m.eps, jacobian=m.jacobian)
     x, w = jax.vmap(partial(perturb, **kw))(xbar, t, jax.random.split(k_xi, b))
-    terms, phi, grad_sq = potential_flow_loss(
-        partial(potential, params, config=config), x, w, lam=m.lam
-    )
+    phi_fn = partial(potential, params, config=config)
+    baseline = None
+    if m.control_variate:  # Φ at the path's mean m x̄, which does not depend on ξ
+        mean = homotopy_schedule(t, sigma0=m.sigma0, sigma=m.sigma, eps=m.eps).mean
+        baseline = phi_fn(mean.reshape((b,) + (1,) * (xbar.ndim - 1)) * xbar)
+    terms, phi, grad_sq = potential_flow_loss(phi_fn, x, w, lam=m.lam, baseline=baseline)
     scale = 1.0 / xbar[0].size if m.loss_per_dim else 1.0
     loss = scale * jnp.mean(terms)
     return loss, {"loss": loss, "phi_mean": jnp.mean(phi), "grad_sq": jnp.mean(grad_sq)}
@@ -229,17 +227,6 @@ def sample(state: State, num: int, *, config: Config, key, shape=None, use_ema: 
 
 
 # Downstream procedures (docs/methods/vapo.md §5)
-
-
-def slerp(z1, z2, num: int):
-    """Spherical interpolation of two noise draws `[...]` → `[num, ...]` (paper Fig. 3):
-    unit-vector slerp between z1/‖z1‖ and z2/‖z2‖, scaled by the mean norm (‖z1‖ + ‖z2‖)/2."""
-    n1, n2 = jnp.linalg.norm(z1), jnp.linalg.norm(z2)
-    u1, u2 = z1 / n1, z2 / n2
-    theta = jnp.arccos(jnp.clip(jnp.vdot(u1, u2), -1.0, 1.0))
-    alpha = jnp.linspace(0.0, 1.0, num).reshape((num,) + (1,) * z1.ndim)
-    path = (jnp.sin((1 - alpha) * theta) * u1 + jnp.sin(alpha * theta) * u2) / jnp.sin(theta)
-    return 0.5 * (n1 + n2) * path
 
 
 def interpolate(state: State, num: int, *, config: Config, key, shape=None, use_ema: bool = True):

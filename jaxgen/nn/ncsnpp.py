@@ -205,16 +205,18 @@ class PyramidDownsample(nn.Module):
         return nn.Conv(self.features, (3, 3), 2, "VALID", kernel_init=ddpm_init())(h)
 
 
-def check_image_size(shape, ch_mult: Sequence[int], attn_resolutions: Sequence[int]) -> None:
-    """One `ValueError` unless images `(H, W, C)` are square, halve cleanly len(ch_mult) − 1
-    times and pass through every listed attention resolution."""
+def check_image_size(
+    shape, ch_mult: Sequence[int], attn_resolutions: Sequence[int], who: str = "NCSN++"
+) -> None:
+    """One `ValueError` (prefixed by `who`) unless images `(H, W, C)` are square, halve cleanly
+    len(ch_mult) − 1 times and pass through every listed attention resolution."""
     levels = len(ch_mult) - 1
     size = shape[0] if len(shape) == 3 else None
     ok = size is not None and shape[1] == size and size % 2**levels == 0
     reached = {size // 2**i for i in range(levels + 1)} if ok else set()
     if not ok or not set(attn_resolutions) <= reached:
         raise ValueError(
-            f"the NCSN++ generator takes square images whose size halves {levels} times "
+            f"{who}: the NCSN++ generator takes square images whose size halves {levels} times "
             f"(ch_mult={tuple(ch_mult)}) through every attention resolution "
             f"{tuple(attn_resolutions)}; got an example of shape {tuple(shape)}"
         )

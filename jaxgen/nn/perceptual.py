@@ -101,6 +101,20 @@ class PerceptualNetwork:
             )
         return self._module.apply({"params": params}, x)
 
+    def check_fits(self, image_shape, layers: int, who: str, *, layers_field="layers") -> None:
+        """One `ValueError` unless the data's `image_shape` (H, W, C) is this network's and it
+        has at least `layers` feature maps (`layers_field`: the setting's name in the error)."""
+        if tuple(self.image_shape) != tuple(image_shape):
+            raise ValueError(
+                f"{who}: the perceptual network {self.name} takes images {self.image_shape}, "
+                f"the data's are {tuple(image_shape)}"
+            )
+        taps = len(self.spec.tap_shapes())
+        if layers > taps:
+            raise ValueError(
+                f"{who}: {layers_field}={layers}, but {self.name} has {taps} feature maps"
+            )
+
     def taps(self, params, x) -> tuple:
         """Pre-ReLU activations of each block's second conv: a tuple of `[B, H_i, W_i, C_i]`
         (`spec.tap_shapes()`) for images `x` `[B, H, W, C]` in [-1, 1]."""

@@ -67,9 +67,11 @@ def perturb(xbar, t, key, *, sigma0: float, sigma: float, eps: float, jacobian: 
     return x, jax.lax.stop_gradient(w)
 
 
-def potential_flow_loss(potential_fn, x, w, *, lam: float):
+def potential_flow_loss(potential_fn, x, w, *, lam: float, baseline=None):
     """Per-example VAPO loss terms (paper eq. (20); docs/methods/vapo.md eq. (10)):
-    w Φ(x) + ½‖∇ₓΦ(x)‖² + ½ λ Φ(x)².
+    w Φ(x) + ½‖∇ₓΦ(x)‖² + ½ λ Φ(x)², or with a control variate `baseline` b `[B]` (a value
+    that does not depend on ξ, e.g. Φ(m x̄)) w (Φ(x) − b) + …, whose expectation and
+    θ-gradient are the same because E[w | x̄, t] = 0 (docs/methods/vapo.md eq. (10a)).
 
     Args:
       potential_fn: `[B, ...] -> [B]`, per-example independent (no batch statistics).
@@ -79,7 +81,8 @@ def potential_flow_loss(potential_fn, x, w, *, lam: float):
     phi, vjp = jax.vjp(potential_fn, x)
     (g,) = vjp(jnp.ones_like(phi))  # per-example ∇ₓΦ because examples are independent
     grad_sq = jnp.sum(g.reshape(g.shape[0], -1) ** 2, axis=1)
-    terms = w * phi + 0.5 * grad_sq + 0.5 * lam * phi**2
+    centred = phi if baseline is None else phi - baseline
+    terms = w * centred + 0.5 * grad_sq + 0.5 * lam * phi**2
     return terms, phi, grad_sq
 
 

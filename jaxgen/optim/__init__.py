@@ -7,12 +7,19 @@ from jaxgen.optim.model_state import (
     ema_decay,
     init_model_state,
 )
-from jaxgen.optim.optimizers import DECAYS, OPTIMIZERS, learning_rate_schedule, make_optimizer
+from jaxgen.optim.optimizers import (
+    DECAYS,
+    OPTIMIZERS,
+    adam_minimise,
+    learning_rate_schedule,
+    make_optimizer,
+)
 
 __all__ = [
     "DECAYS",
     "OPTIMIZERS",
     "ModelState",
+    "adam_minimise",
     "all_finite",
     "apply_gradients",
     "ema_decay",

@@ -5,6 +5,7 @@ Plain keyword arguments only (no config objects): `jaxgen.methods.common.make_tx
 typed `Optim` section onto `make_optimizer`.
 """
 
+import jax
 import optax
 
 OPTIMIZERS = ("adam", "adamw", "lamb")
@@ -112,3 +113,18 @@ def make_optimizer(
     if l2 > 0:
         chain.append(optax.add_decayed_weights(l2))
     return optax.chain(*chain, opt) if chain else opt
+
+
+def adam_minimise(loss, x0, *, lr: float, steps: int):
+    """`x` after `steps` Adam steps of rate `lr` on the scalar `loss(x)` from `x0` (any pytree;
+    one `lax.scan`, jittable). For optimising inputs, e.g. a latent whose decoding matches an
+    image."""
+    tx = optax.adam(lr)
+
+    def step(carry, _):
+        x, opt = carry
+        updates, opt = tx.update(jax.grad(loss)(x), opt)
+        return (optax.apply_updates(x, updates), opt), None
+
+    (x, _), _ = jax.lax.scan(step, (x0, tx.init(x0)), None, length=steps)
+    return x

@@ -82,7 +82,10 @@ def _check(x, trace, num_probes, probe, exact_max_bytes, t0, t1, key):
         if probe not in PROBES:
             raise ValueError(f"flow_log_likelihood: probe={probe!r}; choose one of {PROBES}")
         if key is None:
-            raise ValueError("flow_log_likelihood: trace='hutchinson' needs a key for its probes")
+            raise ValueError(
+                "flow_log_likelihood: trace='hutchinson' draws random probes: pass key= (a PRNG "
+                "key); only the exact trace needs none"
+            )
         return
     b, d = x.shape[0], x[0].size
     need = 4 * b * d * d
