@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 from test_base_stage import TILT  # the toy stage recipe (a frozen gan2d generator + an energy)
 
-from jaxgen.methods import RECIPES, ddgan, fdrl, gan2d, get_recipe, glf, shortrun_ebm, vapo
+from jaxgen.methods import RECIPES, ddgan, fdrl, gan2d, get_recipe, glf, shortrun_ebm, vae, vapo
 from jaxgen.methods.common import (
     EXTRAS,
     BaseStage,
@@ -51,6 +51,7 @@ SMALL = {
     "glf": {"model.latent": 4, "model.ae_width": 4, "model.flow_hidden": 8, "model.flow_blocks": 2},
     # persistent chains: a batch-split state field to check
     "shortrun_ebm": {"model.hidden": (8,), "method.langevin_steps": 2, "method.persistent": True},
+    "vae": {"model.hidden": (8,), "sample.iwae_samples": 8, "sample.iwae_chunk": 4},
 }
 EXAMPLE_SHAPES = {"glf": (8, 8, 1)}  # one example; the others take 2-D points
 
@@ -73,6 +74,7 @@ def test_registry():
         "gan2d": gan2d,
         "glf": glf,
         "shortrun_ebm": shortrun_ebm,
+        "vae": vae,
         "vapo": vapo,
     }
     assert sorted(SMALL) == NAMES  # a new recipe needs a small config here

@@ -35,6 +35,7 @@ SMALL = {
     "gan2d": {"model.gen_hidden": (WIDTH,), "model.disc_hidden": (WIDTH,), "model.latent": 2},
     "glf": {"model.latent": 4, "model.ae_width": 4, "model.flow_hidden": WIDTH},
     "shortrun_ebm": {"model.hidden": (WIDTH,), "method.langevin_steps": 3},  # fresh chains (ch. 5)
+    "vae": {"model.hidden": (WIDTH,)},
 }
 IMAGE_SHAPES = {"glf": (8, 8, 1)}  # example shape per recipe; (2,) for the others
 

@@ -1,6 +1,6 @@
 """Method recipes (`Config`, `init`, `train_step`, `sample`, `CAPABILITIES`) and their registry."""
 
-from jaxgen.methods import ddgan, fdrl, gan2d, glf, shortrun_ebm, vapo
+from jaxgen.methods import ddgan, fdrl, gan2d, glf, shortrun_ebm, vae, vapo
 
 RECIPES = {
     "ddgan": ddgan,
@@ -8,6 +8,7 @@ RECIPES = {
     "gan2d": gan2d,
     "glf": glf,
     "shortrun_ebm": shortrun_ebm,
+    "vae": vae,
     "vapo": vapo,
 }
 
