@@ -38,6 +38,7 @@ CLI_CONFIGS = [
         "gan2d/toy2d.py",
         "glf/digits.py",
         "shortrun_ebm/swissroll.py",
+        "vae/25gaussians.py",
     )
 ]
 # DDGAN's 256² configs: even their smoke variant (a six-level U-Net and the large D at 256²,

@@ -63,7 +63,7 @@ def test_spectral_norm_state_advances_once_per_step_and_the_sampler_leaves_it():
 
 def test_resnet_input_errors_are_one_line_each():
     cfg = _cfg()
-    with pytest.raises(ValueError, match="needs images"):
+    with pytest.raises(ValueError, match="takes images"):
         fdrl.init(cfg, {"x": np.zeros((4, 2), np.float32)}, key=jax.random.PRNGKey(0))
     state = fdrl.init(cfg, {"x": _images(4)}, key=jax.random.PRNGKey(0))
     x, _ = fdrl.sample(state, 2, config=cfg, key=jax.random.PRNGKey(0))  # the state's shape

@@ -14,6 +14,7 @@ Langevin chain moves (docs/methods/vae.md §3). Sampling: NFE = 1 decoder pass. 
 """
 
 import dataclasses
+import math
 from functools import partial
 
 import jax
@@ -42,7 +43,7 @@ from jaxgen.methods.common import (
 from jaxgen.nn.mlp import ACTIVATIONS, MLP
 from jaxgen.optim import ModelState
 
-LOG_2PI = jnp.log(2.0 * jnp.pi)
+LOG_2PI = math.log(2.0 * math.pi)  # a Python float: no array (and no backend) at import
 
 
 @dataclasses.dataclass(frozen=True)
