@@ -786,6 +786,19 @@ def case_read_only_evaluate(ctx: Ctx) -> Row:
                    why=why or ("" if ok else "the line does not say `Read-only`"))  # fmt: skip
 
 
+def _one_line_nothing_written(ctx: Ctx, case, label, job, wd, lost_label, **kw) -> Row:
+    """The row of a run that must fail with one error line and leave nothing in `wd` but its
+    lock (cases 12a, 12b); `kw` goes to `ctx.row` (e.g. `command`)."""
+    written = sorted(x for x in tree_digest(wd) if x != ".lock")
+    ok, why = one_error(job)
+    ok &= not written
+    return ctx.row(
+        case, label, "tracebacks", job,
+        lost=f"{lost_label}: {sorted(tree_digest(wd)) or 'none'}", ok=ok,
+        why=why or ("" if ok else f"files written: {written}"), **kw,
+    )  # fmt: skip
+
+
 def case_missing_data_train(ctx: Ctx) -> Row:
     """Case 12a: train Fashion-MNIST with JAXGEN_DATA_DIR empty: one line naming the files and
     how to get them, nothing but the lock in the workdir."""
@@ -794,13 +807,9 @@ def case_missing_data_train(ctx: Ctx) -> Row:
     cmd = [*ctx.cli("train", "experiments/configs/vapo/fashion_mnist.py"), f"--workdir={wd}",
            "--config.runlocal=True"]  # fmt: skip
     job = ctx.run(cmd, "c12a", env={**ENV, "JAXGEN_DATA_DIR": str(empty)})
-    written = sorted(x for x in tree_digest(wd) if x != ".lock")
-    ok, why = one_error(job)
-    ok &= not written
-    return ctx.row(
-        "12a", "missing data: train fashion_mnist (JAXGEN_DATA_DIR empty)", "tracebacks", job,
-        lost=f"files written in the workdir: {sorted(tree_digest(wd)) or 'none'}", ok=ok,
-        why=why or ("" if ok else f"files written: {written}"),
+    return _one_line_nothing_written(
+        ctx, "12a", "missing data: train fashion_mnist (JAXGEN_DATA_DIR empty)", job, wd,
+        "files written in the workdir",
         command=ctx.short(f"JAXGEN_DATA_DIR=$TMP/c12_empty {shlex.join(job.cmd)}"),
     )  # fmt: skip
 
@@ -811,14 +820,9 @@ def case_missing_data_evaluate(ctx: Ctx) -> Row:
     wd = ctx.root / "c12b_run"
     cmd = [*ctx.cli("evaluate", CIFAR), f"--workdir={wd}", f"--config.data.data_dir={empty}"]
     job = ctx.run(cmd, "c12b")
-    written = sorted(x for x in tree_digest(wd) if x != ".lock")
-    ok, why = one_error(job)
-    ok &= not written
-    return ctx.row(
-        "12b", "missing data: evaluate cifar10 (empty data_dir)", "tracebacks", job,
-        lost=f"files written: {sorted(tree_digest(wd)) or 'none'}", ok=ok,
-        why=why or ("" if ok else f"files written: {written}"),
-    )  # fmt: skip
+    return _one_line_nothing_written(
+        ctx, "12b", "missing data: evaluate cifar10 (empty data_dir)", job, wd, "files written"
+    )
 
 
 def case_bad_config_file(ctx: Ctx, case: str) -> Row:

@@ -160,8 +160,8 @@ def init_params(module, key, *example_args) -> dict:
 def module_kwargs(section, module, **extra) -> dict:
     """The fields of the config `section` that the Flax module class `module` declares under
     the same names (lists as tuples), updated with `extra`: a network's arguments without
-    re-typing each one (a field renamed on one side only is then not passed, and the module's
-    own default shows in the contract test's shapes)."""
+    re-typing each one. A field renamed on one side only is silently not passed (the module's
+    default is used), so keep the two names together."""
     names = {f.name for f in dataclasses.fields(module)} - {"parent", "name"}
     kw = {
         f.name: tuple(v) if isinstance(v := getattr(section, f.name), list) else v

@@ -181,7 +181,7 @@ def train_step(state: State, batch, *, config: Config):
 
 def generate(params, eps_z, eps_x, *, config: Config, mean: bool = False):
     """x = μ_x(ε_z) + σ_x ⊙ ε_x `[B, D]` (T^x of the thesis's eq. 4.18; the prior is N(0, I), so
-    z = ε_z); with `mean`, μ_x(ε_z)."""
+    z = ε_z); with `mean`, μ_x(ε_z) and `eps_x` is unused (may be None)."""
     x_mean, log_sigma = decode(params, eps_z, config=config)
     return x_mean if mean else x_mean + jnp.exp(log_sigma) * eps_x
 
@@ -193,9 +193,9 @@ def sample(state: State, num: int, *, config: Config, key, shape=None, use_ema: 
     shape = sample_shape(state, shape, "vae.sample")
     k_z, k_x = jax.random.split(key)
     eps_z = batch_normal(k_z, (num, config.model.latent))
-    eps_x = batch_normal(k_x, (num, *shape))
-    params = state.vae.eval_params(use_ema)
-    x = generate(params, eps_z, eps_x, config=config, mean=config.sample.decoder_mean)
+    mean = config.sample.decoder_mean  # decoder means need no ε_x
+    eps_x = None if mean else batch_normal(k_x, (num, *shape))
+    x = generate(state.vae.eval_params(use_ema), eps_z, eps_x, config=config, mean=mean)
     return x, {"nfe": jnp.ones((num,), jnp.int32)}
 
 
@@ -211,7 +211,7 @@ def iwae_log_prob(params, x, key, *, config: Config, num_samples: int, chunk: in
         run_max, run_sum = carry
         eps = jax.random.normal(k, (chunk, *mean.shape))
         z = mean + std * eps
-        log_q = jax.vmap(lambda zz: gaussian_log_prob(zz, mean, 0.5 * log_var))(z)
+        log_q = gaussian_log_prob(z, mean, 0.5 * log_var)  # [chunk, B], broadcast over chunk
         log_w = jax.vmap(lambda zz: log_joint(params, x, zz, config=config))(z) - log_q
         new_max = jnp.maximum(run_max, jnp.max(log_w, axis=0))
         run_sum = run_sum * jnp.exp(run_max - new_max) + jnp.sum(jnp.exp(log_w - new_max), 0)
