@@ -26,7 +26,18 @@ import numpy as np
 import pytest
 from test_base_stage import TILT  # the toy stage recipe (a frozen gan2d generator + an energy)
 
-from jaxgen.methods import RECIPES, ddgan, fdrl, gan2d, get_recipe, glf, shortrun_ebm, vae, vapo
+from jaxgen.methods import (
+    RECIPES,
+    ddgan,
+    fdrl,
+    gan2d,
+    get_recipe,
+    glf,
+    shortrun_ebm,
+    vae,
+    vaebm,
+    vapo,
+)
 from jaxgen.methods.common import (
     EXTRAS,
     BaseStage,
@@ -52,6 +63,17 @@ SMALL = {
     # persistent chains: a batch-split state field to check
     "shortrun_ebm": {"model.hidden": (8,), "method.langevin_steps": 2, "method.persistent": True},
     "vae": {"model.hidden": (8,), "sample.iwae_samples": 8, "sample.iwae_chunk": 4},
+    # a replay buffer: replicated state beside the frozen base
+    "vaebm": {
+        "model.hidden": (8,),
+        "model.base.hidden": (8,),
+        "method.langevin_steps": 2,
+        "method.persistent": True,
+        "method.buffer_size": 32,
+        "sample.langevin_steps": 2,
+        "sample.iwae_samples": 8,
+        "sample.iwae_chunk": 4,
+    },
 }
 EXAMPLE_SHAPES = {"glf": (8, 8, 1)}  # one example; the others take 2-D points
 
@@ -75,6 +97,7 @@ def test_registry():
         "glf": glf,
         "shortrun_ebm": shortrun_ebm,
         "vae": vae,
+        "vaebm": vaebm,
         "vapo": vapo,
     }
     assert sorted(SMALL) == NAMES  # a new recipe needs a small config here
@@ -200,7 +223,10 @@ def built(request):
     mod = RECIPES[name]
     cfg = replace_fields(mod.Config(), SMALL[name])
     batch = _example_batch(name)
-    state = mod.init(cfg, batch, key=jax.random.PRNGKey(0))
+    kw = {}
+    if mod.CAPABILITIES.base_stage is not None:  # on its default base, freshly initialised
+        kw["base"] = _default_base_state(mod, cfg, batch)[2]
+    state = mod.init(cfg, batch, key=jax.random.PRNGKey(0), **kw)
     step = jax.jit(mod.train_step, static_argnames="config")
     new_state, metrics = step(state, batch, config=cfg)
     draw = jax.jit(partial(mod.sample, config=cfg), static_argnums=1)

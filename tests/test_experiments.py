@@ -39,6 +39,7 @@ CLI_CONFIGS = [
         "glf/digits.py",
         "shortrun_ebm/swissroll.py",
         "vae/25gaussians.py",
+        "vaebm/25gaussians.py",
     )
 ]
 # DDGAN's 256² configs: even their smoke variant (a six-level U-Net and the large D at 256²,
@@ -80,12 +81,16 @@ def _recipe_of(config) -> str:
 
 
 def run(module, config, workdir, *args, check=True, **kw):
+    """`python -m experiments.<module> --config=... --workdir=... args`; `config` a path or
+    `[path, flags...]` (flags every call on that run needs, e.g. a base stage's base run)."""
+    path, *flags = [config] if isinstance(config, (str, Path)) else config
     cmd = [
         sys.executable,
         "-m",
         f"experiments.{module}",
-        f"--config={config}",
+        f"--config={path}",
         f"--workdir={workdir}",
+        *flags,
         *args,
     ]
     out = subprocess.run(cmd, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=600, **kw)
@@ -112,19 +117,26 @@ def _skip_without_data(config) -> None:
 def test_config_smoke(config, tmp_path):
     _skip_without_data(config)
     wd = tmp_path / "run"
-    run("train", config, wd, "--config.runlocal=True")
+    stage = get_recipe(_recipe_of(config)).CAPABILITIES.base_stage
+    if stage is not None:  # first the base: the same file name under the base recipe's folder
+        base_config = Path(config).parents[1] / stage.recipes[0] / Path(config).name
+        run("train", base_config, tmp_path / "base", "--config.runlocal=True")
+    given = (
+        config if stage is None else [config, f"--config.method.base_workdir={tmp_path / 'base'}"]
+    )
+    run("train", given, wd, "--config.runlocal=True")
     assert sorted(int(p.name) for p in (wd / "checkpoints").iterdir() if p.name.isdigit()) == [1, 2]
     rows = [json.loads(x) for x in (wd / "metrics.jsonl").read_text().splitlines()]
     headline = get_recipe(_recipe_of(config)).CAPABILITIES.headline
     assert [r["step"] for r in rows] == [1, 2]
     assert all(np.isfinite(r[k]) for r in rows for k in headline)
     assert list((wd / "samples").glob("*.png"))
-    out = run("train", config, wd, "--config.runlocal=True", "--config.train.num_steps=3")
+    out = run("train", given, wd, "--config.runlocal=True", "--config.train.num_steps=3")
     assert "resuming from" in out.stdout and "checkpoints/2, step 2 of 3" in out.stdout
-    run("sample", config, wd, "--config.runlocal=True", "--num=10", f"--out={wd / 's.npy'}")
+    run("sample", given, wd, "--config.runlocal=True", "--num=10", f"--out={wd / 's.npy'}")
     x = np.load(wd / "s.npy")
     assert x.shape[0] == 10 and x.dtype == np.float32 and np.isfinite(x).all()
-    run("evaluate", config, wd, "--config.runlocal=True")
+    run("evaluate", given, wd, "--config.runlocal=True")
     metrics = json.loads((wd / "eval" / "metrics.json").read_text())
     assert metrics["protocol"]["checkpoint_step"] == 3
     if "energy_histogram" in metrics:  # image runs: every downstream procedure ran

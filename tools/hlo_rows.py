@@ -36,6 +36,8 @@ SMALL = {
     "glf": {"model.latent": 4, "model.ae_width": 4, "model.flow_hidden": WIDTH},
     "shortrun_ebm": {"model.hidden": (WIDTH,), "method.langevin_steps": 3},  # fresh chains (ch. 5)
     "vae": {"model.hidden": (WIDTH,)},
+    # the energy and the frozen base both WIDTH wide: every row of either is checked
+    "vaebm": {"model.hidden": (WIDTH,), "model.base.hidden": (WIDTH,), "method.langevin_steps": 2},
 }
 IMAGE_SHAPES = {"glf": (8, 8, 1)}  # example shape per recipe; (2,) for the others
 
@@ -52,6 +54,10 @@ def setup(name: str):
     kw = {}
     if name == "fdrl":
         kw["fitted"] = fdrl.fit_data(cfg, x) if cfg.method.prior == "ddp" else None
+    stage = recipe.CAPABILITIES.base_stage
+    if stage is not None:  # a freshly initialised base of the stage's default config
+        base_name, base_cfg = stage.default_base(cfg)
+        kw["base"] = get_recipe(base_name).init(base_cfg, {"x": x}, key=jax.random.PRNGKey(3))
     state = recipe.init(cfg, {"x": x}, key=jax.random.PRNGKey(0), **kw)
     return recipe, cfg, state, {"x": x}, shape
 

@@ -1,6 +1,6 @@
 """Method recipes (`Config`, `init`, `train_step`, `sample`, `CAPABILITIES`) and their registry."""
 
-from jaxgen.methods import ddgan, fdrl, gan2d, glf, shortrun_ebm, vae, vapo
+from jaxgen.methods import ddgan, fdrl, gan2d, glf, shortrun_ebm, vae, vaebm, vapo
 
 RECIPES = {
     "ddgan": ddgan,
@@ -9,6 +9,7 @@ RECIPES = {
     "glf": glf,
     "shortrun_ebm": shortrun_ebm,
     "vae": vae,
+    "vaebm": vaebm,
     "vapo": vapo,
 }
 

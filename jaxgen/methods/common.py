@@ -74,6 +74,10 @@ class Optim:
     decay_factor: float = 0.1  # step / milestones
     milestones: tuple[int, ...] = ()  # milestones: × decay_factor at each of these steps
     grad_clip: float = 0.0  # > 0: clip the global gradient norm first
+    # > 0 (adam): clip each element to ±(moment_clip·√v̂ + moment_clip_offset) from Adam's second
+    # moment, from the second update on (Du & Mordatch; VAEBM: 3, 0.1; jaxgen.optim.moment_clip)
+    moment_clip: float = 0.0
+    moment_clip_offset: float = 0.1
     ema_rate: float = 0.999  # EMA of the parameters (with warm-up); 0: no EMA kept
 
     def __post_init__(self):
@@ -88,6 +92,11 @@ class Optim:
             "total_steps": (self.total_steps >= 0, "must be >= 0"),
             "min_lr_ratio": (0 <= self.min_lr_ratio <= 1, "must be in [0, 1]"),
             "grad_clip": (self.grad_clip >= 0, "must be >= 0 (0 = no clipping)"),
+            "moment_clip": (
+                self.moment_clip >= 0 and (self.moment_clip == 0 or self.optimizer == "adam"),
+                "must be >= 0 (0 = no clipping), and > 0 only with optimizer adam",
+            ),
+            "moment_clip_offset": (self.moment_clip_offset >= 0, "must be >= 0"),
             "ema_rate": (0 <= self.ema_rate < 1, "must be in [0, 1) (0 = no EMA)"),
         }
         if self.optimizer == "adam":

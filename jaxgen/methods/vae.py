@@ -1,12 +1,13 @@
 """A Gaussian VAE with a learned decoder σ_x (docs/methods/vae.md): the base that VAEBM tilts
-(thesis ch. 4, stage one). Flat data `[B, D]` (2-D toy sets); image bases are GLF's
-`vae_flow_prior` variant until this recipe grows a conv encoder.
+(thesis ch. 4, stage one). Flat data `[B, D]` (2-D toy sets) or images `[B, H, W, C]` in
+[-1, 1], which the MLPs see flattened (a blurry base; a conv encoder and decoder are not here
+yet).
 
     p(z) = N(0, I),  p(x | z) = N(μ_x(z), diag σ_x²),  q(z | x) = N(μ(x), diag σ(x)²)   (eq. 1)
     ELBO = E_q log p(x | z) − β KL(q(z | x) ‖ p(z))                                   (eq. 2)
     log p(x) ≥ log (1/K) Σ_k p(x, z_k) / q(z_k | x),  z_k ~ q(z | x)   (IWAE, eq. 3)
 
-σ_x is one learned value per data dimension (not a function of z), so a draw is
+σ_x is one learned value per data dimension (per pixel; not a function of z), so a draw is
 x = μ_x(ε_z) + σ_x ⊙ ε_x with (ε_z, ε_x) ~ N(0, I): the reparameterisation VAEBM's ε-space
 Langevin chain moves (docs/methods/vae.md §3). Sampling: NFE = 1 decoder pass. Extras:
 `log_density` (the IWAE bound with `sample.iwae_samples` samples, streamed in chunks) and
@@ -30,7 +31,6 @@ from jaxgen.methods.common import (
     check_batch,
     check_count,
     check_inputs,
-    check_network_input,
     check_state_batch,
     each_at_least,
     example_shape_field,
@@ -114,33 +114,40 @@ def _decoder(config: Config, dim: int) -> MLP:
 
 
 def init(config: Config, example_batch, *, key) -> State:
-    """Fresh state for flat data `example_batch["x"]` `[B, D]`."""
+    """Fresh state for data `example_batch["x"]`: flat `[B, D]` or images `[B, H, W, C]`."""
     x = check_batch(example_batch, "vae.init")
     shape = tuple(x.shape[1:])
-    check_network_input(shape, config.model.network, "vae.init", flat=("mlp",))
-    check_inputs(example_batch, image=False, who="vae.init")
+    if len(shape) not in (1, 3):
+        raise ValueError(
+            "vae.init: takes flat data [B, D] or images [B, H, W, C]; got examples of shape "
+            f"{shape}"
+        )
+    check_inputs(example_batch, image=x.ndim == 4, who="vae.init")
     k_enc, k_dec, k_state = jax.random.split(key, 3)
-    m, d = config.model, shape[0]
+    m, d = config.model, math.prod(shape)
     params = {
         "encoder": init_params(_encoder(config), k_enc, jnp.zeros((1, d))),
         "decoder": init_params(_decoder(config, d), k_dec, jnp.zeros((1, m.latent))),
-        "log_sigma_x": jnp.full((d,), m.init_log_sigma_x, jnp.float32),
+        "log_sigma_x": jnp.full(shape, m.init_log_sigma_x, jnp.float32),
     }
     ms = model_state(params, config.optim.vae)
     return State(jnp.zeros((), jnp.int32), k_state, ms, shape)
 
 
 def encode(params, x, *, config: Config):
-    """q(z | x): `(mean, log_var)`, each `[B, d]`, for data `x` `[B, D]`."""
-    h = _encoder(config).apply({"params": params["encoder"]}, x)
+    """q(z | x): `(mean, log_var)`, each `[B, d]`, for data `x` `[B, ...]`."""
+    h = _encoder(config).apply({"params": params["encoder"]}, x.reshape(x.shape[0], -1))
     return jnp.split(h, 2, axis=-1)
 
 
 def decode(params, z, *, config: Config):
-    """p(x | z): `(mean [B, D], log σ_x [D])` for latents `z` `[B, d]`."""
-    dim = params["log_sigma_x"].shape[0]
-    mean = _decoder(config, dim).apply({"params": params["decoder"]}, z)
-    return mean, jnp.maximum(params["log_sigma_x"], config.model.min_log_sigma_x)
+    """p(x | z): `(mean [B, ...], log σ_x [...])` for latents `z` `[B, d]` (`...`: the example
+    shape, `[D]` or `[H, W, C]`)."""
+    shape = params["log_sigma_x"].shape
+    mean = _decoder(config, math.prod(shape)).apply({"params": params["decoder"]}, z)
+    return mean.reshape(z.shape[0], *shape), jnp.maximum(
+        params["log_sigma_x"], config.model.min_log_sigma_x
+    )
 
 
 def gaussian_log_prob(x, mean, log_std):
@@ -148,10 +155,17 @@ def gaussian_log_prob(x, mean, log_std):
     return jnp.sum(-0.5 * ((x - mean) * jnp.exp(-log_std)) ** 2 - log_std - 0.5 * LOG_2PI, -1)
 
 
+def decoder_log_prob(x, mean, log_sigma):
+    """log p(x | z) `[B]`: Σ over the example axes of log N(x; mean, σ_x²) for `x`, `mean`
+    `[B, ...]` and `log_sigma` of the example shape."""
+    flat = lambda a: a.reshape(a.shape[0], -1)
+    return gaussian_log_prob(flat(x), flat(mean), log_sigma.reshape(-1))
+
+
 def log_joint(params, x, z, *, config: Config):
     """log p(x, z) = log p(z) + log p(x | z) `[B]` (eq. 1)."""
     mean, log_sigma = decode(params, z, config=config)
-    return gaussian_log_prob(z, 0.0, 0.0) + gaussian_log_prob(x, mean, log_sigma)
+    return gaussian_log_prob(z, 0.0, 0.0) + decoder_log_prob(x, mean, log_sigma)
 
 
 def elbo_terms(params, x, key, *, config: Config):
@@ -160,7 +174,7 @@ def elbo_terms(params, x, key, *, config: Config):
     z = mean + jnp.exp(0.5 * log_var) * batch_normal(key, mean.shape)
     x_mean, log_sigma = decode(params, z, config=config)
     kl = 0.5 * jnp.sum(jnp.exp(log_var) + mean**2 - 1.0 - log_var, axis=-1)
-    return gaussian_log_prob(x, x_mean, log_sigma), kl
+    return decoder_log_prob(x, x_mean, log_sigma), kl
 
 
 def loss_fn(params, x, key, *, config: Config):
@@ -171,7 +185,7 @@ def loss_fn(params, x, key, *, config: Config):
 
 
 def train_step(state: State, batch, *, config: Config):
-    """One Adam step on −(β-)ELBO of `batch["x"]` `[B, D]`."""
+    """One Adam step on −(β-)ELBO of `batch["x"]` `[B, ...]`."""
     x = check_state_batch(batch, state, "vae.train_step").astype(jnp.float32)
     key = jax.random.fold_in(state.key, state.step)
     grads, metrics = jax.grad(loss_fn, has_aux=True)(state.vae.params, x, key, config=config)
@@ -180,7 +194,7 @@ def train_step(state: State, batch, *, config: Config):
 
 
 def generate(params, eps_z, eps_x, *, config: Config, mean: bool = False):
-    """x = μ_x(ε_z) + σ_x ⊙ ε_x `[B, D]` (T^x of the thesis's eq. 4.18; the prior is N(0, I), so
+    """x = μ_x(ε_z) + σ_x ⊙ ε_x `[B, ...]` (T^x of the thesis's eq. 4.18; the prior is N(0, I), so
     z = ε_z); with `mean`, μ_x(ε_z) and `eps_x` is unused (may be None)."""
     x_mean, log_sigma = decode(params, eps_z, config=config)
     return x_mean if mean else x_mean + jnp.exp(log_sigma) * eps_x
@@ -224,7 +238,7 @@ def iwae_log_prob(params, x, key, *, config: Config, num_samples: int, chunk: in
 
 
 def log_density(state: State, x, *, config: Config, key, use_ema: bool = True):
-    """The IWAE lower bound on log p(x) `[B]` for `x` `[B, D]` with `sample.iwae_samples`
+    """The IWAE lower bound on log p(x) `[B]` for `x` `[B, ...]` with `sample.iwae_samples`
     importance samples (the thesis's VAE row of the 25-Gaussians table uses 10,000)."""
     check_state_batch({"x": x}, state, "vae.log_density")
     s = config.sample
@@ -233,7 +247,7 @@ def log_density(state: State, x, *, config: Config, key, use_ema: bool = True):
 
 
 def reconstruct(state: State, x, *, config: Config, use_ema: bool = True):
-    """μ_x(μ(x)) `[B, D]`: the decoder mean at the posterior mean of `x` `[B, D]`."""
+    """μ_x(μ(x)) `[B, ...]`: the decoder mean at the posterior mean of `x` `[B, ...]`."""
     check_state_batch({"x": x}, state, "vae.reconstruct")
     params = state.vae.eval_params(use_ema)
     mean, _ = encode(params, x.astype(jnp.float32), config=config)

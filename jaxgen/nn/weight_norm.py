@@ -21,17 +21,28 @@ def _normalise(v, g, axes):
     return g * v / jnp.sqrt(jnp.sum(v**2, axis=axes, keepdims=True) + 1e-12)
 
 
-def _wn_params(module, x, v, apply, axes, reduce_axes):
+def normalised_kernel(v, g):
+    """The effective weight g ⊙ v/‖v‖ of a weight-normalised layer (norm over every axis but the
+    last, the output units): `[..., C_out]`, as `WNConv` and `WNDense` apply it."""
+    return _normalise(v, g, tuple(range(v.ndim - 1)))
+
+
+def _wn_params(module, x, v, apply, axes, reduce_axes, use_bias: bool = True):
     """`(g, bias)` of a weight-normalised layer: the default (g = init_scale·‖v‖, bias 0), or from
-    the statistics of `apply(x, v/‖v‖)` over `reduce_axes` when `data_init` is on."""
+    the statistics of `apply(x, v/‖v‖)` over `reduce_axes` when `data_init` is on (without a bias,
+    only the scale is set and bias is None)."""
     n_out = v.shape[-1]
     if module.data_init and module.is_initializing():
         y = apply(x, _normalise(v, jnp.ones((n_out,), v.dtype), axes))
         scale = module.init_scale / (jnp.std(y, axis=reduce_axes) + 1e-6)
         g = module.param("g", lambda _: scale)
+        if not use_bias:
+            return g, None
         b = module.param("bias", lambda _: -jnp.mean(y, axis=reduce_axes) * scale)
         return g, b
     g = module.param("g", lambda _: module.init_scale * jnp.sqrt(jnp.sum(v**2, axis=axes)))
+    if not use_bias:
+        return g, None
     return g, module.param("bias", nn.initializers.zeros, (n_out,))
 
 
@@ -71,6 +82,7 @@ class WNConv(nn.Module):
     init_scale: float = 1.0
     conv_impl: str = "xla"
     data_init: bool = False
+    use_bias: bool = True  # False: no bias parameter (e.g. VAEBM's 1×1 skips)
 
     @nn.compact
     def __call__(self, x):
@@ -78,9 +90,10 @@ class WNConv(nn.Module):
         shape = (k, k, x.shape[-1], self.features)
         v = self.param("v", default_init, shape)
         conv = lambda x, w: conv_same(x, w.astype(x.dtype), self.conv_impl)
-        g, b = _wn_params(self, x, v, conv, (0, 1, 2), (0, 1, 2))
+        g, b = _wn_params(self, x, v, conv, (0, 1, 2), (0, 1, 2), self.use_bias)
         w = _normalise(v, g, (0, 1, 2)).astype(x.dtype)
-        return conv_same(x, w, self.conv_impl) + b.astype(x.dtype)
+        y = conv_same(x, w, self.conv_impl)
+        return y + b.astype(x.dtype) if self.use_bias else y
 
 
 class WNDense(nn.Module):

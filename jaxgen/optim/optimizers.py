@@ -8,6 +8,8 @@ typed `Optim` section onto `make_optimizer`.
 import jax
 import optax
 
+from jaxgen.optim.moment_clip import clip_by_second_moment
+
 OPTIMIZERS = ("adam", "adamw", "lamb")
 DECAYS = ("constant", "cosine", "step", "milestones")
 
@@ -76,13 +78,17 @@ def make_optimizer(
     decay_factor: float = 0.1,
     milestones: tuple[int, ...] = (),
     grad_clip: float = 0.0,
+    moment_clip: float = 0.0,
+    moment_clip_offset: float = 0.1,
 ) -> optax.GradientTransformation:
     """The optimizer `name` with its learning-rate schedule.
 
     `weight_decay` is decoupled (AdamW / LAMB; plain `adam` has none and refuses it); `l2` is the
     coupled L2 penalty, `l2 · θ` added to the gradient before the optimizer
     (`optax.add_decayed_weights` first, as torch's `Adam(weight_decay=...)`). `grad_clip > 0`
-    clips the global gradient norm first.
+    clips the global gradient norm first. `moment_clip > 0` (adam only) then clips each element to
+    ±(moment_clip·√v̂ + moment_clip_offset) from Adam's bias-corrected second moment, before the L2
+    term (Du & Mordatch's clip, VAEBM: 3 and 0.1; `jaxgen.optim.moment_clip`).
     """
     if name not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {name!r}; choose one of {list(OPTIMIZERS)}")
@@ -107,12 +113,17 @@ def make_optimizer(
         opt = optax.adamw(sched, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay)
     else:
         opt = optax.lamb(sched, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay)
-    chain = []
-    if grad_clip > 0:
-        chain.append(optax.clip_by_global_norm(grad_clip))
-    if l2 > 0:
-        chain.append(optax.add_decayed_weights(l2))
-    return optax.chain(*chain, opt) if chain else opt
+    if moment_clip > 0 and name != "adam":
+        raise ValueError(
+            f"moment_clip={moment_clip}: the second-moment clip wraps adam, not {name}"
+        )
+    decay = [optax.add_decayed_weights(l2)] if l2 > 0 else []
+    first = [optax.clip_by_global_norm(grad_clip)] if grad_clip > 0 else []
+    if moment_clip <= 0:  # one flat chain (the optimizer-state layout of saved runs)
+        return optax.chain(*first, *decay, opt) if first or decay else opt
+    inner = optax.chain(*decay, opt) if decay else opt
+    opt = clip_by_second_moment(inner, b2=b2, num_std=moment_clip, offset=moment_clip_offset)
+    return optax.chain(*first, opt) if first else opt
 
 
 def adam_minimise(loss, x0, *, lr: float, steps: int):
