@@ -2,10 +2,16 @@
 true mixture (exact), the base VAE (IWAE bound) and VAEBM, per seed, and the fraction of the
 VAE-to-true gap that VAEBM closes (the thesis: (−2.97 → −1.50) of −1.10, 0.79).
 
-    python -m benchmarks.vaebm_25gaussians RUNS_DIR [--num-test 100000] [--record-as NAME]
+    python -m benchmarks.vaebm_25gaussians RUNS_DIR --seeds 0    # one seed's record
+    python -m benchmarks.vaebm_25gaussians RUNS_DIR --combine    # the table over the seeds
+    python -m benchmarks.vaebm_25gaussians --checkpoints VAE_RUN VAEBM_RUN  # every checkpoint
+    python -m benchmarks.vaebm_25gaussians RUNS_DIR --chain-table --seeds 0 # test-time steps
 
 `RUNS_DIR` holds `vae_s<seed>` and `vaebm_s<seed>` (trained by `experiments.train`; commands in
-docs/results.md). Per seed, on one fixed set of `--num-test` fresh draws of the mixture:
+docs/results.md). VAEBM's checkpoint is chosen by its log-likelihood on 20k validation draws
+(another key than the test set's; log Z by Monte Carlo over 2·10⁵ VAE draws), as the thesis picks
+checkpoints by sample quality because training eventually over-fits; the last checkpoint is
+reported beside it. Per seed, on one fixed set of `--num-test` fresh draws of the mixture:
 
 - true: the mixture's exact log density;
 - VAE: the IWAE bound log p̂_φ(x) with K = 1000 (and, on the first 1000 points, K = 10,000 beside
@@ -28,7 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks.common import record, restore
+from benchmarks.common import RESULTS, record, restore
 from jaxgen.data import mixture_modes, sample_toy2d
 from jaxgen.methods import vae, vaebm
 from jaxgen.metrics.toy2d import gaussian_mixture_log_density
@@ -79,10 +85,36 @@ def grid(spacing: float):
     return np.stack([xx.ravel(), yy.ravel()], 1), len(ticks)
 
 
+def select_checkpoint(run: Path, base_exp, base_state, num: int = 20_000, key: int = 777) -> tuple:
+    """`(experiment, state at the best validation log-likelihood, last state, {step: its
+    log-likelihood})` on `num` draws of key `key` (log Z by Monte Carlo over 2·10⁵ VAE draws)."""
+    from experiments import cli
+    from experiments.experiment import load_saved_config
+
+    val = np.asarray(sample_toy2d("25gaussians", num, jax.random.PRNGKey(key)))
+    log_q = _iwae(base_exp, base_state, val, 1000)
+    exp = cli.experiment(load_saved_config(run / "config.json"))
+    steps = sorted(int(p.name) for p in (run / "checkpoints").iterdir() if p.name.isdigit())
+    scores, states = {}, {}
+    for step in steps:
+        state, _ = exp.restore_latest(str(run), step)
+        log_z, _ = log_z_monte_carlo(exp, state, base_exp, base_state, num=200_000)
+        scores[step] = float(np.mean(log_q - _f(exp, state, val)) - log_z)
+        states[step] = state
+    best = max(scores, key=scores.get)
+    return exp, states[best], states[steps[-1]], scores
+
+
+def _vaebm_row(exp, state, base_exp, base_state, test, log_q) -> dict:
+    f_test = _f(exp, state, test)
+    log_z, se = log_z_monte_carlo(exp, state, base_exp, base_state)
+    return {"vaebm": float(np.mean(log_q - f_test) - log_z), "log_z_mc": log_z, "log_z_mc_se": se}
+
+
 def one_seed(root: Path, seed: int, test: np.ndarray, figure: bool) -> dict:
     base_exp, base_state = restore(root / f"vae_s{seed}")
-    exp, state = restore(root / f"vaebm_s{seed}")
     t0 = time.perf_counter()
+    exp, state, last, val_scores = select_checkpoint(root / f"vaebm_s{seed}", base_exp, base_state)
     log_q = _iwae(base_exp, base_state, test, 1000)
     sub = test[:1000]
     check_k = {
@@ -90,7 +122,7 @@ def one_seed(root: Path, seed: int, test: np.ndarray, figure: bool) -> dict:
         "k10000": float(np.mean(_iwae(base_exp, base_state, sub, 10_000))),
     }
     f_test = _f(exp, state, test)
-    log_z, log_z_se = log_z_monte_carlo(exp, state, base_exp, base_state)
+    selected = _vaebm_row(exp, state, base_exp, base_state, test, log_q)
     grids = {}
     for spacing in (0.06, 0.03):
         pts, n = grid(spacing)
@@ -103,14 +135,15 @@ def one_seed(root: Path, seed: int, test: np.ndarray, figure: bool) -> dict:
         _plot(root, test, lq.reshape(n, n), (lu - grids["log_z_grid_0.03"]).reshape(n, n), seed)
     row = {
         "vae": float(np.mean(log_q)),
-        "vaebm": float(np.mean(log_q - f_test) - log_z),
-        "log_z_mc": log_z,
-        "log_z_mc_se": log_z_se,
+        **selected,
+        "vaebm_last": _vaebm_row(exp, last, base_exp, base_state, test, log_q)["vaebm"],
         "vaebm_grid_0.03": float(np.mean(log_q - f_test) - grids["log_z_grid_0.03"]),
+        "validation_by_step": val_scores,
         "iwae_check_first_1000": check_k,
         **grids,
         "seconds": time.perf_counter() - t0,
         "vaebm_step": int(state.step),
+        "vaebm_last_step": int(last.step),
         "vae_step": int(base_state.step),
     }
     print(json.dumps({"seed": seed, **row}), flush=True)
@@ -150,26 +183,94 @@ def _plot(root: Path, test, log_vae, log_vaebm, seed: int) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("runs", type=Path)
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--num-test", type=int, default=100_000)
     p.add_argument("--record-as", default="vaebm_25gaussians")
+    p.add_argument("--combine", action="store_true", help="the table from the per-seed records")
+    p.add_argument("--checkpoints", action="store_true", help="RUNS = VAE_RUN VAEBM_RUN: each step")
+    p.add_argument("--chain-table", action="store_true", help="test-time steps 0..200")
+    p.add_argument("vaebm_run", type=Path, nargs="?")
     a = p.parse_args()
+    if a.combine:
+        return combine(a.record_as)
+    if a.chain_table:
+        return [chain_table(a.runs, s, a.record_as) for s in a.seeds] and None
+    if a.checkpoints:  # test draws (key 2026), 5000 of them unless --num-test says otherwise
+        base_exp, base_state = restore(a.runs)
+        num = min(a.num_test, 5000)
+        *_, scores = select_checkpoint(a.vaebm_run, base_exp, base_state, num=num, key=2026)
+        return print(json.dumps({"run": str(a.vaebm_run), "num_test": num, "by_step": scores}))
     test = np.asarray(sample_toy2d("25gaussians", a.num_test, jax.random.PRNGKey(2026)))
     centers, std = mixture_modes("25gaussians")
     true = float(np.mean(gaussian_mixture_log_density(test, centers, std)))
-    rows = {s: one_seed(a.runs, s, test, figure=s == a.seeds[0]) for s in a.seeds}
-    for r in rows.values():
-        r["gap_closed"] = (r["vaebm"] - r["vae"]) / (true - r["vae"])
+    for s in a.seeds:
+        row = one_seed(a.runs, s, test, figure=s == 0)
+        row["gap_closed"] = (row["vaebm"] - row["vae"]) / (true - row["vae"])
+        row["gap_closed_last"] = (row["vaebm_last"] - row["vae"]) / (true - row["vae"])
+        record(f"{a.record_as}_s{s}", {"num_test": a.num_test, "true": true, "seed": s, **row})
+
+
+def chain_table(root: Path, seed: int, name: str, num: int = 10_000) -> dict:
+    """Samples of one chain after 0, 20, 60, 100, 200 test-time steps (from fresh ε, η the
+    training step, the selected checkpoint): mode statistics, MMD² and energy distance against
+    as many fresh data draws; the draws x = T(ε), not decoder means."""
+    from experiments import cli
+    from experiments.experiment import load_saved_config
+    from jaxgen.metrics import energy_distance, mmd_rbf, mode_coverage
+
+    run = root / f"vaebm_s{seed}"
+    chosen = json.loads((RESULTS / f"{name}_s{seed}.json").read_text())["vaebm_step"]
+    exp = cli.experiment(load_saved_config(run / "config.json"))
+    state, _ = exp.restore_latest(str(run), chosen)
+    cfg, base = exp.rc, vaebm.tilt_base(exp.rc, (2,))
+    eps = vaebm.fresh_eps(jax.random.PRNGKey(11), num, base, cfg)
+    data = np.asarray(sample_toy2d("25gaussians", num, jax.random.PRNGKey(12)))
+    centers, std = mixture_modes("25gaussians")
+    segment = jax.jit(
+        lambda e, k, n: vaebm.run_chain(
+            state.energy.params,
+            state.base,
+            e,
+            k,
+            config=cfg,
+            base=base,
+            steps=n,
+            eta=cfg.method.step_size,
+        )[0],
+        static_argnums=2,
+    )
+    rows, done = {}, 0
+    for k_test in (0, 20, 60, 100, 200):
+        if k_test > done:
+            eps = segment(eps, jax.random.PRNGKey(100 + k_test), k_test - done)
+            done = k_test
+        x = np.asarray(base.generate(state.base, eps, mean=False)[0])
+        cov = mode_coverage(x, centers, std)
+        share = sum(f >= 0.5 / len(centers) for f in cov["mode_fractions"])
+        rows[k_test] = {
+            "within_3sd": cov["high_quality_fraction"],
+            "modes_at_half_share": int(share),
+            "kl_to_uniform": cov["kl_to_uniform"],
+            "mmd_rbf": mmd_rbf(x, data),
+            "energy_distance": energy_distance(x, data),
+        }
+        print(json.dumps({"k_test": k_test, **rows[k_test]}), flush=True)
+    out = {"seed": seed, "checkpoint_step": chosen, "num": num, "by_k_test": rows}
+    record(f"{name}_chain_s{seed}", out)
+    return out
+
+
+def combine(name: str) -> None:
+    """`docs/bench/<name>.json`: mean ± sd over the per-seed records `<name>_s*.json`."""
+    rows = [json.loads(p.read_text()) for p in sorted(RESULTS.glob(f"{name}_s*.json"))]
+    keys = ("vae", "vaebm", "vaebm_last", "vaebm_grid_0.03", "gap_closed", "gap_closed_last")
     summary = {
-        k: [
-            float(np.mean([r[k] for r in rows.values()])),
-            float(np.std([r[k] for r in rows.values()], ddof=1)) if len(rows) > 1 else 0.0,
-        ]
-        for k in ("vae", "vaebm", "vaebm_grid_0.03", "gap_closed")
+        k: [float(np.mean([r[k] for r in rows])), float(np.std([r[k] for r in rows], ddof=1))]
+        for k in keys
     }
-    out = {"num_test": a.num_test, "true": true, "per_seed": rows, "mean_sd": summary}
+    out = {"seeds": [r["seed"] for r in rows], "true": rows[0]["true"], "mean_sd": summary}
     print(json.dumps(out, indent=1))
-    record(a.record_as, out)
+    record(name, out)
 
 
 if __name__ == "__main__":
