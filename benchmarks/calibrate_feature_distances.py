@@ -17,7 +17,8 @@ Prints a markdown table and writes `docs/bench/feature_distance_calibration.json
 `--num N` scores N images per row instead (the first N test images for (a)–(c), N model samples
 for (d)–(e)): FD's bias grows like 1/n, so a model evaluated on 2000 samples is compared with
 the rows of `--num 2000` (`docs/bench/feature_distance_calibration_n2000.json`), never with
-the 10k-image rows.
+the 10k-image rows. `--check` scores every row in the data set's independent check extractor
+(`jaxgen.metrics.CHECK_EXTRACTORS`, the `fd.check` numbers of `evaluate`) instead.
 """
 
 import argparse
@@ -83,8 +84,8 @@ def pixel_samples(x_train: np.ndarray, n: int, *, seed: int) -> np.ndarray:
     return sample_pixel_histogram(probs, n, seed=seed)
 
 
-def calibrate(dataset: str, num: int = 0) -> dict:
-    extractor = load_extractor(dataset)
+def calibrate(dataset: str, num: int = 0, check: bool = False) -> dict:
+    extractor = load_extractor(dataset, check=check)
     x_train, _ = load_split(dataset, "train")
     x_test, y_test = load_split(dataset, "test")
     if num:
@@ -150,16 +151,18 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--datasets", nargs="+", default=list(FEATURE_EXTRACTORS))
     parser.add_argument("--num", type=int, default=0, help="images per row (0: the test split)")
+    parser.add_argument("--check", action="store_true", help="in the check extractor instead")
     args = parser.parse_args(argv)
     results = {}
     for dataset in args.datasets:
         print(f"calibrating {dataset} ...", flush=True)
-        results[dataset] = calibrate(dataset, args.num)
+        results[dataset] = calibrate(dataset, args.num, args.check)
     table = markdown(results)
     print(table)
     payload = {
         "command": "python -m benchmarks.calibrate_feature_distances"
-        + (f" --num {args.num}" if args.num else ""),
+        + (f" --num {args.num}" if args.num else "")
+        + (" --check" if args.check else ""),
         "settings": {
             "seed": SEED,
             "gmm_components": GMM_COMPONENTS,
@@ -171,6 +174,7 @@ def main(argv=None):
         "markdown": table,
     }
     name = "feature_distance_calibration" + (f"_n{args.num}" if args.num else "")
+    name += "_check" if args.check else ""
     print(f"wrote {record(name, payload)}")
 
 

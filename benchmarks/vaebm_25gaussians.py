@@ -64,12 +64,13 @@ def _f(exp, state, x, chunk: int = 65536):
     )
 
 
-def log_z_monte_carlo(exp, state, base_exp, base_state, num: int = 1_000_000):
-    """`(log Z, its standard error)`: Z = mean of e^{−f} over `num` VAE draws."""
+def log_z_monte_carlo(exp, state, base_exp, base_state, num: int = 1_000_000, key: int = 50):
+    """`(log Z, its standard error)`: Z = mean of e^{−f} over `num` VAE draws (keys `key`, `key`
+    + 1, ...: checkpoint selection and the test use disjoint draws)."""
     draw = jax.jit(lambda k: vae.sample(base_state, 100_000, config=base_exp.rc, key=k)[0])
     f = np.concatenate(
         [
-            _f(exp, state, np.asarray(draw(jax.random.PRNGKey(50 + i))))
+            _f(exp, state, np.asarray(draw(jax.random.PRNGKey(key + i))))
             for i in range(num // 100_000)
         ]
     )
@@ -98,7 +99,7 @@ def select_checkpoint(run: Path, base_exp, base_state, num: int = 20_000, key: i
     scores, states = {}, {}
     for step in steps:
         state, _ = exp.restore_latest(str(run), step)
-        log_z, _ = log_z_monte_carlo(exp, state, base_exp, base_state, num=200_000)
+        log_z, _ = log_z_monte_carlo(exp, state, base_exp, base_state, num=200_000, key=900)
         scores[step] = float(np.mean(log_q - _f(exp, state, val)) - log_z)
         states[step] = state
     best = max(scores, key=scores.get)
