@@ -75,9 +75,9 @@ def toy2d_log_likelihood(exp, state, x, out, seed, *, num: int = 10_000) -> dict
         kw["key"] = jax.random.PRNGKey(seed + 1)  # a stochastic trace's probes
     log_density = lambda v: np.asarray(fn(state, v.astype(np.float32), **kw))
     bounds = ((-lim, lim), (-lim, lim))
+    chunk = exp.c.eval.batch_size  # points per call: an IWAE density holds [K, chunk, width]
     if not exp.caps.log_density_normalised(exp.rc):
-        return grid_log_likelihood(log_density, test, bounds=bounds)
-    chunk = exp.c.eval.batch_size
+        return grid_log_likelihood(log_density, test, bounds=bounds, chunk_size=chunk)
     check = grid_log_likelihood(
         log_density, test[:chunk], bounds=bounds, num_points=128, chunk_size=chunk
     )

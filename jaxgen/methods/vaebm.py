@@ -140,6 +140,8 @@ def base_config(config: Config) -> vae.Config:
 
 
 def _check_base(config: Config, base_config_: vae.Config) -> str | None:
+    """None when `model.base` describes the base run's `model` section, else the reason naming
+    every field that differs (the base stage's check, before any state is restored)."""
     mine, theirs = config.model.base, base_config_.model
     diff = [
         f.name for f in dataclasses.fields(mine) if getattr(mine, f.name) != getattr(theirs, f.name)
