@@ -11,21 +11,14 @@ weights); the energy is initialised on a data-shaped batch. Records
 """
 
 import argparse
-import importlib.util
 
 import jax
 import numpy as np
 
 from benchmarks.common import interleaved_times, record
 from experiments import cli
-from jaxgen.methods import get_recipe, vaebm
-
-
-def _load(path):
-    spec = importlib.util.spec_from_file_location("cfg", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
+from jaxgen.methods import vaebm
+from tools.tpu_compile import load_config
 
 
 def main() -> None:
@@ -33,13 +26,13 @@ def main() -> None:
     p.add_argument("--config", required=True)
     p.add_argument("--repeats", type=int, default=7)
     a = p.parse_args()
-    c = _load(a.config)
+    c = load_config(a.config, [])
     exp = cli.experiment(c)
     cfg, shape, b = exp.rc, exp.shape, c.data.batch_size
     rng = np.random.default_rng(0)
     x = rng.uniform(-1, 1, size=(b, *shape)).astype(np.float32)
-    base_name, base_cfg = vaebm.CAPABILITIES.base_stage.default_base(cfg)
-    base = get_recipe(base_name).init(base_cfg, {"x": x}, key=jax.random.PRNGKey(3))
+    stage = vaebm.CAPABILITIES.base_stage
+    base = stage.init_default_base(cfg, {"x": x}, key=jax.random.PRNGKey(3))[2]
     state = vaebm.init(cfg, {"x": x}, key=jax.random.PRNGKey(0), base=base)
     tb = vaebm.tilt_base(cfg, shape)
     m = cfg.method

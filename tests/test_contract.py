@@ -185,9 +185,9 @@ STAGED.setdefault("tilt2d", TILT)
 
 def _default_base_state(mod, cfg, batch):
     """`(base recipe module, its Config, its init state)` of the stage's default base config."""
-    name, base_cfg = mod.CAPABILITIES.base_stage.default_base(cfg)
-    base_mod = get_recipe(name)
-    return base_mod, base_cfg, base_mod.init(base_cfg, batch, key=jax.random.PRNGKey(3))
+    stage = mod.CAPABILITIES.base_stage
+    name, base_cfg, base = stage.init_default_base(cfg, batch, key=jax.random.PRNGKey(3))
+    return get_recipe(name), base_cfg, base
 
 
 @pytest.mark.parametrize("name", sorted(STAGED))

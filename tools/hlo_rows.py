@@ -56,8 +56,7 @@ def setup(name: str):
         kw["fitted"] = fdrl.fit_data(cfg, x) if cfg.method.prior == "ddp" else None
     stage = recipe.CAPABILITIES.base_stage
     if stage is not None:  # a freshly initialised base of the stage's default config
-        base_name, base_cfg = stage.default_base(cfg)
-        kw["base"] = get_recipe(base_name).init(base_cfg, {"x": x}, key=jax.random.PRNGKey(3))
+        kw["base"] = stage.init_default_base(cfg, {"x": x}, key=jax.random.PRNGKey(3))[2]
     state = recipe.init(cfg, {"x": x}, key=jax.random.PRNGKey(0), **kw)
     return recipe, cfg, state, {"x": x}, shape
 

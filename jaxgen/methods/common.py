@@ -264,6 +264,14 @@ class BaseStage:
             )
         return name, base_config
 
+    def init_default_base(self, config, example_batch, *, key) -> tuple[str, Any, Any]:
+        """`(name, Config, fresh state)` of `default_base(config)`, initialised on
+        `example_batch`: a base for shapes, timing and tests, never a trained one."""
+        from jaxgen.methods import get_recipe  # the registry imports every recipe, this one too
+
+        name, base_config = self.default_base(config)
+        return name, base_config, get_recipe(name).init(base_config, example_batch, key=key)
+
 
 @dataclasses.dataclass(frozen=True)
 class BaseRunFields:

@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 import jax
 
 from jaxgen.methods import vae
+from jaxgen.methods.common import batch_normal
 
 
 class TiltBase(NamedTuple):
@@ -34,11 +35,13 @@ class TiltBase(NamedTuple):
     frozen_from: Callable[[Any], Any]
 
 
-def draw_eps(base: TiltBase, key, num: int) -> dict:
-    """Fresh ε ~ N(0, I) of every part the base has (`{"z": ..., ["x": ...]}`)."""
+def draw_eps(base: TiltBase, key, num: int, *, skip: tuple[str, ...] = ()) -> dict:
+    """Fresh ε ~ N(0, I) of every part the base has (`{"z": ..., ["x": ...]}`) but those in
+    `skip`, part i (in sorted order) from `fold_in(key, i)`, split over the batch devices under a
+    data mesh (`batch_normal`)."""
     shapes = base.eps_shapes(num)
-    keys = dict(zip(sorted(shapes), jax.random.split(key, len(shapes)), strict=True))
-    return {name: jax.random.normal(keys[name], shape) for name, shape in shapes.items()}
+    names = [k for k in sorted(shapes) if k not in skip]
+    return {k: batch_normal(jax.random.fold_in(key, i), shapes[k]) for i, k in enumerate(names)}
 
 
 def vae_base(config: vae.Config, example_shape: tuple) -> TiltBase:

@@ -36,7 +36,6 @@ from jaxgen.methods.common import (
     Section,
     at_least,
     batch_draw,
-    batch_normal,
     check_batch,
     check_count,
     check_inputs,
@@ -51,13 +50,14 @@ from jaxgen.methods.common import (
     sample_shape,
     validate,
 )
-from jaxgen.methods.tilt_base import TiltBase, vae_base
+from jaxgen.methods.tilt_base import TiltBase, draw_eps, vae_base
 from jaxgen.nn import ScalarMLP
-from jaxgen.nn.tilt_energy import SMALL_VAE, TiltEnergy, check_tilt_image_size
+from jaxgen.nn.conv_energy import check_image_size
+from jaxgen.nn.tilt_energy import SMALL_VAE, TiltEnergy
 from jaxgen.objectives.spectral import init_power_vectors, spectral_regulariser
 from jaxgen.optim import ModelState
 from jaxgen.runtime import available_host_memory
-from jaxgen.samplers.langevin import langevin, thesis_setting
+from jaxgen.samplers.langevin import langevin, per_chain_sq_norm, thesis_setting
 from jaxgen.samplers.replay import (
     buffer_bytes,
     buffer_draw,
@@ -211,7 +211,8 @@ def init(config: Config, example_batch, *, key, base) -> State:
     shape, m = tuple(x.shape[1:]), config.model
     check_network_input(shape, m.network, "vaebm.init", flat=("mlp",), images=("resnet",))
     if m.network == "resnet":
-        check_tilt_image_size(shape, tuple(zip(m.widths, m.downs, strict=True)), "vaebm.init")
+        halving = [w for w, down in zip(m.widths, m.downs, strict=True) if down]
+        check_image_size(shape, halving, "vaebm.init")
     check_inputs(example_batch, image=x.ndim == 4, who="vaebm.init")
     if config.method.spectral and m.network != "resnet":
         raise ValueError(
@@ -261,8 +262,7 @@ def chain_energy(params, frozen, eps, *, config: Config, base: TiltBase):
     f = energy_fn(params, x, config=config)
     if m.energy_form == "joint_logp":
         return f - base.log_joint(frozen, x, z)
-    sq = sum(jnp.sum(v.reshape(v.shape[0], -1) ** 2, axis=1) for v in eps.values())
-    return f + 0.5 * sq
+    return f + 0.5 * per_chain_sq_norm(eps)
 
 
 def run_chain(params, frozen, eps, key, *, config: Config, base: TiltBase, steps: int, eta: float):
@@ -276,9 +276,7 @@ def run_chain(params, frozen, eps, key, *, config: Config, base: TiltBase, steps
 def fresh_eps(key, num: int, base: TiltBase, config: Config) -> dict:
     """ε ~ N(0, I) for `num` chains: {"z": [num, d], "x": [num, ...]} ("x" only with
     `method.use_eps_x` and a base whose decoder has noise)."""
-    shapes = base.eps_shapes(num)
-    names = [k for k in sorted(shapes) if k != "x" or config.method.use_eps_x]
-    return {k: batch_normal(jax.random.fold_in(key, i), shapes[k]) for i, k in enumerate(names)}
+    return draw_eps(base, key, num, skip=() if config.method.use_eps_x else ("x",))
 
 
 def _starts(state: State, key, num: int, base: TiltBase, config: Config):

@@ -80,13 +80,3 @@ class TiltEnergy(nn.Module):
             h = TiltResBlock(mult * self.nf, bool(down), name=f"block_{i}", **wn)(h)
         pooled = jnp.sum(h, axis=(1, 2))  # global sum pooling
         return nn.Dense(1, name="out")(pooled)[:, 0]
-
-
-def check_tilt_image_size(shape, blocks, who: str) -> None:
-    """One `ValueError` unless images `(H, W, C)` halve cleanly at every downsampling block."""
-    factor = 2 ** sum(bool(d) for _, d in blocks)
-    if len(shape) != 3 or shape[0] % factor or shape[1] % factor:
-        raise ValueError(
-            f"{who}: the energy takes images [H, W, C] with H and W divisible by {factor} (its "
-            f"downsampling blocks); got an example of shape {tuple(shape)}"
-        )

@@ -91,7 +91,7 @@ class WNConv(nn.Module):
         v = self.param("v", default_init, shape)
         conv = lambda x, w: conv_same(x, w.astype(x.dtype), self.conv_impl)
         g, b = _wn_params(self, x, v, conv, (0, 1, 2), (0, 1, 2), self.use_bias)
-        w = _normalise(v, g, (0, 1, 2)).astype(x.dtype)
+        w = normalised_kernel(v, g).astype(x.dtype)
         y = conv_same(x, w, self.conv_impl)
         return y + b.astype(x.dtype) if self.use_bias else y
 
@@ -107,4 +107,4 @@ class WNDense(nn.Module):
     def __call__(self, x):
         v = self.param("v", default_init, (x.shape[-1], self.features))
         g, b = _wn_params(self, x, v, lambda x, w: x @ w.astype(x.dtype), (0,), (0,))
-        return x @ _normalise(v, g, (0,)).astype(x.dtype) + b.astype(x.dtype)
+        return x @ normalised_kernel(v, g).astype(x.dtype) + b.astype(x.dtype)

@@ -36,7 +36,7 @@ def thesis_setting(eta: float) -> dict:
     return {"step": eta / 2.0, "noise_std": math.sqrt(eta)}
 
 
-def _per_chain_sq_norm(tree) -> jax.Array:
+def per_chain_sq_norm(tree) -> jax.Array:
     """Σ over every leaf's non-batch axes of the squares: `[B]`."""
     leaves = jax.tree_util.tree_leaves(tree)
     return sum(jnp.sum(jnp.square(v).reshape(v.shape[0], -1), axis=1) for v in leaves)
@@ -131,7 +131,7 @@ def langevin(
         if bounds is not None:
             x = jax.tree_util.tree_map(lambda v: jnp.clip(v, *bounds), x)
         b = jax.tree_util.tree_leaves(x)[0].shape[0]
-        g_norm = jnp.mean(jnp.sqrt(_per_chain_sq_norm(jax.lax.stop_gradient(g))))
+        g_norm = jnp.mean(jnp.sqrt(per_chain_sq_norm(jax.lax.stop_gradient(g))))
         return x, {"energy": jax.lax.stop_gradient(e_sum) / b, "grad_norm": g_norm}
 
     body = jax.checkpoint(one_step) if checkpoint else one_step
