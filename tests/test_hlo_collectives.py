@@ -46,3 +46,30 @@ def test_collectives_of_a_module_without_loops():
         "}\n"
     )
     assert collectives(hlo) == {"all-reduce": {"count": 1, "bytes": 16, "in_loop": 0}}
+
+
+def test_a_rolled_langevin_chain_over_a_sharded_batch_has_no_collective_in_its_loop():
+    """The chain's trace (mean energy and gradient norm per step) is averaged after the scan:
+    a batch mean inside the loop would be an all-reduce at every chain step on a pod."""
+    if jax.device_count() < 8:
+        pytest.skip("needs the 8 simulated devices of tests/conftest.py")
+    from jaxgen.samplers.langevin import langevin
+
+    mesh = jax.make_mesh((8,), ("data",))
+
+    def chain(w, x0, key):
+        energy = lambda x: jnp.sum(jnp.tanh(x @ w) ** 2, axis=-1)  # noqa: E731  [B]
+        x, trace = langevin(energy, x0, key, step=0.01, noise_std=0.1, num_steps=5, unroll=1)
+        return x, trace
+
+    data = NamedSharding(mesh, P("data"))
+    fn = jax.jit(
+        chain,
+        in_shardings=(NamedSharding(mesh, P()), data, NamedSharding(mesh, P())),
+        out_shardings=(data, NamedSharding(mesh, P())),
+    )
+    args = (jnp.ones((16, 16)), jnp.ones((64, 16)), jax.random.PRNGKey(0))
+    found = collectives(fn.lower(*args).compile().as_text())
+    assert all(c["in_loop"] == 0 for c in found.values()), found
+    x, trace = fn(*args)
+    assert trace["energy"].shape == (5,) and trace["grad_norm"].shape == (5,)

@@ -157,7 +157,7 @@ def init(config: Config, example_batch, *, key, fitted=None) -> State:
     shape = tuple(check_batch(example_batch, "fdrl.init").shape[1:])
     k_init, k_state = jax.random.split(key)
     check_network_input(shape, config.model.network, "fdrl.init", images=("resnet",))
-    variables = dict(make_network(config).init(k_init, jnp.zeros((1, *shape))))
+    variables = dict(jax.jit(make_network(config).init)(k_init, jnp.zeros((1, *shape))))
     params = variables.pop("params")
     mean, chol = jnp.zeros((1,), jnp.float32), jnp.zeros((1, 1), jnp.float32)
     if config.method.prior == "ddp":

@@ -230,7 +230,7 @@ def init(config: Config, example_batch, *, key, base) -> State:
         if m.data_init and m.network == "resnet"
         else jnp.zeros((1, *shape))
     )
-    params = make_network(config).init(k_init, energy_input(xs))["params"]
+    params = jax.jit(make_network(config).init)(k_init, energy_input(xs))["params"]
     power = init_power_vectors(params, k_power, num_iters=40) if config.method.spectral else {}
     frozen = tilt_base(config, shape).frozen_from(base)
     buffer = _new_buffer(config, key)

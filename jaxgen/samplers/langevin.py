@@ -112,13 +112,18 @@ def langevin(
     steps = _steps(step, num_steps)
     noisy = isinstance(noise_std, jax.core.Tracer) or float(noise_std) > 0
     num_leaves = len(jax.tree_util.tree_leaves(x0))
-    value_and_grad = jax.value_and_grad(lambda x: jnp.sum(energy_fn(x)), has_aux=False)
+    # the sum is what is differentiated; the per-chain energies come out as its aux, so the loop
+    # body holds no reduction over the batch (sharded over devices, a batch mean inside the loop
+    # is an all-reduce at every step; the trace is averaged once, after the scan)
+    value_and_grad = jax.value_and_grad(
+        lambda x: (lambda e: (jnp.sum(e), e))(energy_fn(x)), has_aux=True
+    )
 
     def one_step(x, inputs):
         step_k, key_k = inputs
         if not differentiable:
             x = jax.lax.stop_gradient(x)
-        e_sum, g = value_and_grad(x)
+        (_, energies), g = value_and_grad(x)
         x = jax.tree_util.tree_map(lambda v, gv: v - step_k * gv, x, g)
         if noisy:
             leaves, treedef = jax.tree_util.tree_flatten(x)
@@ -130,13 +135,13 @@ def langevin(
             x = jax.tree_util.tree_unflatten(treedef, leaves)
         if bounds is not None:
             x = jax.tree_util.tree_map(lambda v: jnp.clip(v, *bounds), x)
-        b = jax.tree_util.tree_leaves(x)[0].shape[0]
-        g_norm = jnp.mean(jnp.sqrt(per_chain_sq_norm(jax.lax.stop_gradient(g))))
-        return x, {"energy": jax.lax.stop_gradient(e_sum) / b, "grad_norm": g_norm}
+        g_norms = jnp.sqrt(per_chain_sq_norm(jax.lax.stop_gradient(g)))
+        return x, {"energy": jax.lax.stop_gradient(energies), "grad_norm": g_norms}
 
     body = jax.checkpoint(one_step) if checkpoint else one_step
     keys = jax.random.split(key, num_steps)
-    x, trace = jax.lax.scan(body, x0, (steps, keys), unroll=unroll)
+    x, per_chain = jax.lax.scan(body, x0, (steps, keys), unroll=unroll)
+    trace = jax.tree_util.tree_map(lambda v: jnp.mean(v, axis=1), per_chain)  # [K, B] -> [K]
     if not differentiable:
         x = jax.lax.stop_gradient(x)
     return x, trace
