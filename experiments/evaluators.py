@@ -64,9 +64,10 @@ def _energy_distance(exp, state, x, out, seed) -> dict:
 
 def toy2d_log_likelihood(exp, state, x, out, seed, *, num: int = 10_000) -> dict:
     """Mean test log-likelihood of the recipe's declared `log_density` on fresh draws of the 2-D
-    set. An unnormalised density is normalised on a 512² grid over the data's bounds, padded by
-    50%; a normalised one (a flow's) is used as it is, and its log Z on a 128² grid over the
-    same bounds is reported as a check (≈ 0 when the bounds hold its mass)."""
+    set. An unnormalised density is normalised on a grid of `eval.grid_points`² points (512²;
+    the smoke variant 64²) over the data's bounds, padded by 50%; a normalised one (a flow's) is
+    used as it is, and its log Z on a 128² grid over the same bounds is reported as a check
+    (≈ 0 when the bounds hold its mass)."""
     test = np.asarray(sample_toy2d(exp.c.data.name, num, jax.random.PRNGKey(seed)))
     lim = 1.5 * float(np.abs(test).max())
     fn = exp.jitted("log_density", use_ema=exp.c.eval.ema)
@@ -77,7 +78,10 @@ def toy2d_log_likelihood(exp, state, x, out, seed, *, num: int = 10_000) -> dict
     bounds = ((-lim, lim), (-lim, lim))
     chunk = exp.c.eval.batch_size  # points per call: an IWAE density holds [K, chunk, width]
     if not exp.caps.log_density_normalised(exp.rc):
-        return grid_log_likelihood(log_density, test, bounds=bounds, chunk_size=chunk)
+        points = exp.c.eval.get("grid_points", 512)  # configs saved before the field: 512
+        return grid_log_likelihood(
+            log_density, test, bounds=bounds, num_points=points, chunk_size=chunk
+        )
     check = grid_log_likelihood(
         log_density, test[:chunk], bounds=bounds, num_points=128, chunk_size=chunk
     )
