@@ -549,3 +549,17 @@ def test_mixture_sampling_mode_split_and_direction(mixture_model):
     np.testing.assert_array_equal((x < 0)[away], (x0 < norm.ppf(0.3))[away])
     # NFE of RK45 at rtol = atol = 1e-3 is O(50) (docs/methods/vapo.md §7.4: 44); measured 43
     assert 20 <= int(stats["nfe"]) <= 200
+
+
+def test_loss_fn_with_the_drawn_times_given_is_the_same_loss():
+    """`loss_fn(..., t=t)` with the times the key would draw is the training loss exactly; a
+    scalar t applies to every example (benchmarks/vapo_loss_by_t.py evaluates it by bin)."""
+    cfg, xbar, state = _small_recipe()
+    key, params = jax.random.PRNGKey(5), state.potential.params
+    t = jax.random.uniform(jax.random.split(key)[0], (xbar.shape[0],))
+    drawn, _ = vapo.loss_fn(params, xbar, key, config=cfg)
+    given, _ = vapo.loss_fn(params, xbar, key, config=cfg, t=t)
+    assert float(given) == float(drawn)
+    at_one, _ = vapo.loss_fn(params, xbar, key, config=cfg, t=1.0)
+    at_ones, _ = vapo.loss_fn(params, xbar, key, config=cfg, t=jnp.ones(xbar.shape[0]))
+    assert float(at_one) == float(at_ones) and float(at_one) != float(drawn)

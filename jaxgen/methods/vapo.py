@@ -173,11 +173,12 @@ def velocity(params, x, *, config: Config):
     return jax.grad(lambda z: jnp.sum(potential(params, z, config=config)))(x)
 
 
-def loss_fn(params, xbar, key, *, config: Config):
-    """Batch mean of the paper's eq. (20) terms and the per-batch diagnostics."""
+def loss_fn(params, xbar, key, *, config: Config, t=None):
+    """Batch mean of the paper's eq. (20) terms and the per-batch diagnostics; `t` `[B]` fixes
+    each example's homotopy time (default: uniform draws, as in training)."""
     b, m = xbar.shape[0], config.method
     k_t, k_xi = jax.random.split(key)
-    t = jax.random.uniform(k_t, (b,))
+    t = jax.random.uniform(k_t, (b,)) if t is None else jnp.broadcast_to(t, (b,))
     kw = dict(sigma0=m.sigma0, sigma=m.sigma, eps=m.eps, jacobian=m.jacobian)
     x, w = jax.vmap(partial(perturb, **kw))(xbar, t, jax.random.split(k_xi, b))
     phi_fn = partial(potential, params, config=config)
