@@ -29,7 +29,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.model.update(dict(network="resnet", nf=64, widths=tuple(m for m, _ in SMALL_VAE)))
     c.model.downs = tuple(d for _, d in SMALL_VAE)
     c.model.base.update(dict(hidden=(1024, 1024), latent=100, min_log_sigma_x=-3.0))
-    c.method.update(dict(step_size=0.01, langevin_steps=60, alpha=0.1, unroll=True))
+    # the chain rolled: unrolled (XLA:CPU's ~4× faster form) its 60 steps did not compile for a
+    # v5e:2x2 in 20 min on 2 CPU cores; rolled it compiles in 127 s (docs/results.md, TPU compile)
+    c.method.update(dict(step_size=0.01, langevin_steps=60, alpha=0.1, unroll=False))
     c.optim.energy.lr = 5e-5
     c.sample.langevin_steps = 100
     c.train.update(dict(log_every=100, ckpt_every=500, sample_every=2500))
