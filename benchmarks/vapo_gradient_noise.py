@@ -43,9 +43,14 @@ def gradient_draws(params, xbar, config, keys):
     return tuple(np.stack([np.asarray(o[i]) for o in out]) for i in range(3))
 
 
+def signal_and_noise(grads) -> tuple[float, float]:
+    """Over R gradient draws `[R, P]`: the norm of their mean and the root of the summed
+    per-coordinate variance (one draw's noise)."""
+    return float(np.linalg.norm(grads.mean(0))), float(np.sqrt(grads.var(0, ddof=1).sum()))
+
+
 def summary(grads, losses, bias) -> dict:
-    signal = float(np.linalg.norm(grads.mean(0)))
-    noise = float(np.sqrt(grads.var(0, ddof=1).sum()))
+    signal, noise = signal_and_noise(grads)
     return {
         "grad_mean_norm": signal,
         "grad_noise": noise,
@@ -57,18 +62,43 @@ def summary(grads, losses, bias) -> dict:
     }
 
 
-def main():
-    ap = argparse.ArgumentParser()
+def run_arguments(ap: argparse.ArgumentParser, *, draws: int) -> argparse.ArgumentParser:
+    """The options every VAPO gradient benchmark takes: the run, its step, draws, batch, out."""
     ap.add_argument("--workdir", required=True)
     ap.add_argument("--step", type=int, default=None)
-    ap.add_argument("--draws", type=int, default=32)
+    ap.add_argument("--draws", type=int, default=draws)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--out", default=None, help="record name under docs/bench/")
-    args = ap.parse_args()
+    return ap
+
+
+def restore_with_batch(args):
+    """`(config, experiment, state, xbar)`: the run's weights at `args.step` (newest when None)
+    and the first `args.batch` training images `[B, ...]`."""
     c = run_config(args.workdir)
     exp = cli.experiment(c)
     state, _ = exp.restore_latest(args.workdir, step=args.step)
     xbar = jnp.asarray(exp.stream("train").batch(0)["x"][: args.batch], jnp.float32)
+    return c, exp, state, xbar
+
+
+def record_result(args, c, state, xbar, **rows) -> None:
+    """Record the run, step, data, batch and draws with `rows` as docs/bench/<args.out>.json."""
+    result = {
+        "workdir": args.workdir,
+        "step": int(state.step),
+        "data": c.data.name,
+        "batch": int(xbar.shape[0]),
+        "draws": args.draws,
+        **rows,
+    }
+    if args.out:
+        record(args.out, result)
+
+
+def main():
+    args = run_arguments(argparse.ArgumentParser(), draws=32).parse_args()
+    c, exp, state, xbar = restore_with_batch(args)
     keys = list(jax.random.split(jax.random.PRNGKey(1), args.draws))
     params = state.potential.params
     rows = {}
@@ -85,16 +115,7 @@ def main():
             f"({time.perf_counter() - t0:.0f} s)",
             flush=True,
         )
-    result = {
-        "workdir": args.workdir,
-        "step": int(state.step),
-        "data": c.data.name,
-        "batch": int(xbar.shape[0]),
-        "draws": args.draws,
-        "rows": rows,
-    }
-    if args.out:
-        record(args.out, result)
+    record_result(args, c, state, xbar, rows=rows)
 
 
 if __name__ == "__main__":

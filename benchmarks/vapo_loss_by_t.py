@@ -20,9 +20,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks.common import record
-from benchmarks.vapo_t_sweep import run_config
-from experiments import cli
+from benchmarks.vapo_gradient_noise import (
+    record_result,
+    restore_with_batch,
+    run_arguments,
+    signal_and_noise,
+)
 from jaxgen.methods import vapo
 from jaxgen.objectives.vapo import homotopy_schedule
 
@@ -42,7 +45,7 @@ def bin_row(params, xbar, config, lo: float, hi: float, keys) -> dict:
 
     fn = jax.jit(one)
     out = [fn(k) for k in keys]
-    grads = np.stack([np.asarray(o[0]) for o in out])
+    signal, noise = signal_and_noise(np.stack([np.asarray(o[0]) for o in out]))
     mid = homotopy_schedule(0.5 * (lo + hi), **_schedule_kw(config))
     row = {
         "t": [lo, hi],
@@ -51,8 +54,8 @@ def bin_row(params, xbar, config, lo: float, hi: float, keys) -> dict:
         "loss": float(np.mean([o[1] for o in out])),
         "phi_mean": float(np.mean([o[2] for o in out])),
         "half_grad_sq": 0.5 * float(np.mean([o[3] for o in out])),
-        "grad_mean_norm": float(np.linalg.norm(grads.mean(0))),
-        "grad_noise": float(np.sqrt(grads.var(0, ddof=1).sum())),
+        "grad_mean_norm": signal,
+        "grad_noise": noise,
     }
     # ‖mean of R draws‖² overestimates ‖E g‖² by the noise² / R; the difference is unbiased
     r = len(keys)
@@ -67,20 +70,12 @@ def _schedule_kw(config) -> dict:
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--workdir", required=True)
-    ap.add_argument("--step", type=int, default=None)
+    ap = run_arguments(argparse.ArgumentParser(description=__doc__.splitlines()[0]), draws=8)
     ap.add_argument("--bins", type=int, default=10)
-    ap.add_argument("--draws", type=int, default=8)
-    ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--out", default=None, help="record name under docs/bench/")
     args = ap.parse_args()
     if args.bins < 1 or args.draws < 2 or args.batch < 1:
         ap.error("--bins >= 1, --draws >= 2 and --batch >= 1 are needed")
-    c = run_config(args.workdir)
-    exp = cli.experiment(c)
-    state, _ = exp.restore_latest(args.workdir, step=args.step)
-    xbar = jnp.asarray(exp.stream("train").batch(0)["x"][: args.batch], jnp.float32)
+    c, exp, state, xbar = restore_with_batch(args)
     params = state.potential.params
     config = exp.rc
     edges = np.linspace(0.0, 1.0, args.bins + 1)
@@ -102,16 +97,7 @@ def main():
     total = sum(r["grad_signal_debiased"] for r in rows)
     for r in rows:
         r["share_of_summed_signal"] = r["grad_signal_debiased"] / max(total, 1e-30)
-    result = {
-        "workdir": args.workdir,
-        "step": int(state.step),
-        "data": c.data.name,
-        "batch": int(xbar.shape[0]),
-        "draws": args.draws,
-        "bins": rows,
-    }
-    if args.out:
-        record(args.out, result)
+    record_result(args, c, state, xbar, bins=rows)
 
 
 if __name__ == "__main__":

@@ -112,12 +112,15 @@ def langevin(
     steps = _steps(step, num_steps)
     noisy = isinstance(noise_std, jax.core.Tracer) or float(noise_std) > 0
     num_leaves = len(jax.tree_util.tree_leaves(x0))
+
     # the sum is what is differentiated; the per-chain energies come out as its aux, so the loop
     # body holds no reduction over the batch (sharded over devices, a batch mean inside the loop
     # is an all-reduce at every step; the trace is averaged once, after the scan)
-    value_and_grad = jax.value_and_grad(
-        lambda x: (lambda e: (jnp.sum(e), e))(energy_fn(x)), has_aux=True
-    )
+    def summed_energy(x):
+        energies = energy_fn(x)
+        return jnp.sum(energies), energies
+
+    value_and_grad = jax.value_and_grad(summed_energy, has_aux=True)
 
     def one_step(x, inputs):
         step_k, key_k = inputs

@@ -8,6 +8,7 @@ Errors name the directory and never delete anything.
 
 import contextlib
 import errno
+import functools
 import logging
 import os
 import re
@@ -44,14 +45,12 @@ def _quiet_orbax():
 # 90 s smoke run). Below 4 MiB per slice the parallel write saves nothing, so only larger arrays
 # (a pod's big kernels) are still split; the bytes on disk are the same either way.
 MIN_SLICE_BYTES_FOR_REPLICA_PARALLEL = 4 << 20
-_registered = []
 
 
+@functools.cache
 def _register_array_handler() -> None:
     """Once per process: orbax's `jax.Array` handler with the replica-parallel threshold above
     (otherwise its default handler, array metadata store included)."""
-    if _registered:
-        return
     from orbax.checkpoint._src.metadata import array_metadata_store
 
     handler = ocp.type_handlers.ArrayHandler(
@@ -60,7 +59,6 @@ def _register_array_handler() -> None:
     )
     with _quiet_orbax():  # absl warns of the override
         ocp.type_handlers.register_type_handler(jax.Array, handler, override=True)
-    _registered.append(handler)
 
 
 class CheckpointError(RuntimeError):
