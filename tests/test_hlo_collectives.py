@@ -9,7 +9,7 @@ import pytest
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from tools.tpu_compile import collectives
+from tools.tpu_compile import collectives, loop_collective_sources
 
 
 def _gradient_hlo(unroll) -> str:
@@ -31,8 +31,13 @@ def _gradient_hlo(unroll) -> str:
 def test_an_all_reduce_in_the_backward_loop_is_counted_as_in_loop():
     if jax.device_count() < 8:
         pytest.skip("needs the 8 simulated devices of tests/conftest.py")
-    rolled = collectives(_gradient_hlo(unroll=1))["all-reduce"]
+    rolled_hlo = _gradient_hlo(unroll=1)
+    rolled = collectives(rolled_hlo)["all-reduce"]
     assert rolled["in_loop"] >= 1
+    # and each is named by the traced operation it came from: the loop body's weight gradient
+    sources = loop_collective_sources(rolled_hlo)
+    assert len(sources) == rolled["in_loop"] and all(s.startswith("all-reduce") for s in sources)
+    assert any("while/body" in s and "dot_general" in s for s in sources), sources
     unrolled = collectives(_gradient_hlo(unroll=True))["all-reduce"]
     assert unrolled["in_loop"] == 0 and unrolled["count"] >= 1
     assert unrolled["bytes"] >= 16 * 16 * 4  # the weight gradient, reduced once

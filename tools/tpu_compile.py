@@ -107,6 +107,25 @@ def collectives(hlo: str) -> dict:
     return out
 
 
+def loop_collective_sources(hlo: str) -> list[str]:
+    """Each collective inside a while loop's body, as "kind shapes op_name [(file:line)]" from its
+    HLO metadata (the source line where XLA keeps it inline): which operation of the traced
+    program is reduced once per loop iteration."""
+    kinds = "|".join(COLLECTIVES)
+    line = re.compile(rf"^\s*(?:ROOT )?\S+ = (.*?) ({kinds})(?:-start)?\((.*)$", re.M)
+    meta = re.compile(r'op_name="([^"]*)"(?:.*?source_file="([^"]*)" source_line=(\d+))?')
+    comps = _computations(hlo) or {"": hlo}
+    loop = _loop_computations(comps)
+    found = []
+    for name in sorted(loop & comps.keys()):
+        for shapes, kind, rest in line.findall(comps[name]):
+            m = meta.search(rest)
+            where = m.group(1) if m else "(no metadata)"
+            where += f" ({m.group(2)}:{m.group(3)})" if m and m.group(2) else ""
+            found.append(f"{kind} {shapes} {where}")
+    return found
+
+
 def _placed(tree, shardings):
     return jax.tree.map(
         lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), tree, shardings
@@ -126,6 +145,7 @@ def _analysis(compiled, seconds: float) -> dict:
         "code_mib": mem.generated_code_size_in_bytes / 2**20,
         "tflop_per_chip": float(cost.get("flops", float("nan"))) / 1e12,
         "collectives": collectives(compiled.as_text()),
+        "collectives_in_loop": loop_collective_sources(compiled.as_text()),
     }
 
 

@@ -275,13 +275,28 @@ def train_step(state: State, batch, *, config: Config):
     return state.replace(step=state.step + 1, ae=ae, flow=flow), metrics
 
 
+def frozen_decoder(state: State, use_ema: bool = True) -> dict:
+    """The sampler's parameters as one pytree: `{"ae": params, "ae_stats": BatchNorm statistics,
+    "flow": the flow's variables}` (what a frozen GLF base keeps, e.g. under VAEBM's tilt)."""
+    flow_vars = {"params": state.flow.eval_params(use_ema), **state.flow.variables}
+    ae = state.ae.eval_params(use_ema)
+    return {"ae": ae, "ae_stats": state.ae.variables["batch_stats"], "flow": flow_vars}
+
+
+def decode_frozen(frozen: dict, u, *, config: Config, shape, train: bool = False):
+    """`(x = G(f⁻¹(u)) [B, *shape] in (-1, 1), z = f⁻¹(u) [B, d])` for noise `u` `[B, d]` and
+    `frozen_decoder`'s pytree; BatchNorm on its running averages unless `train` (batch
+    statistics; the statistics are not kept)."""
+    z, _, _ = inverse_and_log_det(_flow(config), frozen["flow"], u, train=train)
+    x, _ = decode(frozen["ae"], frozen["ae_stats"], z, config=config, shape=shape, train=train)
+    return x, z
+
+
 def decode_noise(state: State, u, *, config: Config, use_ema: bool = True):
     """x = G(f⁻¹(u)) `[B, H, W, C]` for noise `u` `[B, d]` (BatchNorm per `sample.batchnorm`)."""
     train = config.sample.batchnorm == "batch"
-    flow_vars = {"params": state.flow.eval_params(use_ema), **state.flow.variables}
-    z, _, _ = inverse_and_log_det(_flow(config), flow_vars, u, train=train)
-    ae_params, stats = state.ae.eval_params(use_ema), state.ae.variables["batch_stats"]
-    x, _ = decode(ae_params, stats, z, config=config, shape=state.example_shape, train=train)
+    frozen = frozen_decoder(state, use_ema)
+    x, _ = decode_frozen(frozen, u, config=config, shape=state.example_shape, train=train)
     return x
 
 

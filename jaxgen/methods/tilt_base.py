@@ -7,12 +7,13 @@ A base is reparameterised by standard normal noise ε (thesis eq. 4.18): ε = {"
 must give the map ε → (x, z), and for the public code's form of the energy the joint log p(x, z).
 """
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 
-from jaxgen.methods import vae
+from jaxgen.methods import glf, vae
 from jaxgen.methods.common import batch_normal
 
 
@@ -35,6 +36,18 @@ class TiltBase(NamedTuple):
     frozen_from: Callable[[Any], Any]
 
 
+def section_differences(mine, theirs, mine_name: str, theirs_name: str) -> str:
+    """Every field in which two config sections (dataclasses of one type) differ, as
+    "`mine_name`.k=… but `theirs_name`.k=…" joined by "; " (the empty string when none)."""
+    diff = [
+        f.name for f in dataclasses.fields(mine) if getattr(mine, f.name) != getattr(theirs, f.name)
+    ]
+    return "; ".join(
+        f"{mine_name}.{k}={getattr(mine, k)!r} but {theirs_name}.{k}={getattr(theirs, k)!r}"
+        for k in diff
+    )
+
+
 def draw_eps(base: TiltBase, key, num: int, *, skip: tuple[str, ...] = ()) -> dict:
     """Fresh ε ~ N(0, I) of every part the base has (`{"z": ..., ["x": ...]}`) but those in
     `skip`, part i (in sorted order) from `fold_in(key, i)`, split over the batch devices under a
@@ -46,12 +59,25 @@ def draw_eps(base: TiltBase, key, num: int, *, skip: tuple[str, ...] = ()) -> di
 
 def vae_base(config: vae.Config, example_shape: tuple) -> TiltBase:
     """The `vae` recipe as a tilt base: z = ε_z (unit Gaussian prior), x = μ_x(z) + σ_x ⊙ ε_x,
-    log p(x, z) in closed form, log p(x) by the IWAE bound (docs/methods/vae.md eqs. 1, 3, 4)."""
+    log p(x, z) in closed form, log p(x) by the IWAE bound (docs/methods/vae.md eqs. 1, 3, 4); the
+    conv networks' BatchNorm on its running averages (frozen with the parameters). A Bernoulli
+    decoder has no ε_x (x = its mean 2σ(ℓ) − 1) and, on continuous pixels, no density: no "x"
+    noise, no `log_joint`, no `log_prob`."""
+    shape = tuple(example_shape)
+    gaussian = config.model.decoder == "gaussian"
+
+    def eps_shapes(num: int) -> dict:
+        z = {"z": (num, config.model.latent)}
+        return {**z, "x": (num, *shape)} if gaussian else z
 
     def generate(frozen, eps, *, mean: bool = False):
         eps_x = eps.get("x")
-        x = vae.generate(frozen, eps["z"], eps_x, config=config, mean=mean or eps_x is None)
+        mean = mean or eps_x is None
+        x = vae.generate(frozen, eps["z"], eps_x, config=config, mean=mean, shape=shape)
         return x, eps["z"]
+
+    def log_joint(frozen, x, z):
+        return vae.log_joint(frozen, x, z, config=config)
 
     def log_prob(frozen, x, key, num_samples: int):
         chunk = min(int(num_samples), config.sample.iwae_chunk)
@@ -60,9 +86,29 @@ def vae_base(config: vae.Config, example_shape: tuple) -> TiltBase:
         )
 
     return TiltBase(
-        eps_shapes=lambda num: {"z": (num, config.model.latent), "x": (num, *example_shape)},
+        eps_shapes=eps_shapes,
         generate=generate,
-        log_joint=lambda frozen, x, z: vae.log_joint(frozen, x, z, config=config),
-        log_prob=log_prob,
-        frozen_from=lambda state: state.vae.eval_params(True),
+        log_joint=log_joint if gaussian else None,
+        log_prob=log_prob if gaussian else None,
+        frozen_from=lambda state: vae.frozen_params(state, True),
+    )
+
+
+def glf_base(config: glf.Config, example_shape: tuple) -> TiltBase:
+    """A GLF run (any variant; the thesis's sharp VAEBM base is `vae_flow_prior` at β = 400) as
+    a tilt base: ε_z is the flow's noise u, z = f⁻¹(u), x = G(z) with BatchNorm on its running
+    averages (batch statistics would couple the chains). The decoder is deterministic (no ε_x)
+    and there is no tractable log p(x, z) or log p(x): only the thesis's energy form (eq. 5)
+    applies. docs/methods/vae.md §3."""
+
+    def generate(frozen, eps, *, mean: bool = True):
+        del mean  # deterministic decoder: the draw is the mean
+        return glf.decode_frozen(frozen, eps["z"], config=config, shape=example_shape)
+
+    return TiltBase(
+        eps_shapes=lambda num: {"z": (num, config.model.latent)},
+        generate=generate,
+        log_joint=None,
+        log_prob=None,
+        frozen_from=lambda state: glf.frozen_decoder(state, use_ema=True),
     )

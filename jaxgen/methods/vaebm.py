@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from jaxgen.methods import vae
+from jaxgen.methods import glf, vae
 from jaxgen.methods.common import (
     BaseRunFields,
     BaseStage,
@@ -50,7 +50,7 @@ from jaxgen.methods.common import (
     sample_shape,
     validate,
 )
-from jaxgen.methods.tilt_base import TiltBase, draw_eps, vae_base
+from jaxgen.methods.tilt_base import TiltBase, draw_eps, glf_base, section_differences, vae_base
 from jaxgen.nn import ScalarMLP
 from jaxgen.nn.conv_energy import check_image_size
 from jaxgen.nn.tilt_energy import SMALL_VAE, TiltEnergy
@@ -69,8 +69,9 @@ from jaxgen.samplers.replay import (
 
 @dataclasses.dataclass(frozen=True)
 class Model(Section):
-    """The energy f_θ ("mlp" for 2-D; "resnet", Table 4.9's blocks) and the base's architecture
-    (`model.base`, the `vae` run's `model` section; checked against the base run)."""
+    """The energy f_θ ("mlp" for 2-D; "resnet", Table 4.9's blocks) and the base's recipe and
+    architecture (`base_recipe`; `model.base`, a `vae` run's `model` section, or `model.glf_base`,
+    a `glf` run's; checked against the base run)."""
 
     network: str = one_of(("mlp", "resnet"), "mlp")
     hidden: tuple[int, ...] = each_at_least(1, (256,) * 3, empty=True)  # mlp
@@ -79,7 +80,9 @@ class Model(Section):
     downs: tuple[bool, ...] = tuple(d for _, d in SMALL_VAE)  # which blocks downsample
     init_scale: float = positive(0.2)  # resnet: weight-norm data init's output std
     data_init: bool = True  # resnet: initial scales from the first training batch
+    base_recipe: str = one_of(("vae", "glf"), "vae")
     base: vae.Model = vae.Model()
+    glf_base: glf.Model = glf.Model()
 
     def cross_checks(self):
         rules = {"downs": (len(self.downs) == len(self.widths), "needs one entry per widths")}
@@ -132,27 +135,27 @@ class Config:
     sample: Sample = Sample()
 
 
-def base_config(config: Config) -> vae.Config:
-    """The base `vae` Config this run's `model.base` describes (for its functions)."""
-    s = config.sample
+def base_config(config: Config) -> vae.Config | glf.Config:
+    """The base recipe's Config that this run's `model.base_recipe` and its model section
+    describe (for the base's functions)."""
+    m, s = config.model, config.sample
+    if m.base_recipe == "glf":
+        return glf.Config(model=m.glf_base)
     sample = vae.Sample(iwae_samples=s.iwae_samples, iwae_chunk=s.iwae_chunk)
-    return vae.Config(model=config.model.base, sample=sample)
+    return vae.Config(model=m.base, sample=sample)
 
 
-def _check_base(config: Config, base_config_: vae.Config) -> str | None:
-    """None when `model.base` describes the base run's `model` section, else the reason naming
-    every field that differs (the base stage's check, before any state is restored)."""
-    mine, theirs = config.model.base, base_config_.model
-    diff = [
-        f.name for f in dataclasses.fields(mine) if getattr(mine, f.name) != getattr(theirs, f.name)
-    ]
-    if not diff:
-        return None
-    shown = "; ".join(
-        f"model.base.{k}={getattr(mine, k)!r} but the base's model.{k}={getattr(theirs, k)!r}"
-        for k in diff
-    )
-    return f"the base VAE differs: {shown}"
+def _check_base(config: Config, base_config_) -> str | None:
+    """None when `model.base_recipe` and its model section describe the base run's recipe and
+    `model` section, else the reason naming every field that differs (the base stage's check,
+    before any state is restored)."""
+    m = config.model
+    theirs = "glf" if isinstance(base_config_, glf.Config) else "vae"
+    if theirs != m.base_recipe:
+        return f"model.base_recipe={m.base_recipe!r} but the base is a {theirs!r} run"
+    mine, field = (m.glf_base, "glf_base") if theirs == "glf" else (m.base, "base")
+    diff = section_differences(mine, base_config_.model, f"model.{field}", "the base's model")
+    return f"the base {theirs.upper()} differs: {diff}" if diff else None
 
 
 CAPABILITIES = Capabilities(
@@ -163,7 +166,9 @@ CAPABILITIES = Capabilities(
     extras=("energy", "log_density"),
     energy_label="−f(x)",
     base_stage=BaseStage(
-        recipes=("vae",), check=_check_base, default_config=lambda c: ("vae", base_config(c))
+        recipes=("vae", "glf"),
+        check=_check_base,
+        default_config=lambda c: (c.model.base_recipe, base_config(c)),
     ),
 )
 
@@ -180,7 +185,8 @@ class State:
 
 
 def tilt_base(config: Config, example_shape: tuple) -> TiltBase:
-    return vae_base(base_config(config), tuple(example_shape))
+    make = glf_base if config.model.base_recipe == "glf" else vae_base
+    return make(base_config(config), tuple(example_shape))
 
 
 def make_network(config: Config) -> nn.Module:
@@ -219,6 +225,12 @@ def init(config: Config, example_batch, *, key, base) -> State:
             "vaebm.init: method.spectral regularises the resnet's weight-normalised convolutions; "
             f"model.network={m.network!r} has none (set method.spectral=0)"
         )
+    tilt = tilt_base(config, shape)
+    if config.method.energy_form == "joint_logp" and tilt.log_joint is None:
+        raise ValueError(
+            f"vaebm.init: method.energy_form='joint_logp' needs the base's log p(x, z); a "
+            f"{m.base_recipe!r} base has none (use energy_form='thesis')"
+        )
     if tuple(base.example_shape) != shape:
         raise ValueError(
             "vaebm.init: the base VAE was trained on examples of shape "
@@ -232,19 +244,19 @@ def init(config: Config, example_batch, *, key, base) -> State:
     )
     params = jax.jit(make_network(config).init)(k_init, energy_input(xs))["params"]
     power = init_power_vectors(params, k_power, num_iters=40) if config.method.spectral else {}
-    frozen = tilt_base(config, shape).frozen_from(base)
-    buffer = _new_buffer(config, key)
+    frozen = tilt.frozen_from(base)
+    buffer = _new_buffer(config, key, tilt.eps_shapes(1)["z"][1:])
     ms = model_state(params, config.optim.energy)
     return State(jnp.zeros((), jnp.int32), k_state, ms, frozen, power, buffer, shape)
 
 
-def _new_buffer(config: Config, key) -> dict:
-    """The empty replay buffer of ε_z (or {}); its size checked against free host memory before
-    allocating, except under tracing (abstract init and compile tables allocate nothing)."""
+def _new_buffer(config: Config, key, shape: tuple) -> dict:
+    """The empty replay buffer of ε_z rows of `shape` (or {}); its size checked against free host
+    memory before allocating, except under tracing (abstract init and compile tables allocate
+    nothing)."""
     m = config.method
     if not m.persistent:
         return {}
-    shape = (config.model.base.latent,)
     need = buffer_bytes(m.buffer_size, shape)
     free = None if isinstance(key, jax.core.Tracer) else available_host_memory()
     if free is not None and need > free // 2:
@@ -384,6 +396,10 @@ def log_density(state: State, x, *, config: Config, key, use_ema: bool = True):
     log p_φ by the IWAE bound with `sample.iwae_samples` samples."""
     check_state_batch({"x": x}, state, "vaebm.log_density")
     base = tilt_base(config, state.example_shape)
+    if base.log_prob is None:
+        raise ValueError(
+            f"vaebm.log_density: a {config.model.base_recipe!r} base has no log p(x) to tilt"
+        )
     x = x.astype(jnp.float32)
     log_p = base.log_prob(state.base, x, key, config.sample.iwae_samples)
     return log_p + energy(state, x, config=config, use_ema=use_ema)

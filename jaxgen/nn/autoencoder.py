@@ -103,12 +103,14 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """z `[B, d]` → x̂ `[B, size, size, channels]` in (-1, 1) (tanh)."""
+    """z `[B, d]` → x̂ `[B, size, size, channels]` in (-1, 1) (tanh); with `tanh=False` the last
+    deconvolution's output as it is (e.g. a Bernoulli decoder's logits; same parameters)."""
 
     size: int
     channels: int
     bn_momentum: float = 0.9
     width: int = 64
+    tanh: bool = True
 
     @nn.compact
     def __call__(self, z, *, train: bool):
@@ -119,7 +121,8 @@ class Decoder(nn.Module):
         h = nn.relu(_bn(train, self.bn_momentum)(_dense(2 * w * m * m, use_bias=False)(h)))
         h = h.reshape(h.shape[0], m, m, 2 * w)
         h = nn.relu(_bn(train, self.bn_momentum)(deconv(w, use_bias=False)(h)))
-        return jnp.tanh(deconv(self.channels)(h))
+        out = deconv(self.channels)(h)
+        return jnp.tanh(out) if self.tanh else out
 
 
 def init_variables(module: nn.Module, key, example) -> dict:
