@@ -292,6 +292,8 @@ GLF_BASE = {
     "model.glf_base.flow_blocks": 2,
     "model.network": "resnet",
     "model.nf": 4,
+    "model.widths": (1,),
+    "model.downs": (True,),
     "method.langevin_steps": 2,
 }
 
@@ -301,18 +303,18 @@ def test_a_glf_base_is_tilted_through_its_flow_and_decoder():
     running BatchNorm averages, so K_test = 0 is GLF's own sampler on the same noise; the chain
     moves it; what a GLF base lacks (log p(x, z), log p(x)) is one line each."""
     cfg = replace_fields(vaebm.Config(), {**GLF_BASE, "sample.langevin_steps": 0})
-    x = np.asarray(jax.random.uniform(jax.random.PRNGKey(0), (8, 28, 28, 1), minval=-1, maxval=1))
+    x = np.asarray(jax.random.uniform(jax.random.PRNGKey(0), (8, 8, 8, 1), minval=-1, maxval=1))
     base = glf.init(vaebm.base_config(cfg), {"x": x}, key=jax.random.PRNGKey(0))
     state = vaebm.init(cfg, {"x": x}, key=jax.random.PRNGKey(1), base=base)
     key = jax.random.PRNGKey(3)
     k_eps, _ = jax.random.split(key)
     u = jax.random.normal(jax.random.fold_in(k_eps, 0), (8, 4))
     glf_cfg = vaebm.base_config(cfg)
-    expected = glf.decode_noise(base, u, config=glf_cfg)
-    at_zero, _ = vaebm.sample(state, 8, config=cfg, key=key)
+    expected = jax.jit(lambda b, u: glf.decode_noise(b, u, config=glf_cfg))(base, u)
+    draw = lambda c: jax.jit(lambda s, k: vaebm.sample(s, 8, config=c, key=k))(state, key)
+    at_zero, _ = draw(cfg)
     np.testing.assert_allclose(at_zero, expected, atol=1e-6)
-    moved_cfg = replace_fields(cfg, {"sample.langevin_steps": 2, "sample.step_size": 0.5})
-    moved, stats = vaebm.sample(state, 8, config=moved_cfg, key=key)
+    moved, stats = draw(replace_fields(cfg, {"sample.langevin_steps": 2, "sample.step_size": 0.5}))
     # a fresh decoder's outputs are ~1e-5: the chain's move is measured against their scale
     moved_by = float(jnp.max(jnp.abs(moved - at_zero)) / jnp.max(jnp.abs(at_zero)))
     assert moved_by > 0.1 and int(stats["nfe"][0]) == 2
