@@ -21,6 +21,7 @@ from ml_collections import config_flags
 from experiments import cli
 from experiments.configs.vapo import toy2d as vapo_toy2d
 from jaxgen.methods import vapo
+from jaxgen.methods.common import ConfigError, replace_fields
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = "experiments/configs/vapo/toy2d.py"
@@ -84,6 +85,8 @@ BAD = [
     ("--config.train.log_every=0", "config.train.log_every"),
     ("--config.train.num_devices=9", "config.train.num_devices"),
     ("--config.eval.num_samples=0", "config.eval.num_samples"),
+    ("--config.sample.t_end=inf", "config.sample.t_end"),  # passes `> 0`, but not finite
+    ("--config.method.sigma=nan", "config.method.sigma"),
 ]
 
 
@@ -91,6 +94,14 @@ BAD = [
 def test_bad_override_is_one_line_naming_the_field(monkeypatch, capsys, override, field):
     line = _one_error_line(monkeypatch, capsys, override)
     assert field in line
+
+
+def test_non_finite_values_are_refused_as_not_finite():
+    """inf passes a `> 0` check and nan fails every comparison with a misleading reason: both
+    are one `ConfigError` saying the field must be finite."""
+    for field, value in (("sample.t_end", float("inf")), ("method.sigma", float("nan"))):
+        with pytest.raises(ConfigError, match=rf"{field}=(inf|nan): must be finite"):
+            replace_fields(vapo.Config(), {field: value})
 
 
 def test_batch_error_states_the_device_count(monkeypatch, capsys):

@@ -9,6 +9,7 @@ renamed on 2026-12-07 name their new name, `RENAMED_FIELDS`), `config_to_dict` a
 """
 
 import dataclasses
+import math
 import typing
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -34,18 +35,20 @@ def validate(section, ranges: dict, choices: dict | None = None) -> None:
             raise FieldError(name, getattr(section, name), f"choose one of {list(allowed)}")
 
 
-def checked(default, ok: Callable[[Any], bool], why: str = "out of range"):
+def checked(default, ok: Callable[[Any], bool], why: str = "out of range", *, finite=False):
     """A section field whose value must pass `ok`, else `FieldError(name, value, why)`; the
-    check lives beside the field and `Section` runs it."""
-    return dataclasses.field(default=default, metadata={"ok": ok, "why": why})
+    check lives beside the field and `Section` runs it. `finite`: a float value must also be
+    finite (inf passes a `> 0` test; nan fails every comparison, with a misleading reason),
+    else `FieldError(name, value, "must be finite")`."""
+    return dataclasses.field(default=default, metadata={"ok": ok, "why": why, "finite": finite})
 
 
 def positive(default, why: str = "must be > 0"):
-    return checked(default, lambda v: v > 0, why)
+    return checked(default, lambda v: v > 0, why, finite=True)
 
 
 def at_least(lo, default, why: str = ""):
-    return checked(default, lambda v: v >= lo, why or f"must be >= {lo}")
+    return checked(default, lambda v: v >= lo, why or f"must be >= {lo}", finite=True)
 
 
 def each_at_least(lo, default, why: str = "", *, empty: bool = False):
@@ -70,8 +73,10 @@ class Section:
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
-            ok = f.metadata.get("ok")
-            if ok is not None and not ok(getattr(self, f.name)):
+            ok, value = f.metadata.get("ok"), getattr(self, f.name)
+            if f.metadata.get("finite") and isinstance(value, float) and not math.isfinite(value):
+                raise FieldError(f.name, value, "must be finite")
+            if ok is not None and not ok(value):
                 raise FieldError(f.name, getattr(self, f.name), f.metadata["why"])
         self.cross_checks()
 
