@@ -85,25 +85,32 @@ def _loop_computations(comps: dict) -> set:
     return loop
 
 
-def collectives(hlo: str) -> dict:
-    """`{kind: {"count": n, "bytes": total result bytes, "in_loop": n}}` of the collectives in an
-    HLO module (an async `-start` counts once; its `-done` is not counted). `in_loop` counts
-    those inside a while loop's body: they run once per iteration, not once per step."""
+def _collective_ops(hlo: str):
+    """Each collective of an HLO module as `(kind, result shapes, the rest of its line, in a
+    loop)`, an async `-start` once (its `-done` not at all); `in a loop`: inside a while loop's
+    body, so it runs once per iteration, not once per step."""
     kinds = "|".join(COLLECTIVES)
-    line = re.compile(rf"^\s*(?:ROOT )?\S+ = (.*?) ({kinds})(?:-start)?\(", re.M)
+    line = re.compile(rf"^\s*(?:ROOT )?\S+ = (.*?) ({kinds})(?:-start)?\((.*)$", re.M)
     comps = _computations(hlo) or {"": hlo}
     loop = _loop_computations(comps)
-    out = {}
     for name, text in comps.items():
-        for shapes, kind in line.findall(text):
-            total = 0
-            for dtype, dims in re.findall(r"\b([a-z]+\d*)\[([\d,]*)\]", shapes):
-                n = int(np.prod([int(d) for d in dims.split(",") if d])) if dims else 1
-                total += n * DTYPE_BYTES.get(dtype, 4)
-            entry = out.setdefault(kind, {"count": 0, "bytes": 0, "in_loop": 0})
-            entry["count"] += 1
-            entry["bytes"] += total
-            entry["in_loop"] += name in loop
+        for shapes, kind, rest in line.findall(text):
+            yield kind, shapes, rest, name in loop
+
+
+def collectives(hlo: str) -> dict:
+    """`{kind: {"count": n, "bytes": total result bytes, "in_loop": n}}` of the collectives in an
+    HLO module (`_collective_ops`)."""
+    out = {}
+    for kind, shapes, _, in_loop in _collective_ops(hlo):
+        total = 0
+        for dtype, dims in re.findall(r"\b([a-z]+\d*)\[([\d,]*)\]", shapes):
+            n = int(np.prod([int(d) for d in dims.split(",") if d])) if dims else 1
+            total += n * DTYPE_BYTES.get(dtype, 4)
+        entry = out.setdefault(kind, {"count": 0, "bytes": 0, "in_loop": 0})
+        entry["count"] += 1
+        entry["bytes"] += total
+        entry["in_loop"] += in_loop
     return out
 
 
@@ -111,18 +118,15 @@ def loop_collective_sources(hlo: str) -> list[str]:
     """Each collective inside a while loop's body, as "kind shapes op_name [(file:line)]" from its
     HLO metadata (the source line where XLA keeps it inline): which operation of the traced
     program is reduced once per loop iteration."""
-    kinds = "|".join(COLLECTIVES)
-    line = re.compile(rf"^\s*(?:ROOT )?\S+ = (.*?) ({kinds})(?:-start)?\((.*)$", re.M)
     meta = re.compile(r'op_name="([^"]*)"(?:.*?source_file="([^"]*)" source_line=(\d+))?')
-    comps = _computations(hlo) or {"": hlo}
-    loop = _loop_computations(comps)
     found = []
-    for name in sorted(loop & comps.keys()):
-        for shapes, kind, rest in line.findall(comps[name]):
-            m = meta.search(rest)
-            where = m.group(1) if m else "(no metadata)"
-            where += f" ({m.group(2)}:{m.group(3)})" if m and m.group(2) else ""
-            found.append(f"{kind} {shapes} {where}")
+    for kind, shapes, rest, in_loop in _collective_ops(hlo):
+        if not in_loop:
+            continue
+        m = meta.search(rest)
+        where = m.group(1) if m else "(no metadata)"
+        where += f" ({m.group(2)}:{m.group(3)})" if m and m.group(2) else ""
+        found.append(f"{kind} {shapes} {where}")
     return found
 
 
@@ -133,7 +137,7 @@ def _placed(tree, shardings):
 
 
 def _analysis(compiled, seconds: float) -> dict:
-    mem = compiled.memory_analysis()
+    mem, hlo = compiled.memory_analysis(), compiled.as_text()
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, list | tuple) else cost
     return {
@@ -144,8 +148,8 @@ def _analysis(compiled, seconds: float) -> dict:
         "temp_mib": mem.temp_size_in_bytes / 2**20,
         "code_mib": mem.generated_code_size_in_bytes / 2**20,
         "tflop_per_chip": float(cost.get("flops", float("nan"))) / 1e12,
-        "collectives": collectives(compiled.as_text()),
-        "collectives_in_loop": loop_collective_sources(compiled.as_text()),
+        "collectives": collectives(hlo),
+        "collectives_in_loop": loop_collective_sources(hlo),
     }
 
 

@@ -77,7 +77,7 @@ class Section:
             if f.metadata.get("finite") and isinstance(value, float) and not math.isfinite(value):
                 raise FieldError(f.name, value, "must be finite")
             if ok is not None and not ok(value):
-                raise FieldError(f.name, getattr(self, f.name), f.metadata["why"])
+                raise FieldError(f.name, value, f.metadata["why"])
         self.cross_checks()
 
     def cross_checks(self) -> None:
