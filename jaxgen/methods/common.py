@@ -49,6 +49,7 @@ from jaxgen.methods.config import (  # noqa: F401 (re-exported: the recipes' one
     positive,
     renamed_message,
     replace_fields,
+    section_differences,
     validate,
 )
 from jaxgen.optim import DECAYS, OPTIMIZERS, ModelState, init_model_state, make_optimizer

@@ -5,7 +5,8 @@ A section subclasses `Section` and declares each field's own check beside it (`c
 rules that tie fields together. `config_from_dict` builds a Config from plain nested dicts
 (unknown fields and impossible values are one-line `ConfigError`s naming the full path; fields
 renamed on 2026-12-07 name their new name, `RENAMED_FIELDS`), `config_to_dict` and
-`replace_fields` go back. Re-exported by `jaxgen.methods.common`.
+`replace_fields` go back; `section_differences` names the fields in which two sections differ.
+Re-exported by `jaxgen.methods.common`.
 """
 
 import dataclasses
@@ -33,6 +34,18 @@ def validate(section, ranges: dict, choices: dict | None = None) -> None:
     for name, allowed in (choices or {}).items():
         if getattr(section, name) not in allowed:
             raise FieldError(name, getattr(section, name), f"choose one of {list(allowed)}")
+
+
+def section_differences(mine, theirs, mine_name: str, theirs_name: str) -> str:
+    """Every field in which two config sections (dataclasses of one type) differ, as
+    "`mine_name`.k=… but `theirs_name`.k=…" joined by "; " (the empty string when none)."""
+    diff = [
+        f.name for f in dataclasses.fields(mine) if getattr(mine, f.name) != getattr(theirs, f.name)
+    ]
+    return "; ".join(
+        f"{mine_name}.{k}={getattr(mine, k)!r} but {theirs_name}.{k}={getattr(theirs, k)!r}"
+        for k in diff
+    )
 
 
 def checked(default, ok: Callable[[Any], bool], why: str = "out of range", *, finite=False):

@@ -7,7 +7,6 @@ A base is reparameterised by standard normal noise ε (thesis eq. 4.18): ε = {"
 must give the map ε → (x, z), and for the public code's form of the energy the joint log p(x, z).
 """
 
-import dataclasses
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -34,18 +33,6 @@ class TiltBase(NamedTuple):
     log_joint: Callable[..., jax.Array] | None
     log_prob: Callable[..., jax.Array] | None
     frozen_from: Callable[[Any], Any]
-
-
-def section_differences(mine, theirs, mine_name: str, theirs_name: str) -> str:
-    """Every field in which two config sections (dataclasses of one type) differ, as
-    "`mine_name`.k=… but `theirs_name`.k=…" joined by "; " (the empty string when none)."""
-    diff = [
-        f.name for f in dataclasses.fields(mine) if getattr(mine, f.name) != getattr(theirs, f.name)
-    ]
-    return "; ".join(
-        f"{mine_name}.{k}={getattr(mine, k)!r} but {theirs_name}.{k}={getattr(theirs, k)!r}"
-        for k in diff
-    )
 
 
 def draw_eps(base: TiltBase, key, num: int, *, skip: tuple[str, ...] = ()) -> dict:

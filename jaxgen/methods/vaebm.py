@@ -48,9 +48,10 @@ from jaxgen.methods.common import (
     one_of,
     positive,
     sample_shape,
+    section_differences,
     validate,
 )
-from jaxgen.methods.tilt_base import TiltBase, draw_eps, glf_base, section_differences, vae_base
+from jaxgen.methods.tilt_base import TiltBase, draw_eps, glf_base, vae_base
 from jaxgen.nn import ScalarMLP
 from jaxgen.nn.conv_energy import check_image_size
 from jaxgen.nn.tilt_energy import SMALL_VAE, TiltEnergy
