@@ -3,14 +3,22 @@ base run, which of its checkpoints, its config checked against this run's, and i
 without a finished base run. A mixin of `experiments.experiment.Experiment`: `self` is the
 run's `Experiment` (`c`, `rc`, `caps`)."""
 
-import json
+import hashlib
 from pathlib import Path
 
 import ml_collections
 
 from experiments.configs.common import base_config, set_recipe_sections
-from experiments.run_files import BASE_CONFIG, BASE_RUN, load_saved_config, workdir_paths
+from experiments.run_files import (
+    BASE_CONFIG,
+    BASE_RUN,
+    load_saved_config,
+    save_json,
+    workdir_paths,
+)
 from jaxgen.methods.common import ConfigError
+from jaxgen.parallel import agreed
+from jaxgen.train.lock import lock_holder
 
 
 class BaseStageRun:
@@ -73,7 +81,11 @@ class BaseStageRun:
         where = f"config.method.base_workdir={self.base_workdir!r}"
         if not path.exists():
             raise ConfigError(f"{where}: no {path} (not a finished jaxgen run?)")
-        return self._checked_base(load_saved_config(path), str(path), where)
+        try:
+            base_c = load_saved_config(path)
+        except (ValueError, OSError) as e:  # cut short, emptied, not JSON
+            raise ConfigError(f"{where}: {_damaged_config(path, e)}") from None
+        return self._checked_base(base_c, str(path), where)
 
     def default_base_experiment(self):
         """The `Experiment` of the base stage's `default_config` (shapes only, never trained
@@ -117,14 +129,54 @@ class BaseStageRun:
 
     def restore_base(self):
         """`(base Experiment, its state)` for `init(base=...)`: checkpoint `method.base_step`
-        of the run in `method.base_workdir` (-1: the newest readable one), or `(None, None)` for
-        a recipe without a base stage. An empty `method.base_workdir` is one `ConfigError`
-        (`require_base_run`: training without the base would build on nothing)."""
-        if self.caps.base_stage is None:
+        of the run in `method.base_workdir` (-1: the newest readable one, which must be
+        finished and idle: `_check_base_finished`), or `(None, None)` for a recipe without a
+        base stage. An empty `method.base_workdir` is one `ConfigError` (`require_base_run`:
+        training without the base would build on nothing)."""
+        base = self.check_base_ready()
+        if base is None:
             return None, None
+        state = self._restore_base_state(base)
+        if self.base_step < 0:  # an unreadable newest checkpoint was skipped
+            self._check_base_finished(base, int(state.step))
+        return base, state
+
+    def check_base_ready(self):
+        """The base run's `Experiment` once its config reads and (`method.base_step` -1) it is
+        finished and idle, else one `ConfigError`; None for a recipe without a base stage.
+        Cheap (no state is read): `train` calls it before it writes anything."""
+        if self.caps.base_stage is None:
+            return None
         self.require_base_run()
         base = self.base_experiment()
-        return base, self._restore_base_state(base)
+        if self.base_step < 0:  # the newest: the base must be finished and idle
+            agreed(lambda: self._check_base_finished(base), "checking the base run")
+        return base
+
+    def _check_base_finished(self, base, step: int | None = None) -> None:
+        """One `ConfigError` when the base run is still training (a live process holds its
+        workdir lock; probed only without `step`) or its newest checkpoint (`step`: the one
+        restored) is below its own `train.num_steps`: either would build the stage on a base
+        that is still changing. `method.base_step=N` names a checkpoint instead."""
+        workdir = self.base_workdir
+        holder = lock_holder(workdir) if step is None else None
+        if holder is not None:
+            who = f"pid {holder['pid']}" if holder.get("pid") else "another process"
+            who += f" on {holder['host']}" if holder.get("host") not in (None, "?") else ""
+            raise ConfigError(
+                f"the base run in {workdir} is still training ({who}); wait for it or name a "
+                "step with --config.method.base_step=N"
+            )
+        num_steps = base.c.get("train", {}).get("num_steps")
+        if step is None:
+            step = _newest_step(base, workdir)
+        if num_steps is None or step is None or step >= int(num_steps):
+            return
+        raise ConfigError(
+            f"the base run in {workdir} is unfinished: its newest readable checkpoint is step "
+            f"{step} of train.num_steps={num_steps}; finish training it, or name a step with "
+            f"--config.method.base_step={step}"
+        )
 
     def _restore_base_state(self, base):
         """The base run's state at `method.base_step`: the newest readable checkpoint (-1), or
@@ -152,10 +204,9 @@ class BaseStageRun:
 
     def save_base_config(self, base, workdir: str, *, step: int | None = None) -> None:
         """Keep the base run's config beside this run's, so its checkpoints restore without it;
-        with `step`, record the base run and the checkpoint step used in `DIR/base_run.json`."""
-        path = Path(workdir) / BASE_CONFIG
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(base.c.to_dict(), indent=1, default=str))
+        with `step`, record the base run, the checkpoint step used, and that checkpoint's
+        directory and `checkpoint_digest` in `DIR/base_run.json`."""
+        save_json(Path(workdir) / BASE_CONFIG, base.c.to_dict())
         if step is not None:
             record = {
                 "recipe": base.c.recipe,
@@ -163,4 +214,49 @@ class BaseStageRun:
                 "base_step": self.base_step,
                 "step": int(step),
             }
-            (Path(workdir) / BASE_RUN).write_text(json.dumps(record, indent=1) + "\n")
+            found = base_checkpoint(self.base_workdir, int(step))
+            if found is not None:  # which files it was: a later run can check they are the same
+                record.update(checkpoint=str(found), sha256=checkpoint_digest(found))
+            save_json(Path(workdir) / BASE_RUN, record)
+
+
+def _newest_step(base, workdir: str) -> int | None:
+    """The newest checkpoint step in the base run's `checkpoints/` (None: none there)."""
+    ckpt = workdir_paths(workdir)["ckpt"]
+    if not ckpt.is_dir():
+        return None
+    store = base.checkpoints(ckpt, workdir)
+    try:
+        return store.latest_step()
+    finally:
+        store.close()
+
+
+def _damaged_config(path, e: Exception) -> str:
+    """One line for the base run's config `path` that cannot be read (`e`), naming the file
+    and whose config it is."""
+    text = str(e).splitlines()[0] if str(e) else type(e).__name__
+    text = text if str(path) in text else f"{path}: {text}"
+    return text if "base run" in text else f"the base run's config is damaged: {text}"
+
+
+def base_checkpoint(workdir: str, step: int) -> Path | None:
+    """The directory of checkpoint `step` of the run in `workdir`: in its `checkpoints/`, else
+    its `best/` (the order `method.base_step` looks in); None when neither has it."""
+    paths = workdir_paths(workdir)
+    for directory in (paths["ckpt"], paths["root"] / "best"):
+        if (directory / str(step)).is_dir():
+            return directory / str(step)
+    return None
+
+
+def checkpoint_digest(directory) -> str:
+    """SHA-256 over a checkpoint directory's files in sorted order: each one's relative path,
+    size and bytes. The same files give the same digest, whichever machine reads them."""
+    directory, h = Path(directory), hashlib.sha256()
+    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+        h.update(f"{path.relative_to(directory).as_posix()}\0{path.stat().st_size}\0".encode())
+        with open(path, "rb") as f:
+            for chunk in iter(lambda f=f: f.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()

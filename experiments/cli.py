@@ -6,10 +6,10 @@ turns them into `error: ...` and exit status 2 (`run_main`).
 """
 
 import errno
-import json
 import logging
 import re
 import sys
+import traceback
 from pathlib import Path
 
 import jax
@@ -17,7 +17,9 @@ import ml_collections
 from absl import flags
 from ml_collections import config_flags
 
+from experiments import cluster
 from experiments.experiment import Experiment, SamplerError, workdir_paths
+from experiments.run_files import check_workdir, save_json
 
 __all__ = [
     "USER_ERRORS",
@@ -31,7 +33,7 @@ __all__ = [
 from jaxgen.data import DATASET_NAMES, IMAGE_NAMES, TOY2D_NAMES, example_shape
 from jaxgen.data.images import DatasetMissingError
 from jaxgen.methods.common import RENAMED_FIELDS, ConfigError, renamed_message
-from jaxgen.parallel import ClusterError, initialize_distributed
+from jaxgen.parallel import ClusterError
 from jaxgen.train.checkpoint import CheckpointError
 from jaxgen.train.lock import WorkdirLockedError
 from jaxgen.train.loop import NonFiniteError
@@ -60,7 +62,18 @@ def define_common_flags() -> None:
 def parse_flags(argv: list[str], *, cluster: bool = True) -> Experiment:
     """Parse `argv` into the run's `Experiment` (its ConfigDict is `.c`); raises `ConfigError`
     naming the field on any bad flag or config field. `cluster=False` (sample, evaluate: one
-    process) ignores `train.multihost`, so a training command line can be reused."""
+    process) ignores `train.multihost`, so a training command line can be reused. A multi-host
+    config joins its cluster here (`parse_config` parses without joining)."""
+    c = parse_config(argv, cluster=cluster)
+    try:
+        return experiment(c)
+    except (AttributeError, KeyError) as e:  # a field the config lacks
+        raise ConfigError(_unknown_field_message(e, argv)) from None
+
+
+def parse_config(argv: list[str], *, cluster: bool = True) -> ml_collections.ConfigDict:
+    """`argv` parsed into the run's ConfigDict (the smoke variant with `runlocal`), without
+    building the `Experiment` or joining a cluster; `ConfigError` naming a bad flag."""
     path = _config_path(argv)
     if path is not None:
         _check_config_file(path)
@@ -73,13 +86,15 @@ def parse_flags(argv: list[str], *, cluster: bool = True) -> Experiment:
             raise ConfigError(f"config file {path}: {_first_line(e)}") from None
         if FLAGS.config is None:
             raise ConfigError("--config is required")
+        if FLAGS.workdir is not None:
+            check_workdir(FLAGS.workdir)
         config = FLAGS.config
         if config.runlocal:
             config = _smoke_keeping_overrides(config, argv)
         if not cluster:
             config.train.multihost = False
             config.train.coordinator, config.train.num_processes = "", 0
-        return experiment(config)
+        return config
     except (AttributeError, KeyError) as e:  # an override names a field the config lacks
         raise ConfigError(_unknown_field_message(e, argv)) from None
     except flags.Error as e:
@@ -126,10 +141,17 @@ def run_main(fn) -> None:
     _drop_closed_loop_noise()
     try:
         fn()
-    except OSError as e:
-        _die(_os_error_line(e))
-    except USER_ERRORS as e:
-        _die(str(e).splitlines()[0] if str(e) else type(e).__name__)
+    except Exception as e:  # noqa: BLE001 - sorted below; anything else is re-raised
+        if line := cluster.peer_lost_line(e):
+            _die(line)
+        if isinstance(e, OSError):
+            _die(_os_error_line(e))
+        if isinstance(e, USER_ERRORS):
+            _die(str(e).splitlines()[0] if str(e) else type(e).__name__)
+        if jax.distributed.is_initialized():  # no shutdown barrier waiting for the others
+            traceback.print_exc()
+            cluster.exit_now(1)
+        raise
 
 
 def _os_error_line(e: OSError) -> str:
@@ -230,6 +252,8 @@ def _get(config, path: str):
 
 def _die(message: str) -> None:
     print(f"error: {message}", file=sys.stderr)
+    if jax.distributed.is_initialized():
+        cluster.exit_now(2)
     sys.exit(2)
 
 
@@ -282,7 +306,7 @@ def experiment(c: ml_collections.ConfigDict) -> Experiment:
             "config.train.multihost=True: each process would train alone"
         )
     if c.train.multihost:  # before anything asks JAX for its devices
-        initialize_distributed(c.train.coordinator, c.train.num_processes, c.train.process_id)
+        cluster.join(c)
     _check(
         c.data.name in DATASET_NAMES,
         "data.name",
@@ -324,7 +348,8 @@ def experiment(c: ml_collections.ConfigDict) -> Experiment:
         "choose auto, bar, lines or off",
     )
     _check(c.train.max_nonfinite > 0, "train.max_nonfinite", c.train.max_nonfinite, "must be > 0")
-    _check(c.eval.num_samples > 0, "eval.num_samples", c.eval.num_samples, "must be > 0")
+    for f in ("num_samples", "batch_size", "round_size"):
+        _check(c.eval[f] > 0, f"eval.{f}", c.eval[f], "must be > 0")
     try:
         return Experiment(c)
     except ValueError as e:
@@ -339,6 +364,5 @@ def as_experiment(config) -> Experiment:
 
 
 def save_config(c, workdir: str) -> None:
-    path = Path(workdir) / "config.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(c.to_dict(), indent=1, default=str))
+    """Write the run's `config.json` (atomically: a cut-short record is never left)."""
+    save_json(Path(workdir) / "config.json", c.to_dict())

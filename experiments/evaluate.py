@@ -7,7 +7,9 @@ sampler statistics, checkpoint step, feature network) and `DIR/eval/metrics.md`.
 
 A missing or bad FID weights file (`eval.inception_weights` / `$JAXGEN_INCEPTION_WEIGHTS`)
 disables FID with one warning line and the other metrics still run; missing data that a chosen
-metric needs stops the evaluation before any sample is drawn.
+metric needs, or a config that is not the run's (`experiments.resume.check_sampling`;
+`--config.eval.allow_changes` accepts a deliberate change), stops the evaluation before any
+sample is drawn.
 """
 
 import json
@@ -20,6 +22,7 @@ import numpy as np
 from experiments import cli, evaluators
 from experiments import protocol as protocol_lib
 from experiments.experiment import Experiment
+from experiments.resume import checked_restore
 from jaxgen.data import IMAGE_NAMES, OOD_NAMES, check_images_available
 from jaxgen.methods.common import ConfigError, config_to_dict
 from jaxgen.metrics.inception_weights import InceptionWeightsError
@@ -109,7 +112,8 @@ def evaluate(config, workdir: str, *, seed: int = 1, step: int | None = None) ->
     metrics = chosen_metrics(exp)
     if not exp.toy2d:
         check_data(c, metrics)  # before the checkpoint is read or any sample drawn
-    state, _ = exp.restore_latest(workdir, step)
+    # the run the config describes (`check_sampling`), before anything is drawn or written
+    state, _ = checked_restore(exp, workdir, step, what="evaluate")
     out = eval_dir(workdir, step)
     out.mkdir(parents=True, exist_ok=True)
     protocol = {

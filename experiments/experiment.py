@@ -165,10 +165,20 @@ class Experiment(BaseStageRun):
 
     def _load_fit(self, workdir: str, say=print) -> dict:
         """The run's data fit from `DIR/data_fit.npz`; refitted on the training data (the fit
-        is deterministic) and rewritten, with one line, when that file is gone."""
+        is deterministic) and rewritten, with one line, when that file is gone. A fit holding
+        NaN or Inf is one `CheckpointError` naming the file, the field and the fix."""
         path = Path(workdir) / DATA_FIT
         if path.exists():
-            return load_fields(path)
+            fields = load_fields(path)
+            for name, value in fields.items():
+                bad = np.size(value) - np.isfinite(value).sum() if value.dtype.kind in "fc" else 0
+                if bad:
+                    raise CheckpointError(
+                        f"{path}: the data fit's field {name!r} has {bad} non-finite value(s); "
+                        "delete the file: the next command refits it bit-identically on the "
+                        "training data"
+                    )
+            return fields
         say(f"{path} is missing: refitting {', '.join(self.fixed_fields)} on the training data")
         fitted = self.fit_data(self.stream())
         if is_primary():

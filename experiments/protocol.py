@@ -4,7 +4,9 @@ Samples are drawn in rounds of `eval.round_size`; each round is quantised to 8 b
 convention: (x+1)/2 clipped to [0, 1], ×255, rounded), its features are computed, and the round
 is written to `eval/rounds_<fingerprint>/round_XXXX.npz` before the next one starts. A resumed
 `evaluate` reuses the finished rounds of the same protocol (checkpoint step, seed, sample count,
-round size, EMA, sampler, feature network) and draws only the missing ones.
+round size, EMA, sampler, feature network) and draws only the missing ones. A damaged round, or
+damaged cached reference statistics, is one line naming the file: delete it (or move it aside)
+and the same command recomputes it; nothing is deleted for you.
 
 Feature networks: the project's extractors for `fashion_mnist` and `digits` ("fd_<dataset>"),
 the FID Inception-v3 for the other image sets ("fid", when its weights file is present). With
@@ -21,8 +23,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from experiments.image_eval import split_images
+from experiments.run_files import save_json
 from jaxgen.data.pipeline import to_unit_range
-from jaxgen.io import atomic_write
+from jaxgen.io import atomic_savez, atomic_write, load_side_npy, load_side_npz
+from jaxgen.methods.common import ConfigError
 from jaxgen.metrics import (
     CHECK_EXTRACTORS,
     FEATURE_EXTRACTORS,
@@ -36,6 +40,17 @@ from jaxgen.metrics import (
     precision_recall,
     save_stats,
 )
+
+# the fix for a damaged round or reference file: each is recomputed when it is missing
+RECOMPUTED = "delete it (or move it aside): the same command recomputes it"
+
+
+def check_eval_sizes(c) -> None:
+    """One `ConfigError` naming the field when `eval.batch_size` or `eval.round_size` is not
+    a positive count (0 divided the rounds, or stepped a chunk loop by nothing)."""
+    for field in ("batch_size", "round_size"):
+        if not c.eval[field] > 0:
+            raise ConfigError(f"config.eval.{field}={c.eval[field]!r}: must be > 0")
 
 
 def feature_network(c):
@@ -134,10 +149,10 @@ def sample_rounds(
     features in that network (`protocol` must then name it, so such rounds get their own
     fingerprint)."""
     c = exp.c
+    check_eval_sizes(c)
     fingerprint = hashlib.sha256(json.dumps(protocol, sort_keys=True).encode()).hexdigest()[:12]
     rdir = out / f"rounds_{fingerprint}"
-    rdir.mkdir(parents=True, exist_ok=True)
-    (rdir / "protocol.json").write_text(json.dumps(protocol, indent=1, default=str))
+    save_json(rdir / "protocol.json", protocol)
     n, size = c.eval.num_samples, c.eval.round_size
     results = RoundResults(keep=c.eval.kid_reference_max)
     for r in tqdm(range(-(-n // size)), desc="eval rounds", disable=None):
@@ -153,15 +168,15 @@ def sample_rounds(
                 arrays["features"], arrays["logits"] = net.features_and_logits(images)
             if check is not None:
                 arrays["check_features"] = check.features(images)
-            atomic_write(path, lambda f, a=arrays: np.savez(f, **a))
-        with np.load(path) as z:
-            results.add({k: z[k] for k in z.files})
+            atomic_savez(path, arrays)
+        results.add(load_side_npz(path, "an evaluation round", RECOMPUTED))
     return results
 
 
 def reference(c, net, out: Path):
     """`(ReferenceStats, features subset for KID / precision-recall)` of the reference split
-    (`eval.reference_split`), computed once and cached next to the evaluation."""
+    (`eval.reference_split`), computed once and cached next to the evaluation (both files
+    again when either is missing; a damaged one is one line naming it)."""
     split = c.eval.reference_split
     classes = "".join(f"_c{k}" for k in c.data.get("classes", ()))  # a class subset's own
     limit = c.data.get("train_limit", 0)
@@ -174,8 +189,8 @@ def reference(c, net, out: Path):
         keep = np.random.default_rng(0).permutation(len(feats))[: c.eval.kid_reference_max]
         atomic_write(feats_path, lambda f: np.save(f, feats[keep]))
         save_stats(stats_path, mu, sigma, len(feats), net.name, net.hash)
-    ref = load_stats(stats_path, expect_extractor=net.name, expect_hash=net.hash)
-    return ref, np.load(feats_path)
+    ref = load_stats(stats_path, expect_extractor=net.name, expect_hash=net.hash, fix=RECOMPUTED)
+    return ref, load_side_npy(feats_path, "the reference-features file", RECOMPUTED)
 
 
 def distances(c, net, stats: FeatureStats, feats, ref_dir: Path) -> dict:

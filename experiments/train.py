@@ -14,6 +14,7 @@ import contextlib
 import itertools
 import os
 import signal
+import socket
 import sys
 import time
 from functools import partial
@@ -21,14 +22,15 @@ from functools import partial
 import jax
 from absl import flags
 
-from experiments import cli
+from experiments import cli, supervise
+from experiments.experiment import Experiment
 from experiments.resume import check_resume, recorded_identity, run_identity
 from experiments.sampling import sample_figure
 from experiments.selection import selection_hook
 from jaxgen.methods.common import check_inputs
 from jaxgen.parallel import agreed, any_process, is_primary, preemption_point
 from jaxgen.train.checkpoint import UnreadableCheckpointError
-from jaxgen.train.lock import WorkdirLock, WorkdirLockedError
+from jaxgen.train.lock import WorkdirLock, WorkdirLockedError, describe_holder, lock_holder
 from jaxgen.train.logging import MetricsWriter
 from jaxgen.train.loop import Interrupted, TrainPlan, fit
 
@@ -65,10 +67,45 @@ def train(config, workdir: str, *, progress=None, received=None):
     `jaxgen.train.loop.Interrupted` is raised; multi-host runs stop at JAX's preemption sync
     point instead. `progress`: see `jaxgen.train.loop.progress_mode` (default
     `train.progress`)."""
-    exp = cli.as_experiment(config)
-    exp.require_base_run()  # a stage without its base run: one ConfigError, before any work
-    with _workdir_lock(workdir):
+    c = config.c if isinstance(config, Experiment) else config
+    with contextlib.ExitStack() as held:
+        joining = c.train.multihost and not jax.distributed.is_initialized()
+        if joining:  # before the cluster is joined: a duplicate launch never reaches it
+            held.callback(_process_lock(workdir, c.train).release)
+        exp = cli.as_experiment(config)  # a multi-host config joins its cluster here
+        exp.require_base_run()  # a stage without its base run: one ConfigError, before any work
+        if not (joining and c.train.coordinator):  # else process 0 holds `.lock` already
+            held.enter_context(_workdir_lock(workdir))
         return _train_locked(exp, workdir, progress, received)
+
+
+def process_lock_name(t) -> str:
+    """The lock file a process of a multi-host run (`train` section `t`) holds before it joins
+    the cluster: process 0 holds the workdir's `.lock`, process k `.lock.process{k}`, and a
+    process of an auto-detected cluster (index unknown before joining) `.lock.host-{hostname}`.
+    A second launch of the same job finds its own process's lock held and stops at once,
+    before it could reach the live job's coordinator (which would abort the live job)."""
+    if not t.coordinator:
+        return f".lock.host-{socket.gethostname()}"
+    return ".lock" if t.process_id == 0 else f".lock.process{t.process_id}"
+
+
+def _process_lock(workdir, t) -> WorkdirLock:
+    """The lock a multi-host process (`train` section `t`) takes before joining, taken; process
+    0's records the cluster's address. Process k > 0 also stops when the workdir's `.lock` is
+    held by something other than a process 0 of this cluster (a one-process trainer, another
+    job), which process 0 would stop at, leaving k waiting for it."""
+    say = print if t.process_id <= 0 else (lambda *a, **k: None)  # process 0 prints
+    lock = WorkdirLock(workdir, name=process_lock_name(t), info={"cluster": t.coordinator}, say=say)
+    lock.acquire()
+    holder = lock_holder(workdir) if t.coordinator and t.process_id > 0 else None
+    if holder is not None and holder.get("cluster") != t.coordinator:
+        lock.release()
+        raise WorkdirLockedError(
+            f"{workdir} is in use by {describe_holder(holder)}, not by process 0 of this run "
+            f"({t.coordinator}); stop that run or use another --workdir"
+        )
+    return lock
 
 
 @contextlib.contextmanager
@@ -106,6 +143,8 @@ def _train_locked(exp, workdir, progress, received):
                 "--config.train.num_steps to train longer"
             )
             return resumed[0]
+        if resumed is None:  # a new stage: its base checks out before anything is written
+            exp.check_base_ready()
         return _fit(exp, store, workdir, resumed, progress, received, say)
     finally:
         store.close()
@@ -254,14 +293,19 @@ def _placed(abstract, sharding):
 
 
 def main(argv):
+    supervise.adopt_stderr()
+
     def run():
-        exp = cli.parse_flags(argv)
-        if flags.FLAGS.workdir is None:
+        c = cli.parse_config(argv)
+        workdir = flags.FLAGS.workdir
+        if workdir is None:
             raise cli.ConfigError("--workdir is required")
-        multihost = jax.process_count() > 1
-        with stop_on_signals(multihost=multihost) as received:
+        if c.train.multihost and not supervise.supervised():
+            # the run goes on in a child process whose C++ runtime output goes to a log file
+            sys.exit(supervise.run_supervised(argv, "experiments.train", workdir, c.train))
+        with stop_on_signals(multihost=c.train.multihost) as received:
             try:
-                train(exp, flags.FLAGS.workdir, received=received)
+                train(c, workdir, received=received)
             except Interrupted as e:  # preempted or Ctrl-C: saved; exit 128 + signal number
                 signum = received() or signal.SIGTERM  # multi-host: JAX caught a SIGTERM
                 if is_primary():

@@ -296,7 +296,14 @@ def test_base_step_picks_the_base_checkpoint_and_is_recorded(tmp_path, tilt_reci
     ):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     record = json.loads((wd / "base_run.json").read_text())
-    assert record == {"recipe": "gan2d", "workdir": str(base_wd), "base_step": 1, "step": 1}
+    digest = record.pop("sha256")  # of checkpoint 1's files (tests/test_run_checks.py)
+    assert len(digest) == 64 and record == {
+        "recipe": "gan2d",
+        "workdir": str(base_wd),
+        "base_step": 1,
+        "step": 1,
+        "checkpoint": str(base_wd / "checkpoints" / "1"),
+    }
     store = base_exp.checkpoints(base_wd / "best", str(base_wd), max_to_keep=1)
     store.save(1, step1, {"recipe": "gan2d"})  # model selection kept step 1 ...
     store.close()

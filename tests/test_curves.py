@@ -28,18 +28,29 @@ def test_curves_of_the_headline_metrics_and_of_two_runs(tmp_path):
     assert out.stat().st_size > 0
 
 
-def test_curves_bad_input_is_one_line(tmp_path):
+def _error(monkeypatch, capsys, argv) -> str:
+    """The one `error: ...` line (exit status 2) that `curves.main(argv)` prints."""
+    monkeypatch.setattr("jaxgen.runtime.reuse_host_memory", lambda: None)
+    with pytest.raises(SystemExit) as e:
+        curves.main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and err.startswith("error: "), err
+    return err
+
+
+def test_curves_bad_input_is_one_line(tmp_path, monkeypatch, capsys):
     wd = _run(tmp_path)
-    with pytest.raises(SystemExit, match=r"no run logged \['nope'\]; the logged metrics are"):
-        curves.main(["--workdir", str(wd), "--keys", "nope"])
-    with pytest.raises(SystemExit, match="metrics.jsonl does not exist"):
-        curves.main(["--workdir", str(tmp_path / "none"), "--keys", "loss_d"])
+    err = _error(monkeypatch, capsys, ["--workdir", str(wd), "--keys", "nope"])
+    assert "no run logged ['nope']; the logged metrics are" in err
+    err = _error(monkeypatch, capsys, ["--workdir", str(tmp_path / "none"), "--keys", "loss_d"])
+    assert "metrics.jsonl does not exist" in err
 
 
-def test_symlog_reaches_the_figure_and_names_a_plotted_metric(tmp_path, monkeypatch):
+def test_symlog_reaches_the_figure_and_names_a_plotted_metric(tmp_path, monkeypatch, capsys):
     wd, seen = _run(tmp_path), {}
     monkeypatch.setattr(curves, "save_curves", lambda out, rows, keys, **kw: seen.update(kw))
     curves.main(["--workdir", str(wd), "--keys", "loss_d", "loss_g", "--symlog", "loss_g"])
     assert seen["symlog"] == ("loss_g",)
-    with pytest.raises(SystemExit, match=r"--symlog \['loss_x'\] are not among the plotted"):
-        curves.main(["--workdir", str(wd), "--keys", "loss_d", "--symlog", "loss_x"])
+    argv = ["--workdir", str(wd), "--keys", "loss_d", "--symlog", "loss_x"]
+    assert "--symlog ['loss_x'] are not among the plotted" in _error(monkeypatch, capsys, argv)

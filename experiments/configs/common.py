@@ -89,6 +89,8 @@ def _train_section(num_steps: int) -> ml_collections.ConfigDict:
             coordinator="",  # HOST:PORT of process 0
             num_processes=0,
             process_id=-1,
+            join_timeout=300.0,  # s a multi-host process waits for the others to join
+            heartbeat_timeout=100,  # s after which the cluster gives up on a silent process
             select_every=0,  # > 0: FD of select_samples EMA samples every N steps; best kept
             select_samples=2500,
         )
@@ -121,6 +123,9 @@ def _eval_section() -> ml_collections.ConfigDict:
             check_features=False,
             # 2-D log-likelihood: points per axis of the grid normalising an unnormalised density
             grid_points=512,
+            # run-defining fields that `sample` / `evaluate` may find changed from the run's
+            # checkpoints (as train.allow_changes): "method.diffusion_steps,model.hidden"
+            allow_changes="",
         )
     )
 

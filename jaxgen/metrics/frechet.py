@@ -20,7 +20,7 @@ from typing import NamedTuple
 import numpy as np
 from scipy.special import log_softmax, logsumexp
 
-from jaxgen.io import atomic_write
+from jaxgen.io import atomic_savez, load_side_npz
 from jaxgen.metrics.toy2d import _MAX_BLOCK, _as_points, _check_same_dim, _sq_dists
 from jaxgen.moments import FeatureStats, _min_samples_error  # noqa: F401 (FeatureStats re-exported)
 
@@ -114,27 +114,34 @@ def save_stats(path, mu, sigma, num_samples: int, extractor: str, extractor_hash
         extractor=np.str_(extractor),
         extractor_hash=np.str_(extractor_hash),
     )
-    return atomic_write(path, lambda f: np.savez(f, **arrays))
+    return atomic_savez(path, arrays)
 
 
-def load_stats(path, expect_extractor: str | None = None, expect_hash: str | None = None):
+def load_stats(
+    path,
+    expect_extractor: str | None = None,
+    expect_hash: str | None = None,
+    *,
+    fix: str = "delete it (or move it aside) and compute it again",
+):
     """Read a `save_stats` file as `ReferenceStats`.
 
     With `expect_extractor` / `expect_hash` given, statistics made by another extractor or other
-    weights raise one ValueError naming both the stored and the expected values.
+    weights raise one ValueError naming both the stored and the expected values. A damaged file
+    (cut short, empty, not an `.npz`) is one `jaxgen.io.SideFileError` naming it and `fix`.
     """
     keys = ("mu", "sigma", "num_samples", "extractor", "extractor_hash")
-    with np.load(path, allow_pickle=False) as data:
-        missing = [k for k in keys if k not in data.files]
-        if missing:
-            raise ValueError(f"{path} is not a reference-statistics file: missing keys {missing}")
-        stats = ReferenceStats(
-            mu=data["mu"].astype(np.float64),
-            sigma=data["sigma"].astype(np.float64),
-            num_samples=int(data["num_samples"]),
-            extractor=str(data["extractor"]),
-            extractor_hash=str(data["extractor_hash"]),
-        )
+    data = load_side_npz(path, "the reference-statistics file", fix)
+    missing = [k for k in keys if k not in data]
+    if missing:
+        raise ValueError(f"{path} is not a reference-statistics file: missing keys {missing}")
+    stats = ReferenceStats(
+        mu=data["mu"].astype(np.float64),
+        sigma=data["sigma"].astype(np.float64),
+        num_samples=int(data["num_samples"]),
+        extractor=str(data["extractor"]),
+        extractor_hash=str(data["extractor_hash"]),
+    )
     problems = []
     if expect_extractor is not None and stats.extractor != expect_extractor:
         problems.append(f"extractor {stats.extractor!r} (expected {expect_extractor!r})")

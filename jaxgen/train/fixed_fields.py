@@ -7,32 +7,33 @@ checkpoints for nothing. `FixedFieldCheckpoints` wraps a `Checkpoints` store: ea
 the state with every field of `fields` replaced by a stub of shape (1,)*ndim, and each restore
 reads the stubs and puts back the run's values, which `load()` returns once (numpy, by field
 name) and which are placed with the restore target's sharding. `save_fields` / `load_fields`
-keep them in one `.npz` written by an atomic rename.
+keep them in one `.npz` written by an atomic rename; a damaged one is one line naming it and the
+fix (`jaxgen.io.SideFileError`).
 """
 
-import os
 from pathlib import Path
 
 import jax
 import numpy as np
 
+from jaxgen.io import atomic_savez, load_side_npz
 from jaxgen.train.checkpoint import CheckpointError, _with_sharding
+
+# what a damaged fields file is, and its fix: the fixed fields are a run's data fit, which is
+# deterministic and refitted when its file is missing
+FIELDS_WHAT = "the run's data fit"
+FIELDS_FIX = "delete it: the trainer refits it bit-identically on the training data"
 
 
 def save_fields(path: str | Path, values: dict) -> None:
     """Write `values` (field name -> array) to `path` (`.npz`), atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        np.savez(f, **{k: np.asarray(v) for k, v in values.items()})
-    os.replace(tmp, path)
+    atomic_savez(path, values)
 
 
 def load_fields(path: str | Path) -> dict:
-    """The arrays `save_fields` wrote to `path`, by field name."""
-    with np.load(path) as data:
-        return {k: data[k] for k in data.files}
+    """The arrays `save_fields` wrote to `path`, by field name; a damaged file (cut short,
+    empty, not an `.npz`) is one `SideFileError` naming it and the fix (delete it)."""
+    return load_side_npz(path, FIELDS_WHAT, FIELDS_FIX)
 
 
 def host_value(x) -> np.ndarray:

@@ -21,11 +21,13 @@ class WorkdirLockedError(RuntimeError):
 
 
 class WorkdirLock:
-    """`with WorkdirLock(workdir): ...` holds `workdir/.lock` for the block."""
+    """`with WorkdirLock(workdir): ...` holds `workdir/.lock` for the block (`name`: another
+    file in the workdir, e.g. the lock of one process of a multi-host run)."""
 
-    def __init__(self, workdir: str | Path, *, say=print):
-        self.path = Path(workdir) / ".lock"
+    def __init__(self, workdir: str | Path, *, say=print, name: str = ".lock", info=None):
+        self.path = Path(workdir) / name
         self._say = say
+        self._info = dict(info or {})  # recorded beside the holder (e.g. its cluster)
         self._fd = None
 
     def acquire(self) -> None:
@@ -50,7 +52,7 @@ class WorkdirLock:
         if previous:  # the holder died without unlocking (killed, crashed, preempted)
             self._say(f"taking over the lock of {_describe(previous)}, which is not running")
         os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(_me()).encode(), 0)
+        os.pwrite(fd, json.dumps({**_me(), **self._info}).encode(), 0)
         os.fsync(fd)
         self._fd = fd
 
@@ -87,8 +89,33 @@ def _read(fd) -> dict:
         return {"pid": "?", "host": "?"}
 
 
+def describe_holder(holder: dict) -> str:
+    """`pid 123 on HOST since TIME` for a lock's record."""
+    return _describe(holder)
+
+
 def _describe(holder: dict) -> str:
     if not holder:
         return "another process"
     since = f" since {holder['since']}" if holder.get("since") else ""
     return f"pid {holder.get('pid')} on {holder.get('host')}{since}"
+
+
+def lock_holder(workdir: str | Path) -> dict | None:
+    """Whether a live process on this machine holds `workdir/.lock` now: its record (pid, host,
+    since, command; `{}` when it wrote none), or None (no holder, no lock file). A non-blocking
+    probe that creates nothing: it takes a shared `flock` and drops it at once (a trainer
+    starting in that instant is told the workdir is in use)."""
+    try:
+        fd = os.open(Path(workdir) / ".lock", os.O_RDONLY)
+    except OSError:  # no lock file (never trained here), or not a folder
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = _read(fd)
+        os.close(fd)
+        return holder
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    os.close(fd)
+    return None
