@@ -49,9 +49,8 @@ USER_ERRORS = (
     DatasetMissingError,
     ClusterError,
     WorkdirLockedError,
-    ValueError,
     OSError,
-)
+)  # and a ValueError raised by jaxgen's own checks (`_our_check`); any other is internal
 
 
 def define_common_flags() -> None:
@@ -146,12 +145,25 @@ def run_main(fn) -> None:
             _die(line)
         if isinstance(e, OSError):
             _die(_os_error_line(e))
-        if isinstance(e, USER_ERRORS):
+        if isinstance(e, USER_ERRORS) or _our_check(e):
             _die(str(e).splitlines()[0] if str(e) else type(e).__name__)
         if jax.distributed.is_initialized():  # no shutdown barrier waiting for the others
             traceback.print_exc()
             cluster.exit_now(1)
         raise
+
+
+_OUR_CODE = tuple(str(Path(__file__).resolve().parents[1] / d) for d in ("jaxgen", "experiments"))
+
+
+def _our_check(e: BaseException) -> bool:
+    """Whether `e` is a `ValueError` raised by jaxgen's own code (its argument checks, written
+    as one-line messages for the user), not by JAX, numpy or another library inside it: those
+    are internal errors and keep their traceback."""
+    if not isinstance(e, ValueError) or e.__traceback__ is None:
+        return False
+    frames = traceback.extract_tb(e.__traceback__)
+    return bool(frames) and frames[-1].filename.startswith(_OUR_CODE)
 
 
 def _os_error_line(e: OSError) -> str:

@@ -44,7 +44,7 @@ def sample(
     (`checked_restore`); `num` samples must fit in memory and, with `out`, on its disk."""
     exp = cli.as_experiment(config)
     if num <= 0:
-        raise ValueError(f"--num={num}: must be positive")
+        raise cli.ConfigError(f"--num={num}: must be positive")
     check_room(num, exp.shape, out)
     state, _ = checked_restore(exp, workdir, what="sample")
     x, stats = exp.draw(state, num, seed=seed, use_ema=use_ema)

@@ -362,3 +362,26 @@ def test_library_configs_and_saved_runs_follow_the_renames(tmp_path):
         "recipe": "ddgan",
         "method.diffusion_steps": 8,
     }
+
+
+def test_only_jaxgen_value_errors_are_one_line_user_errors(capsys):
+    """Issue #30: a ValueError raised by jaxgen's own checks is one `error:` line (exit 2); one
+    raised inside numpy or JAX is an internal error and keeps its traceback."""
+    import numpy as np
+
+    from experiments.cli import _our_check, run_main
+    from jaxgen.train.logging import progress_mode
+
+    def ours():
+        progress_mode("sideways")
+
+    def internal():
+        np.zeros(2).reshape(3)
+
+    with pytest.raises(SystemExit) as e:
+        run_main(ours)
+    assert e.value.code == 2
+    assert capsys.readouterr().err.startswith("error: progress='sideways'")
+    with pytest.raises(ValueError) as e:
+        run_main(internal)
+    assert not _our_check(e.value)

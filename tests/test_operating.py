@@ -183,6 +183,9 @@ class _PoisonedFrom:
         b = self.stream.batch(i)
         return {"x": b["x"] * np.nan} if i >= self.start else b
 
+    def with_seed_offset(self, offset):  # a rollback reseeds the order: still NaN from `start`
+        return _PoisonedFrom(self.stream.with_seed_offset(offset), self.start)
+
 
 @pytest.mark.parametrize("policy", ["skip", "rollback"])
 def test_skip_and_rollback_give_up_after_max_nonfinite(tmp_path, policy, capsys):
@@ -225,8 +228,9 @@ class _PoisonedAt(BatchStream):
 
 
 def test_rollback_reseed_draws_new_batches_and_resumes_exactly(tmp_path):
-    """After a rollback with `rollback_reseed`, the batches come in a new order; the number of
-    reseeds is saved, so a run stopped after it and resumed ends where an unstopped one does."""
+    """After a rollback with `rollback_reseed` (the default), the batches come in a new order and
+    the step keys from a folded key; the number of reseeds and the key are saved, so a run
+    stopped after it and resumed ends where an unstopped one does."""
     stream = _PoisonedAt("8gaussians", 64, 3, bad=3)
     step, mesh = partial(vapo.train_step, config=CFG), make_mesh(8)
 
@@ -248,12 +252,19 @@ def test_rollback_reseed_draws_new_batches_and_resumes_exactly(tmp_path):
     )  # fmt: skip
     for x, y in zip(jax.tree.leaves(full), jax.tree.leaves(resumed), strict=True):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
-    # without the reseed the same run trains on other batches after the rollback
+    # the step keys after the rollback come from the key folded with the reseed count, saved
+    # in the checkpoints (the resume above matched bit for bit)
+    first_key = init().key
+    np.testing.assert_array_equal(
+        np.asarray(full.key), np.asarray(jax.random.fold_in(first_key, 1))
+    )
+    # without the reseed the same run replays the old stream after the rollback
     other, _ = fit(
         step, init(), stream, mesh,
-        TrainPlan(8, log_every=1, ckpt_every=2, nonfinite="rollback"),
+        TrainPlan(8, log_every=1, ckpt_every=2, nonfinite="rollback", rollback_reseed=False),
         checkpoints=Checkpoints(tmp_path / "c"),
     )  # fmt: skip
+    np.testing.assert_array_equal(np.asarray(other.key), np.asarray(first_key))
     assert not np.array_equal(
         np.asarray(jax.tree.leaves(other.potential)[0]),
         np.asarray(jax.tree.leaves(full.potential)[0]),

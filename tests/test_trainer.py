@@ -201,7 +201,7 @@ def test_nonfinite_rollback_restores_checkpoint(tmp_path, capsys):
         state,
         _PoisonedStream(stream, 5),
         make_mesh(8),
-        TrainPlan(8, nonfinite="rollback", log_every=1, ckpt_every=2),
+        TrainPlan(8, nonfinite="rollback", log_every=1, ckpt_every=2, rollback_reseed=False),
         checkpoints=store,
         progress=False,
     )

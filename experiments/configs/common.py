@@ -81,7 +81,7 @@ def _train_section(num_steps: int) -> ml_collections.ConfigDict:
             steps_per_call=1,
             num_devices=0,
             max_nonfinite=3,  # skip / rollback give up at this many failures in a row
-            rollback_reseed=False,  # True: after a rollback, batches in a new order
+            rollback_reseed=True,  # after a rollback: new batch order and step keys
             progress="auto",  # auto (bar on a terminal, else lines) | bar | lines | off
             allow_changes="",  # run-defining fields a resume may change: "optim.gen.lr,seed"
             multihost=False,

@@ -52,7 +52,7 @@ class TrainPlan:
     nonfinite: str = "stop"  # stop | skip | rollback (newest checkpoint, then the next batch)
     steps_per_call: int = 1  # K > 1: K steps per dispatch in one lax.scan
     max_nonfinite: int = 3  # skip / rollback give up at this many failures in a row
-    rollback_reseed: bool = False  # after a rollback, draw batches in a new order (see fit)
+    rollback_reseed: bool = True  # after a rollback, new batch order and step keys (see fit)
 
 
 RESEED_STRIDE = 1_000_003  # seed offset of the k-th reseeded batch order: seed + k * stride
@@ -61,6 +61,18 @@ RESEED_STRIDE = 1_000_003  # seed offset of the k-th reseeded batch order: seed 
 def reseeded(stream, k: int):
     """`stream` with its `k`-th reseeded batch order (k = 0: `stream` itself)."""
     return stream if k == 0 else stream.with_seed_offset(k * RESEED_STRIDE)
+
+
+def reseed_key(state, k: int):
+    """`state` with its random key (the `key` field every recipe's state has; the step keys are
+    `fold_in(key, step)`) folded with `k`, the reseed count: after the k-th rollback the steps
+    redone draw other noise, so a divergence that came from one unlucky draw is not replayed
+    (peers' experience: JEM's issue #4). The folded key is saved with the next checkpoint, so a
+    resume continues with it. A state without a `key` field is returned as it is."""
+    key = getattr(state, "key", None)
+    if key is None or not hasattr(state, "replace"):
+        return state
+    return state.replace(key=jax.jit(jax.random.fold_in, out_shardings=key.sharding)(key, k))
 
 
 def _prefetch(stream, cursor: int):
@@ -143,7 +155,8 @@ def fit(
 
     Non-finite steps (`schedule.nonfinite`): "skip" drops the step's update, "rollback" restores
     the newest checkpoint and continues after the bad batch, with the `k`-th reseeded batch
-    order (`reseeded`) when `schedule.rollback_reseed`; `reseeds` is the number of earlier
+    order (`reseeded`) and the state's key folded with k (`reseed_key`) when
+    `schedule.rollback_reseed` (the default); `reseeds` is the number of earlier
     reseeds (saved in the checkpoints' meta as "reseeds"). Both give up with `NonFiniteError`
     after `schedule.max_nonfinite` failures without a finite step past the last one.
     """
@@ -280,6 +293,8 @@ class _Loop:
             _give_up(g.step, state, self.run, newer, self.schedule, self.checkpoints)
         if restarted:
             self.feed.restart(self.run, self.schedule)
+            if self.schedule.rollback_reseed:
+                state = reseed_key(state, self.run.reseeds)
         return state, restarted
 
     def boundary_due(self) -> bool:
