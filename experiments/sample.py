@@ -28,6 +28,7 @@ from absl import flags
 from experiments import cli
 from experiments.resume import checked_restore
 from jaxgen.methods.common import check_inputs
+from jaxgen.runtime import available_host_memory
 
 flags.DEFINE_integer("num", 1000, "number of samples")
 flags.DEFINE_string("out", None, "output .npy file")
@@ -151,16 +152,12 @@ def check_room(num: int, shape, out: str | None = None) -> None:
 def available_memory() -> int | None:
     """Bytes of memory available to a new allocation (Linux's MemAvailable, which counts the
     page cache the kernel can drop; else the free pages), or None when unknown."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
+    found = available_host_memory()
+    if found is not None:
+        return found
     try:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
+    except (OSError, AttributeError, ValueError):
         return None
 
 

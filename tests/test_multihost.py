@@ -6,7 +6,6 @@ devices ends."""
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from experiments.configs.common import set_field
 from experiments.configs.vapo.toy2d import get_config
 from experiments.train import train
 from jaxgen.train.checkpoint import Checkpoints
+from tools.operator_faults import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "experiments/configs/vapo/toy2d.py"
@@ -42,12 +42,6 @@ ENV = {
     "JAX_PLATFORMS": "cpu",
     "TF_CPP_MIN_LOG_LEVEL": "3",
 }
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # Gloo's C++ connection report ("[Gloo] Rank 1 is connected to 7 peer ranks. Expected number
@@ -76,7 +70,7 @@ def _no_orphans():
 def _start(workdir, num_steps, n=2):
     """The train CLI for `num_steps` as `n` processes of one cluster; returns the `Popen`s
     (process 0 first)."""
-    port = _free_port()
+    port = free_port()
     common = [
         sys.executable,
         "-m",

@@ -6,13 +6,14 @@ configs stop with one line naming the field, and a missing process ends the wait
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+
+from tools.operator_faults import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "experiments/configs/ddgan/25gaussians.py"
@@ -31,12 +32,6 @@ def _no_orphans():
         if p.poll() is None:
             p.kill()
     STARTED.clear()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _command(workdir, coordinator, process_id, *extra, n=2) -> list[str]:
@@ -97,7 +92,7 @@ def _one_error(lines: list[str]) -> str:
 
 @pytest.mark.slow
 def test_a_second_launch_is_refused_and_a_killed_process_ends_the_other(tmp_path):
-    wd, port = tmp_path / "run", _free_port()
+    wd, port = tmp_path / "run", free_port()
     live = [_launch(wd, port, i) for i in (0, 1)]
     _wait_for(lambda: _steps(wd / "checkpoints"), live)
     before = _steps(wd / "checkpoints")
@@ -130,7 +125,7 @@ def test_a_second_launch_is_refused_and_a_killed_process_ends_the_other(tmp_path
 
 @pytest.mark.slow
 def test_processes_with_different_configs_stop_with_one_line_naming_the_field(tmp_path):
-    port, t0 = _free_port(), time.perf_counter()
+    port, t0 = free_port(), time.perf_counter()
     procs = [
         _launch(tmp_path, port, 0),
         _launch(tmp_path, port, 1, "--config.model.hidden=(8,8,8)"),
@@ -150,7 +145,7 @@ def test_processes_with_different_configs_stop_with_one_line_naming_the_field(tm
 @pytest.mark.slow
 def test_a_missing_process_ends_the_wait_after_join_timeout(tmp_path):
     t0 = time.perf_counter()
-    p = _launch(tmp_path, _free_port(), 0, "--config.train.join_timeout=6")
+    p = _launch(tmp_path, free_port(), 0, "--config.train.join_timeout=6")
     code, lines, _ = _ended(p)
     seconds = time.perf_counter() - t0
     line = _one_error(lines)
