@@ -18,6 +18,7 @@ from experiments.run_files import (
 )
 from jaxgen.methods.common import ConfigError
 from jaxgen.parallel import agreed
+from jaxgen.train.checkpoint import CheckpointError
 from jaxgen.train.lock import lock_holder
 
 
@@ -184,7 +185,10 @@ class BaseStageRun:
         neither is one `ConfigError` naming the steps there are."""
         workdir, step = self.base_workdir, self.base_step
         if step < 0:
-            return base.restore_latest(workdir)[0]
+            try:
+                return base.restore_latest(workdir)[0]
+            except CheckpointError as e:  # e.g. no checkpoints: say it is the base run's
+                raise CheckpointError(f"config.method.base_workdir={workdir!r}: {e}") from None
         paths, there = workdir_paths(workdir), []
         for directory in (paths["ckpt"], paths["root"] / "best"):
             if not directory.exists():

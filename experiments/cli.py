@@ -5,9 +5,11 @@ Library functions (`experiments.train.train`, `experiments.sample.sample`,
 turns them into `error: ...` and exit status 2 (`run_main`).
 """
 
+import contextlib
 import errno
 import logging
 import re
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -378,3 +380,26 @@ def as_experiment(config) -> Experiment:
 def save_config(c, workdir: str) -> None:
     """Write the run's `config.json` (atomically: a cut-short record is never left)."""
     save_json(Path(workdir) / "config.json", c.to_dict())
+
+
+class _Stopped(BaseException):
+    """SIGTERM reached a CLI (not an `Exception`: nothing in between may swallow it)."""
+
+
+@contextlib.contextmanager
+def stop_on_sigterm(said: str):
+    """Within the block SIGTERM (preemption) stops the command at once with `SIGTERM: <said>`
+    and exit status 143 (for commands whose files are written atomically, so any moment is a
+    safe one: `evaluate`, `sample`); the previous handler is back afterwards."""
+
+    def handler(signum, frame):
+        raise _Stopped
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    except _Stopped:
+        print(f"SIGTERM: {said}", file=sys.stderr)
+        sys.exit(128 + signal.SIGTERM)
+    finally:
+        signal.signal(signal.SIGTERM, old)

@@ -76,7 +76,8 @@ def peer_lost_line(e: BaseException) -> str | None:
     text = str(e)
     if not jax.distributed.is_initialized() or not any(w in text for w in _PEER_LOST):
         return None
-    first = text.splitlines()[0][:200] if text else type(e).__name__
+    first = text.splitlines()[0] if text else type(e).__name__
+    first = first if len(first) <= 200 else first[:200] + "…"
     return (
         f"process {jax.process_index()}: another process of this run stopped ({first}); every "
         "process stops. Find why in that process's output, then run the same command on every "

@@ -12,9 +12,7 @@ metric needs, or a config that is not the run's (`experiments.resume.check_sampl
 sample is drawn.
 """
 
-import contextlib
 import json
-import signal
 import sys
 import time
 from pathlib import Path
@@ -185,39 +183,16 @@ def main(argv):
         step = flags.FLAGS.step
         if step is not None and step < 0:
             raise ConfigError(f"--step must be a checkpoint step >= 0, got {step}")
-        with _stop_on_sigterm(eval_dir(workdir, step)):
+        where = eval_dir(workdir, step)
+        with cli.stop_on_sigterm(
+            f"evaluation stopped; the finished rounds are kept in {where}; run the same "
+            "command to resume"
+        ):
             result = evaluate(exp, workdir, step=step)
         print(metrics_table(result), end="")
         print(f"written: {eval_dir(workdir, step) / 'metrics.json'}")
 
     cli.run_main(run)
-
-
-class _Stopped(BaseException):
-    """SIGTERM reached `evaluate` (not an `Exception`: nothing in between may swallow it)."""
-
-
-@contextlib.contextmanager
-def _stop_on_sigterm(where):
-    """Within the block SIGTERM (preemption) stops the evaluation at once with one line and
-    exit status 143: the rounds already written (atomically) in `where` are kept, and the same
-    command resumes from them."""
-
-    def handler(signum, frame):
-        raise _Stopped
-
-    old = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    except _Stopped:
-        print(
-            f"SIGTERM: evaluation stopped; the finished rounds are kept in {where}; run the same "
-            "command to resume",
-            file=sys.stderr,
-        )
-        sys.exit(128 + signal.SIGTERM)
-    finally:
-        signal.signal(signal.SIGTERM, old)
 
 
 if __name__ == "__main__":

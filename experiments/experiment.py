@@ -191,7 +191,9 @@ class Experiment(BaseStageRun):
         store = Checkpoints(directory, **kwargs)
         if not self.fixed_fields:
             return store
-        return FixedFieldCheckpoints(store, self.fixed_fields, lambda: self._load_fit(workdir, say))
+        source = f"{Path(workdir) / DATA_FIT} (delete it: the trainer refits it on the data)"
+        load = lambda: self._load_fit(workdir, say)  # noqa: E731
+        return FixedFieldCheckpoints(store, self.fixed_fields, load, source)
 
     # ------------------------------------------------------------------ state
 

@@ -27,6 +27,7 @@ from absl import flags
 
 from experiments import cli
 from experiments.resume import checked_restore
+from jaxgen.io import atomic_write
 from jaxgen.methods.common import check_inputs
 from jaxgen.runtime import available_host_memory
 
@@ -172,13 +173,14 @@ def main(argv):
         if f.workdir is None or f.out is None:
             raise cli.ConfigError("--workdir and --out are required")
         kw = dict(seed=f.seed, use_ema=not f.raw, out=f.out)
-        if f["from"].value:
-            x, stats, step = translate_file(exp, f.workdir, f["from"].value, **kw)
-        else:
-            x, stats, step = sample(exp, f.workdir, f.num, **kw)
         out = Path(f.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        np.save(out, x)
+        with cli.stop_on_sigterm(f"sampling stopped; {out} was not written"):
+            if f["from"].value:
+                x, stats, step = translate_file(exp, f.workdir, f["from"].value, **kw)
+            else:
+                x, stats, step = sample(exp, f.workdir, f.num, **kw)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(out, lambda fh: np.save(fh, x))  # never a cut-short file
         print(json.dumps({"out": str(out), "shape": list(x.shape), "step": step, **stats}))
 
     cli.run_main(run)

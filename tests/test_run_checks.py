@@ -358,24 +358,22 @@ def test_a_damaged_base_config_names_the_file(gan_base, tilt, tmp_path):
     assert str(base / "config.json") in line and "base run's config" in line
 
 
-def test_sigterm_stops_evaluate_with_one_line_and_status_143(tmp_path, capsys):
-    """E08: SIGTERM during `evaluate` ends it at once with one line saying the finished rounds
-    are kept and the same command resumes (rounds are written atomically, so any moment is
-    safe); the previous SIGTERM handler is back afterwards."""
+def test_sigterm_stops_evaluate_and_sample_with_one_line_and_status_143(tmp_path, capsys):
+    """E08, S02: SIGTERM during `evaluate` or `sample` ends it at once with one line (rounds
+    and `--out` are written atomically, so any moment is safe); the previous SIGTERM handler is
+    back afterwards."""
     import os
     import signal
 
-    from experiments.evaluate import _stop_on_sigterm
+    from experiments.cli import stop_on_sigterm
 
     before = signal.getsignal(signal.SIGTERM)
-    with pytest.raises(SystemExit) as e, _stop_on_sigterm(tmp_path / "eval"):
+    with pytest.raises(SystemExit) as e, stop_on_sigterm("evaluation stopped; rounds kept"):
         os.kill(os.getpid(), signal.SIGTERM)
         for _ in range(1000):  # the handler runs between bytecodes
             pass
     assert e.value.code == 143
-    err = capsys.readouterr().err.strip().splitlines()
-    assert err == [
-        f"SIGTERM: evaluation stopped; the finished rounds are kept in {tmp_path / 'eval'}; "
-        "run the same command to resume"
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "SIGTERM: evaluation stopped; rounds kept"
     ]
     assert signal.getsignal(signal.SIGTERM) is before

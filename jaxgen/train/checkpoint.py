@@ -112,6 +112,9 @@ class Checkpoints:
                 if wait:
                     self._mngr.wait_until_finished()
         except Exception as e:
+            if jax.process_count() > 1 and int(step) in self.all_steps():
+                # written; the barrier after it failed: another process of the run is gone
+                raise
             older = [s for s in self.all_steps() if s < int(step)]
             raise _write_failed(self.directory / str(step), e, bool(older)) from None
 

@@ -62,10 +62,12 @@ def stubbed(state, fields):
 
 class FixedFieldCheckpoints:
     """A `Checkpoints` store whose checkpoints hold stubs for `fields`; their values come from
-    `load() -> {field: array}` (called at the first restore). Everything else is delegated."""
+    `load() -> {field: array}` (called at the first restore; `source` names where they come
+    from, with the fix, in the error for a wrong shape). Everything else is delegated."""
 
-    def __init__(self, store, fields, load):
+    def __init__(self, store, fields, load, source: str = ""):
         self._store, self.fields, self._load, self._values = store, tuple(fields), load, None
+        self._source = source
 
     def __getattr__(self, name):
         return getattr(self._store, name)
@@ -89,9 +91,10 @@ class FixedFieldCheckpoints:
             want, value = getattr(abstract_state, field), self._values.get(field)
             if value is None or tuple(value.shape) != tuple(want.shape):
                 got = "missing" if value is None else f"shape {tuple(value.shape)}"
+                where = f" in {self._source}" if self._source else ""
                 raise CheckpointError(
-                    f"the run's fixed state field {field!r} is {got}; this model needs shape "
-                    f"{tuple(want.shape)}"
+                    f"the run's fixed state field {field!r}{where} is {got}; this model needs "
+                    f"shape {tuple(want.shape)}"
                 )
             sharding = _with_sharding(want).sharding
             filled[field] = _place(np.asarray(value, want.dtype), sharding)
