@@ -145,7 +145,8 @@ class BaseStageRun:
     def check_base_ready(self):
         """The base run's `Experiment` once its config reads and (`method.base_step` -1) it is
         finished and idle, else one `ConfigError`; None for a recipe without a base stage.
-        Cheap (no state is read): `train` calls it before it writes anything."""
+        Cheap (no state is read): `restore_base` calls it first, so a new stage stops before
+        it writes anything."""
         if self.caps.base_stage is None:
             return None
         self.require_base_run()

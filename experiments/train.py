@@ -143,8 +143,6 @@ def _train_locked(exp, workdir, progress, received):
                 "--config.train.num_steps to train longer"
             )
             return resumed[0]
-        if resumed is None:  # a new stage: its base checks out before anything is written
-            exp.check_base_ready()
         return _fit(exp, store, workdir, resumed, progress, received, say)
     finally:
         store.close()
@@ -165,18 +163,18 @@ def _resume(exp, store, workdir, say):
 
 
 def _fit(exp, store, workdir, resumed, progress, received, say):
-    """Open the data, record the config, then train from `resumed` (`_resume`) or, when it is
-    None, from a new state (`_new_state`) to `train.num_steps`. Returns the final state."""
+    """Open the data, make the new state (`_new_state`) when `resumed` (`_resume`) is None,
+    record the config, then train to `train.num_steps`. Returns the final state."""
     c = exp.c
     stream, mesh = agreed(exp.stream, "opening the data"), exp.mesh()
-    write = is_primary()  # the config record, once the data opened and the run checked out
-    agreed(lambda: cli.save_config(c, workdir) if write else None, "writing config.json")
     if resumed is not None:  # no init, no data fit, no base run needed
         state, shardings, meta = resumed
         cursor, reseeds = int(meta["cursor"]), int(meta.get("reseeds", 0))
-    else:
+    else:  # a base run that does not check out stops this before config.json is written
         state, shardings = _new_state(exp, stream, mesh, workdir, say)
         cursor, reseeds = 0, 0
+    write = is_primary()  # the config record, once the data opened and the run checked out
+    agreed(lambda: cli.save_config(c, workdir) if write else None, "writing config.json")
     say(_start_line(exp, workdir, mesh, int(state.step), store if resumed else None))
     at = dict(cursor=cursor, reseeds=reseeds, progress=progress, received=received)
     state, seconds = _run_fit(exp, state, stream, mesh, shardings, store, workdir, **at)

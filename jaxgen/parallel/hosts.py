@@ -60,9 +60,7 @@ def initialize_distributed(
     kwargs.update(
         initialization_timeout=int(join_timeout) + 30, heartbeat_timeout_seconds=heartbeat_timeout
     )
-    with _join_watch(
-        f"{who} waiting for the others at {coordinator or 'the cluster'}", join_timeout, say
-    ):
+    with _join_watch(who, coordinator or "the cluster", join_timeout, say):
         try:
             jax.distributed.initialize(**kwargs)
         except Exception as e:  # noqa: BLE001 - one line naming the cluster is the useful part
@@ -101,10 +99,10 @@ def _check_port_free(coordinator: str) -> None:
 
 
 @contextlib.contextmanager
-def _join_watch(waiting: str, timeout: float, say):
-    """Within the block, a thread prints `waiting, N s` at intervals, and after `timeout` s
-    prints one `error:` line and ends the process (exit status 2): the block is a join that
-    blocks in C++ and cannot be interrupted from Python."""
+def _join_watch(who: str, where: str, timeout: float, say):
+    """Within the block, a thread prints `WHO waiting for the others at WHERE, N s ...` at
+    intervals, and after `timeout` s prints one `error:` line and ends the process (exit
+    status 2): the block is a join that blocks in C++ and cannot be interrupted from Python."""
     say = say or (lambda line: print(line, file=sys.stderr, flush=True))
     done, t0 = threading.Event(), time.monotonic()
     every = max(5.0, min(30.0, timeout / 10))
@@ -114,12 +112,15 @@ def _join_watch(waiting: str, timeout: float, say):
             waited = time.monotonic() - t0
             if waited >= timeout:
                 say(
-                    f"error: {waiting.split(' waiting')[0]}: the other processes did not join "
+                    f"error: {who}: the other processes did not join "
                     f"within train.join_timeout={timeout:g} s (are all of them started, each "
                     "with its own train.process_id and the same train.coordinator?)"
                 )
                 os._exit(2)
-            say(f"{waiting}, {waited:.0f} s of train.join_timeout={timeout:g} s")
+            say(
+                f"{who} waiting for the others at {where}, {waited:.0f} s of "
+                f"train.join_timeout={timeout:g} s"
+            )
 
     thread = threading.Thread(target=watch, daemon=True, name="jaxgen-join-watch")
     thread.start()
