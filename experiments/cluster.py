@@ -67,14 +67,24 @@ def _flat(tree: dict, prefix: str = "") -> dict:
 
 
 # what JAX's collectives and coordination service say when another process of the run is gone
-_PEER_LOST = ("Gloo", "heartbeat", "UNAVAILABLE", "DEADLINE_EXCEEDED", "Connection closed")
+# (an orbax "Timed out while waiting for ... barrier" after a kill -9 is one of them)
+_PEER_LOST = (
+    "Gloo",
+    "heartbeat",
+    "UNAVAILABLE",
+    "DEADLINE_EXCEEDED",
+    "Connection closed",
+    "barrier",
+)
 
 
 def peer_lost_line(e: BaseException) -> str | None:
     """On a joined multi-host run, the line for an error that says another process stopped
     (a collective or the coordination service failed); None otherwise."""
     text = str(e)
-    if not jax.distributed.is_initialized() or not any(w in text for w in _PEER_LOST):
+    if not jax.distributed.is_initialized() or not any(
+        w.lower() in text.lower() for w in _PEER_LOST
+    ):
         return None
     first = text.splitlines()[0] if text else type(e).__name__
     first = first if len(first) <= 200 else first[:200] + "…"
