@@ -71,6 +71,9 @@ class Recipe:
     blowup: tuple[str, ...]  # overrides that make the first steps non-finite
     network: tuple[str, str]  # (an override that changes the network, the field it changes)
     other: str  # a config of another recipe (resuming this recipe's run with it is refused)
+    # a stage-two recipe: (the base recipe's config, its training overrides); the base is trained
+    # once per process (`stage_base`) and every command of this recipe's config names it
+    stage: tuple[str, tuple[str, ...]] | None = None
 
 
 RECIPES = {
@@ -90,7 +93,7 @@ RECIPES = {
         ("--config.model.gen_hidden=(64,64)", "model.gen_hidden"),
         "experiments/configs/vapo/toy2d.py",
     ),
-    # issue #30: the recipes that landed since (VAEBM's faults are its base stage's:
+    # issue #30: the recipes that landed since (VAEBM's own base-stage faults:
     # tests/test_run_checks.py, tests/test_base_stage.py)
     "ddgan": Recipe(
         "ddgan",
@@ -113,7 +116,63 @@ RECIPES = {
         ("--config.model.hidden=(64,64,64,64)", "model.hidden"),
         "experiments/configs/vapo/toy2d.py",
     ),
+    "fdrl": Recipe(
+        "fdrl",
+        "experiments/configs/fdrl/toy2d.py",
+        ("--config.optim.ratio.lr=1e30",),
+        ("--config.model.hidden=(32,32)", "model.hidden"),
+        "experiments/configs/vapo/toy2d.py",
+    ),
+    # VAEBM's base recipe
+    "vae": Recipe(
+        "vae",
+        "experiments/configs/vae/25gaussians.py",
+        ("--config.optim.vae.lr=1e30",),
+        ("--config.model.hidden=(64,64)", "model.hidden"),
+        "experiments/configs/vapo/toy2d.py",
+    ),
+    # stage two over a 200-step `vae/25gaussians` base (energy + EMA-free Langevin in ε-space)
+    "vaebm": Recipe(
+        "vaebm",
+        "experiments/configs/vaebm/25gaussians.py",
+        ("--config.optim.energy.lr=1e30",),
+        ("--config.model.hidden=(64,64,64)", "model.hidden"),
+        "experiments/configs/vapo/toy2d.py",
+        stage=("experiments/configs/vae/25gaussians.py", ("--config.train.num_steps=200",)),
+    ),
 }
+
+_STAGE_BASES: dict[str, Path] = {}
+
+
+def stage_base(recipe: Recipe) -> Path | None:
+    """The finished base run of a stage-two recipe (trained on first use, once per process, in
+    a temporary directory removed at exit); None for a one-stage recipe."""
+    if recipe.stage is None:
+        return None
+    if recipe.name not in _STAGE_BASES:
+        import atexit
+        import tempfile
+
+        root = Path(tempfile.mkdtemp(prefix=f"stage_base_{recipe.name}_"))
+        atexit.register(shutil.rmtree, root, ignore_errors=True)
+        config, overrides = recipe.stage
+        cmd = [PY, "-m", "experiments.train", "--config", config, *F, *overrides,
+               f"--workdir={root / 'base'}"]  # fmt: skip
+        r = subprocess.run(cmd, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=600)
+        if r.returncode:
+            raise RuntimeError(f"the {recipe.name} base run failed ({shlex.join(cmd)}): "
+                               f"{r.stderr[-1500:]}")  # fmt: skip
+        _STAGE_BASES[recipe.name] = root / "base"
+    return _STAGE_BASES[recipe.name]
+
+
+def recipe_cmd(recipe: Recipe, module: str, config: str | None = None) -> list[str]:
+    """`python -m experiments.<module> --config <config>`; with the recipe's own config, a
+    stage-two recipe's base run is named too."""
+    cmd = [PY, "-m", f"experiments.{module}", "--config", config or recipe.config]
+    base = stage_base(recipe) if config in (None, recipe.config) else None
+    return cmd + ([f"--config.method.base_workdir={base}"] if base else [])
 
 
 # --------------------------------------------------------------------------- processes
@@ -314,7 +373,7 @@ class Ctx:
 
     # commands
     def cli(self, module: str, config: str | None = None) -> list[str]:
-        return [PY, "-m", f"experiments.{module}", "--config", config or self.recipe.config]
+        return recipe_cmd(self.recipe, module, config)
 
     @property
     def T(self) -> list[str]:
@@ -382,6 +441,8 @@ class Ctx:
         text = text.replace(shlex.join(F), "F")
         if self.base is not None:
             text = text.replace(str(self.base), "$BASE")
+        if self.recipe.name in _STAGE_BASES:
+            text = text.replace(str(_STAGE_BASES[self.recipe.name]), "$STAGE_BASE")
         return text.replace(str(self.root), "$TMP").replace(PY, "python")
 
     def row(self, case, name, before, job: Job | None, *, lost, ok, why="", shown=None,
@@ -434,7 +495,7 @@ def skipped(ctx: Ctx, case: str, name: str, why: str, command: str) -> Row:
 def base_run(ctx: Ctx) -> tuple[Path, Row]:
     """Case 0: the run the other cases copy (200 steps, checkpoints 100, 150, 200)."""
     wd = ctx.root / "base"
-    job = ctx.run(ctx.toy(wd, num_steps=BASE_STEPS, ckpt_every=50, log_every=50), "base")
+    job = ctx.run(ctx.toy(wd, num_steps=BASE_STEPS, ckpt_every=50, log_every=50, keep=3), "base")
     steps = ckpt_steps(wd)
     ok = job.rc == 0 and steps == [100, 150, 200]
     why = "" if ok else f"rc {job.rc}, checkpoints {steps}: {job.err[-1500:]}"
@@ -608,7 +669,7 @@ def case_sigint(ctx: Ctx) -> dict[str, Row]:
 
 def refusals(recipe: Recipe) -> dict[str, tuple]:
     """{case: (what, the command without --workdir, what the line must name)} of case 7."""
-    T = [PY, "-m", "experiments.train", "--config", recipe.config]
+    T = recipe_cmd(recipe, "train")
     override, changed = recipe.network
     other = Path(recipe.other).parent.name
     return {
