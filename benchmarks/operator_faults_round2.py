@@ -542,7 +542,7 @@ def rounds(wd: Path) -> list[str]:
 
 def strays(wd: Path) -> list[str]:
     """Files under `wd/eval` that are none of evaluate's own (temporary or partial files)."""
-    own = re.compile(r"(round_\d{4}\.npz|protocol\.json|metrics\.(json|md)|reference_.*)$")
+    own = re.compile(r"(round_\d{4}\.npz|protocol\.json|metrics\.(json|md)|reference_.*|\.lock)$")
     return sorted(str(p.relative_to(wd)) for p in Path(wd).glob("eval/**/*")
                   if p.is_file() and not own.match(p.name))  # fmt: skip
 

@@ -26,6 +26,7 @@ from experiments.resume import checked_restore
 from jaxgen.data import IMAGE_NAMES, OOD_NAMES, check_images_available
 from jaxgen.methods.common import ConfigError, config_to_dict
 from jaxgen.metrics.inception_weights import InceptionWeightsError
+from jaxgen.train.lock import WorkdirLock
 
 
 def available_metrics(exp: Experiment) -> tuple[str, ...]:
@@ -116,6 +117,14 @@ def evaluate(config, workdir: str, *, seed: int = 1, step: int | None = None) ->
     state, _ = checked_restore(exp, workdir, step, what="evaluate")
     out = eval_dir(workdir, step)
     out.mkdir(parents=True, exist_ok=True)
+    # one evaluation per output folder: a second one at the same time would redo every round
+    with WorkdirLock(out, name=".lock", say=lambda *_: None):
+        return _evaluate_into(exp, state, out, workdir, metrics, seed)
+
+
+def _evaluate_into(exp: Experiment, state, out: Path, workdir, metrics, seed: int) -> dict:
+    """`evaluate`'s work on the restored `state`, written to `out` (whose lock it holds)."""
+    c = exp.c
     protocol = {
         "num_samples": int(c.eval.num_samples),
         "checkpoint_step": int(state.step),

@@ -32,7 +32,7 @@ from jaxgen import methods
 from jaxgen.methods.common import ConfigError
 from jaxgen.train.checkpoint import CheckpointError
 from jaxgen.train.fixed_fields import save_fields
-from jaxgen.train.lock import WorkdirLock, lock_holder
+from jaxgen.train.lock import WorkdirLock, WorkdirLockedError, lock_holder
 
 REPO = Path(__file__).resolve().parents[1]
 DDGAN = "experiments/configs/ddgan/25gaussians.py"
@@ -85,6 +85,21 @@ def test_evaluate_refuses_before_anything_is_written(ddgan_run):
     c = cli.experiment(base_config("glf", dataset="25gaussians", batch_size=16, num_steps=4)).c
     with pytest.raises(ConfigError, match="is a 'ddgan' run and this config is for 'glf'"):
         evaluate(c, str(ddgan_run))
+
+
+def test_a_second_evaluate_of_one_folder_is_refused_while_the_first_runs(ddgan_run, tmp_path):
+    """Review case E10: two evaluations of one run at once redid every round; the second is now
+    refused, naming the first, and writes nothing; the first's folder is usable afterwards."""
+    out = ddgan_run / "eval" / "step_4"
+    out.mkdir(parents=True)
+    c = _ddgan()
+    c.eval.num_samples = 500
+    with WorkdirLock(out, name=".lock", say=lambda *_: None):  # stands in for the first one
+        with pytest.raises(WorkdirLockedError, match=rf"^{out} is in use by pid {os.getpid()} "):
+            evaluate(c, str(ddgan_run), step=4)
+        assert sorted(p.name for p in out.iterdir()) == [".lock"]
+    result = evaluate(c, str(ddgan_run), step=4)  # released: the next one runs
+    assert result["protocol"]["checkpoint_step"] == 4 and (out / "metrics.json").exists()
 
 
 def _env():
