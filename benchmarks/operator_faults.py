@@ -2,6 +2,7 @@
 second recipe (gan2d) where the recipe matters; the table of `docs/bench/operator_faults.md`.
 
     python -m benchmarks.operator_faults [--out] [--cases 1,3,9] [--recipes vapo,gan2d]
+    python -m benchmarks.operator_faults --render   # the tables again from the JSON
 
 The cases are the functions of `tools.operator_faults`, which `tests/test_operator_faults.py`
 runs one pytest test per case (`pytest -m slow tests/test_operator_faults.py`); this script runs
@@ -121,6 +122,79 @@ def markdown(meta: dict) -> str:
     return "\n".join(head + rows) + "\n"
 
 
+OPERATING = of.REPO / "docs" / "operating.md"
+MATRIX_START = (
+    "<!-- fault matrix: written by python -m benchmarks.operator_faults --out / --render -->"
+)
+MATRIX_END = "<!-- end of the fault matrix -->"
+# a case's name without the recipe's own override (the rows name it)
+GENERIC = {
+    "1": "blow-up overrides (non-finite from the first steps), nonfinite=skip",
+    "2": "blow-up overrides, nonfinite=rollback",
+    "7a": "resume with a changed network",
+    "7b": "resume with another recipe's config",
+}
+
+
+def matrix(meta: dict) -> str:
+    """The case × recipe table of `meta` (a run's JSON): per cell `ok` or **no**, the exit
+    status and the seconds; a case not run on a recipe is blank."""
+    recipes = meta["recipes"]
+    by_case: dict[str, dict] = {}
+    for r in meta["rows"]:
+        entry = by_case.setdefault(r["case"], {"name": GENERIC.get(r["case"], r["name"])})
+        entry[r["recipe"]] = r
+    head = [
+        f"Run {meta['date']} at {meta['commit']} (`{meta['command']}`, {meta['machine']}, "
+        f"{meta['seconds_total'] / 60:.0f} min); every row with its command, output and what "
+        "was checked on disk: `docs/bench/operator_faults.md`. A cell: ok (one line or the "
+        "correct behaviour, nothing lost, no hang) or **no**, the exit status, the seconds.",
+        "",
+        "| # | case | " + " | ".join(recipes) + " |",
+        "|---|---|" + "---|" * len(recipes),
+    ]
+
+    def cell(row) -> str:
+        if row is None:
+            return ""
+        mark = "ok" if row["ok"] else "**no**"
+        return f"{mark} ({row['rc']}, {row['seconds']} s)"
+
+    lines = [
+        f"| {case} | {md_cell(e['name'])} | " + " | ".join(cell(e.get(r)) for r in recipes) + " |"
+        for case, e in sorted(by_case.items(), key=lambda kv: _natural(kv[0]))
+    ]
+    rows = meta["rows"]
+    good = sum(r["ok"] for r in rows)
+    tail = ["", f"{good} of {len(rows)} rows ok over {len(recipes)} recipes."]
+    return "\n".join(head + lines + tail) + "\n"
+
+
+def render_operating(meta: dict) -> None:
+    """Replace the fault matrix between its markers in docs/operating.md."""
+    text = OPERATING.read_text()
+    start, end = text.index(MATRIX_START), text.index(MATRIX_END)
+    OPERATING.write_text(text[: start + len(MATRIX_START)] + "\n" + matrix(meta) + text[end:])
+
+
+def merged(old: dict, new: dict) -> dict:
+    """`old`'s rows with `new`'s in place of those it redid (same case and recipe); both
+    commands, dates and commits kept."""
+    redone = {(r["case"], r["recipe"]) for r in new["rows"]}
+    recipes = old["recipes"] + [r for r in new["recipes"] if r not in old["recipes"]]
+    rows = [r for r in old["rows"] if (r["case"], r["recipe"]) not in redone] + new["rows"]
+    rows.sort(key=lambda r: (_natural(r["case"]), recipes.index(r["recipe"])))
+    return {
+        **old,
+        "date": f"{old['date']}; {new['date']} for the re-run rows",
+        "commit": f"{old['commit']}; {new['commit']} for the re-run rows",
+        "command": f"{old['command']}, then {new['command']} --merge",
+        "seconds_total": old["seconds_total"] + new["seconds_total"],
+        "recipes": recipes,
+        "rows": rows,
+    }
+
+
 def _natural(case: str):
     m = re.match(r"(\d+)(.*)", case)
     return (int(m.group(1)), m.group(2)) if m else (1000, case)
@@ -131,7 +205,19 @@ def main():
     ap.add_argument("--out", action="store_true", help="write docs/bench/operator_faults.*")
     ap.add_argument("--cases", default="", help="comma-separated case numbers (default: all)")
     ap.add_argument("--recipes", default="vapo,gan2d", help="recipes of cases 1-9")
+    ap.add_argument("--merge", action="store_true",
+                    help="with --out: keep the rows of docs/bench/operator_faults.json that this "
+                    "run does not redo (same case and recipe)")  # fmt: skip
+    ap.add_argument("--render", action="store_true",
+                    help="only re-write docs/bench/operator_faults.md and the matrix in "
+                    "docs/operating.md from docs/bench/operator_faults.json")  # fmt: skip
     args = ap.parse_args()
+    if args.render:
+        meta = json.loads((OUT_DIR / "operator_faults.json").read_text())
+        (OUT_DIR / "operator_faults.md").write_text(markdown(meta))
+        render_operating(meta)
+        print(f"written: {OUT_DIR / 'operator_faults.md'}, {OPERATING}")
+        return
     chosen = [c for c in args.cases.split(",") if c] or list(CASES)
     unknown = [c for c in chosen if c not in CASES]
     if unknown:
@@ -185,6 +271,8 @@ def main():
         "recipes": recipes,
         "rows": [r.__dict__ for r in rows],
     }
+    if args.merge:
+        meta = merged(json.loads((OUT_DIR / "operator_faults.json").read_text()), meta)
     bad = [r for r in rows if not r.ok]
     print(f"\n{len(rows)} rows, {len(bad)} not meeting the target, {total:.0f} s")
     for r in bad:
@@ -193,7 +281,9 @@ def main():
         OUT_DIR.mkdir(parents=True, exist_ok=True)
         (OUT_DIR / "operator_faults.json").write_text(json.dumps(meta, indent=1))
         (OUT_DIR / "operator_faults.md").write_text(markdown(meta))
-        print(f"written: {OUT_DIR / 'operator_faults.md'}, {OUT_DIR / 'operator_faults.json'}")
+        render_operating(meta)
+        print(f"written: {OUT_DIR / 'operator_faults.md'}, {OUT_DIR / 'operator_faults.json'}, "
+              f"the matrix in {OPERATING}")  # fmt: skip
 
 
 if __name__ == "__main__":

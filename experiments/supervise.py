@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 ENV_FLAG = "JAXGEN_SUPERVISED"  # in the child's environment: the fd of its Python stderr
 
@@ -40,6 +41,54 @@ def adopt_stderr() -> None:
     writes, goes to the log file only."""
     if supervised():
         sys.stderr = open(int(os.environ[ENV_FLAG]), "w", buffering=1, closefd=False)  # noqa: SIM115
+
+
+def _argv_values(argv: list[str]) -> dict[str, str]:
+    """The `--name=value` and `--name value` arguments of `argv` as {name: value}."""
+    values, args = {}, argv[1:]
+    for i, arg in enumerate(args):
+        if not arg.startswith("--"):
+            continue
+        if "=" in arg:
+            name, value = arg[2:].split("=", 1)
+        elif i + 1 < len(args) and not args[i + 1].startswith("-"):
+            name, value = arg[2:], args[i + 1]
+        else:
+            continue
+        values[name] = value
+    return values
+
+
+def launch_without_jax(argv: list[str], module: str) -> None:
+    """Called by `module`'s `__main__` before its heavy imports: when the command line itself
+    names a multi-host process (`--config.train.multihost=True` with `--workdir`,
+    `--config.train.coordinator`, `process_id` and `num_processes`), run it as the supervised
+    child and exit with its status, so that this parent never imports JAX (a few seconds of CPU
+    per process). Anything else returns and the module parses the config itself: multihost set
+    in the config file, an auto-detected cluster, a workdir that cannot hold the log, or this
+    process being the child already."""
+    if supervised():
+        return
+    given = _argv_values(argv)
+    if given.get("config.train.multihost", "").lower() not in ("true", "1"):
+        return
+    names = ("coordinator", "process_id", "num_processes")
+    wanted = {n: given.get(f"config.train.{n}", "") for n in names}
+    if not given.get("workdir") or not all(wanted.values()):
+        return
+    try:
+        t = SimpleNamespace(
+            coordinator=wanted["coordinator"],
+            process_id=int(wanted["process_id"]),
+            num_processes=int(wanted["num_processes"]),
+        )
+    except ValueError:
+        return  # the full parse names the bad value
+    try:
+        code = run_supervised(argv, module, given["workdir"], t)
+    except OSError:
+        return  # e.g. the workdir is a file: the full parse says so in one line
+    sys.exit(code)
 
 
 def run_supervised(argv: list[str], module: str, workdir: str, t) -> int:

@@ -10,12 +10,18 @@ process runs the same command with `--config.train.multihost=True` (see docs/ope
 From Python: `train(config_dict, workdir)` returns the final state.
 """
 
+import sys
+
+if __name__ == "__main__":  # a multi-host launch's parent imports no JAX (supervise.py)
+    from experiments.supervise import launch_without_jax
+
+    launch_without_jax(sys.argv, "experiments.train")
+
 import contextlib
 import itertools
 import os
 import signal
 import socket
-import sys
 import time
 from functools import partial
 

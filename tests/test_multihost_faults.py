@@ -163,3 +163,32 @@ def test_a_coordinator_without_a_port_is_one_line():
         initialize_distributed("127.0.0.1", 2, 0)
     with pytest.raises(ClusterError, match=r"0 <= train.process_id < num_processes"):
         initialize_distributed("127.0.0.1:1234", 2, 2)
+
+
+def test_the_parent_of_a_multihost_launch_reads_its_process_from_the_command_line(monkeypatch):
+    """`launch_without_jax` (the parent that imports no JAX) takes both flag forms, and leaves
+    every case it cannot read to the full config parse."""
+    from experiments import supervise
+
+    argv = ["train.py", "--config", "c.py", "--workdir=/w", "--config.train.multihost", "True"]
+    assert supervise._argv_values(argv) == {
+        "config": "c.py",
+        "workdir": "/w",
+        "config.train.multihost": "True",
+    }
+    started = []
+    monkeypatch.setattr(supervise, "run_supervised", lambda *a: started.append(a) or 0)
+    full = [*argv, "--config.train.coordinator=h:1", "--config.train.process_id=1",
+            "--config.train.num_processes=2"]  # fmt: skip
+    for partial in (argv, [*full[:-1], "--config.train.num_processes=two"], full[:5]):
+        supervise.launch_without_jax(partial, "experiments.train")  # returns: full parse
+    assert started == []
+    monkeypatch.setenv(supervise.ENV_FLAG, "3")  # the child itself
+    supervise.launch_without_jax(full, "experiments.train")
+    monkeypatch.delenv(supervise.ENV_FLAG)
+    with pytest.raises(SystemExit) as done:
+        supervise.launch_without_jax(full, "experiments.train")
+    assert done.value.code == 0 and len(started) == 1
+    _, module, workdir, t = started[0]
+    assert (module, workdir, t.coordinator, t.process_id, t.num_processes) == (
+        "experiments.train", "/w", "h:1", 1, 2)  # fmt: skip
