@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from jaxgen.samplers import solve_adaptive, solve_adaptive_per_sample, solve_fixed
+from jaxgen.samplers.ode import DT_MIN
 
 ADAPTIVE = ["dopri5", "tsit5"]
 FIXED = {"euler": 1, "heun": 2, "rk4": 4}  # method -> order (= stages here)
@@ -278,6 +279,19 @@ def test_max_steps_exhaustion_is_reported():
     x, stats = solve_adaptive_per_sample(_rate_field, x0, **kw)
     np.testing.assert_array_equal(np.asarray(stats["success"]), [True, False])
     np.testing.assert_allclose(float(x[0, 0]), math.exp(-0.5), rtol=1e-5)
+
+
+def test_a_blown_up_field_ends_the_solve_at_once_with_dt_min():
+    """A field that has blown up (every trial step's error NaN) is retried with ever smaller
+    steps until max_steps (a diverged short-run EBM's training step took minutes); with
+    `dt_min` (what the short-run EBM's training solve passes) it fails within a few dozen."""
+    field = lambda t, x: jnp.where(t > 0.05, jnp.nan, -x)  # finite until t = 0.05
+    x0 = jnp.ones((4, 2))
+    kw = dict(rtol=1e-5, atol=1e-5, max_steps=20_000)
+    _, slow = jax.jit(partial(solve_adaptive, field, **kw))(x0)
+    _, fast = jax.jit(partial(solve_adaptive, field, dt_min=DT_MIN, **kw))(x0)
+    assert not bool(slow["success"]) and not bool(fast["success"])
+    assert int(fast["num_steps"]) < 100 < int(slow["num_steps"]), (fast, slow)
 
 
 def test_per_sample_solver_under_jit_and_shapes():

@@ -112,9 +112,10 @@ RECIPES = {
     "shortrun_ebm": Recipe(
         "shortrun_ebm",
         "experiments/configs/shortrun_ebm/swissroll.py",
-        # a rate alone (even 1e30) did not give a non-finite step within 180 s; the chains'
-        # step does at step 1
-        ("--config.optim.energy.lr=1e30", "--config.method.step=1e30"),
+        # 1e6 recovers after a skip; at 1e30 the energy blows up, and its adaptive ODE solve
+        # used to retry rejected steps until max_steps (a HANG row, 2026-12-07): fixed by
+        # jaxgen.samplers.ode.DT_MIN
+        ("--config.optim.energy.lr=1e30",),
         ("--config.model.hidden=(64,64,64,64)", "model.hidden"),
         "experiments/configs/vapo/toy2d.py",
     ),

@@ -53,6 +53,7 @@ from jaxgen.samplers import solve_adaptive
 from jaxgen.samplers.interpolation import rho_path
 from jaxgen.samplers.langevin import langevin
 from jaxgen.samplers.likelihood import ADAPTIVE, FIXED, PROBES, TRACES, flow_log_likelihood
+from jaxgen.samplers.ode import DT_MIN
 
 
 @dataclasses.dataclass(frozen=True)
@@ -214,7 +215,8 @@ def dynamics(params, x0, key, *, config: Config, differentiable: bool = False):
         params = jax.lax.stop_gradient(params)
     if m.sampler == "ode":
         f = lambda t, x: velocity(params, x, config=config)
-        x, stats = solve_adaptive(f, x0, t1=m.t_end, rtol=m.rtol, atol=m.atol)
+        # DT_MIN: a diverged energy fails the step at once instead of minutes of rejections
+        x, stats = solve_adaptive(f, x0, t1=m.t_end, rtol=m.rtol, atol=m.atol, dt_min=DT_MIN)
         x = x if differentiable else jax.lax.stop_gradient(x)
         return x, {k: jnp.full((x0.shape[0],), stats[k]) for k in ("nfe", "success")}, {}
     e = partial(energy_fn, params, config=config)

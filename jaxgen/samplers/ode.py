@@ -25,6 +25,7 @@ _ADAPTIVE = {
     "heun": (diffrax.Heun, 2, 0),
 }
 _FIXED_STAGES = {"euler": 1, "heun": 2, "rk4": 4}
+DT_MIN = 1e-9  # `dt_min` of solves inside training steps (a fraction of the interval)
 
 
 def _check_interval(t0, t1):
@@ -32,7 +33,7 @@ def _check_interval(t0, t1):
         raise ValueError(f"the ODE interval must have t1 > t0, got t0={t0}, t1={t1}")
 
 
-def diffrax_solve(f: VectorField, x0, t0, t1, rtol, atol, solver, max_steps):
+def diffrax_solve(f: VectorField, x0, t0, t1, rtol, atol, solver, max_steps, dt_min=None):
     """The one adaptive `diffrax.diffeqsolve` of the samplers: dx/dt = f(t, x) for a pytree
     `x0` from t0 to t1 with a PID controller, saving only t1, never throwing. Returns
     `(x_t1, stats)`: `nfe` (evaluations of f, from the solver's stages), `num_steps`,
@@ -48,7 +49,16 @@ def diffrax_solve(f: VectorField, x0, t0, t1, rtol, atol, solver, max_steps):
         t1=t1,
         dt0=None,
         y0=x0,
-        stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
+        # with `dt_min` (a fraction of the interval), a step below it ends the solve as failed
+        # (`success` False): a blown-up field (inf / NaN error) is otherwise retried with ever
+        # smaller steps until `max_steps`. Opt-in: diffrax's dtmin path changes the step sizes
+        # of a vmapped solve (the per-sample solver would no longer match a solve of one)
+        stepsize_controller=diffrax.PIDController(
+            rtol=rtol,
+            atol=atol,
+            dtmin=None if dt_min is None else dt_min * (t1 - t0),
+            force_dtmin=False,
+        ),
         saveat=diffrax.SaveAt(t1=True),
         max_steps=max_steps,
         throw=False,
@@ -75,13 +85,15 @@ def solve_adaptive(
     atol: float = 1e-3,
     solver: str = "dopri5",
     max_steps: int = 4096,
+    dt_min: float | None = None,
 ):
     """Integrate dx/dt = f(t, x) from t0 to t1 with one step-size controller for the batch.
 
-    Args: `f(t, x)` with x `[B, ...]`; `x0` `[B, ...]`.
+    Args: `f(t, x)` with x `[B, ...]`; `x0` `[B, ...]`; `dt_min`: end the solve as failed when
+    a step falls below this fraction of the interval (e.g. `DT_MIN`; None: never).
     Returns: `(x_T [B, ...], stats)` with scalar `nfe`, `num_steps`, `success`.
     """
-    return diffrax_solve(f, x0, t0, t1, rtol, atol, solver, max_steps)
+    return diffrax_solve(f, x0, t0, t1, rtol, atol, solver, max_steps, dt_min)
 
 
 def solve_adaptive_per_sample(
