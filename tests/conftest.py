@@ -5,7 +5,6 @@ result (XLA:CPU aborts the process when collective programs pile up un-awaited).
 """
 
 import os
-from collections import Counter
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -34,13 +33,3 @@ def repo_root() -> str:
 
 def pytest_report_header(config):
     return f"jax {jax.__version__}, devices: {jax.device_count()} x {jax.devices()[0].platform}"
-
-
-def pytest_collection_modifyitems(session, config, items):
-    """Modules with the most slow-marked tests run first, each module's tests together and in
-    their order: the two xdist workers then end on short tests instead of one waiting for the
-    other's two-minute test (before: 22:11 wall for 2371 s of CPU on 2 cores, 147 s more than
-    half the CPU time)."""
-    slow = Counter(item.module.__name__ for item in items if item.get_closest_marker("slow"))
-    first_seen = {m: i for i, m in enumerate(dict.fromkeys(i.module.__name__ for i in items))}
-    items.sort(key=lambda item: (-slow[item.module.__name__], first_seen[item.module.__name__]))
