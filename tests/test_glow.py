@@ -8,15 +8,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxgen.flows import standard_normal_log_prob
 from jaxgen.flows.glow import (
     ConvAffineCoupling,
-    FlowStep,
     Glow,
     ImageActNorm,
     InvConv1x1,
+    flow_step,
     random_rotation,
     squeeze,
-    standard_normal_log_prob,
     unsqueeze,
 )
 
@@ -44,11 +44,11 @@ def _jacobian_log_dets(fn, x):
 
 
 LAYERS = {
-    "actnorm": lambda: ImageActNorm(),
+    "actnorm": lambda: ImageActNorm(SHAPE[2]),
     "invconv_lu": lambda: InvConv1x1(SHAPE[2], seed=3, lu=True),
     "invconv_full": lambda: InvConv1x1(SHAPE[2], seed=3, lu=False),
     "coupling": lambda: ConvAffineCoupling(hidden=4, depth=2),
-    "step": lambda: FlowStep(SHAPE[2], hidden=4, depth=1, seed=1),
+    "step": lambda: flow_step(SHAPE[2], hidden=4, depth=1, seed=1),
 }
 
 
@@ -78,7 +78,7 @@ def test_squeeze_puts_each_2x2_patch_into_channels_and_unsqueeze_undoes_it():
 
 def test_actnorm_starts_at_zero_mean_unit_variance_per_channel():
     x = 3.0 + 2.0 * _batch(jax.random.PRNGKey(4), n=64)
-    layer = ImageActNorm()
+    layer = ImageActNorm(2)
     y, log_det = layer.apply(layer.init(jax.random.PRNGKey(0), x), x)
     np.testing.assert_allclose(y.mean((0, 1, 2)), 0.0, atol=1e-5)
     np.testing.assert_allclose(y.std((0, 1, 2)), 1.0, atol=1e-4)
@@ -123,8 +123,8 @@ def test_glow_density_integrates_to_one_in_one_dimension_per_pixel():
     n, scale = 200_000, 2.0
     x = scale * jax.random.normal(jax.random.PRNGKey(11), (n, 2, 2, 1))
     eps, log_det = jax.jit(lambda v: glow.apply(variables, v))(x)
-    log_p = standard_normal_log_prob(eps) + log_det
-    log_q = standard_normal_log_prob(x / scale) - 4 * np.log(scale)
+    log_p = standard_normal_log_prob(eps.reshape(n, -1)) + log_det
+    log_q = standard_normal_log_prob(x.reshape(n, -1) / scale) - 4 * np.log(scale)
     w = np.exp(np.asarray(log_p - log_q, np.float64))
     estimate, error = w.mean(), w.std() / np.sqrt(n)
     assert abs(estimate - 1.0) < max(4 * error, 0.01), (estimate, error)

@@ -1,6 +1,7 @@
 """Glow (Kingma & Dhariwal 2018) on images `[B, H, W, C]` (docs/methods/glow.md).
 
-Every layer is a Flax module with the bijections' two methods (`jaxgen.flows.bijections`),
+Every layer is a Flax module with the bijections' two methods (`jaxgen.flows.bijections`;
+`train` is accepted and unused, so a `Chain` composes them),
 
     forward(x) -> (y, log|det ∂y/∂x|)      x, y: [B, H, W, C]; log-det: [B]
     inverse(y) -> (x, log|det ∂x/∂y|)
@@ -21,6 +22,8 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 import scipy.linalg
+
+from jaxgen.flows.bijections import ActNorm, Chain
 
 ZERO_LOG_SCALE_FACTOR = 3.0  # Glow's zero-initialised output convs: y · exp(3 · logs)
 
@@ -45,25 +48,27 @@ def _pixels(x) -> int:
 
 
 class ImageActNorm(nn.Module):
-    """y = (x + b) · exp(s) per channel, b and s initialised from the batch `init` sees (zero
-    mean, unit variance per channel: data-dependent init); log|det| = H·W·Σ s (eq. 4)."""
+    """y = (x + b) · exp(s) per channel: the bijections' `ActNorm` over every pixel's `channels`
+    values, so b and s are initialised from the batch `init` sees (zero mean, unit variance per
+    channel: data-dependent init); log|det| = H·W·Σ s (eq. 4)."""
 
+    channels: int
     eps: float = 1e-6
 
-    @nn.compact
-    def _bias_and_log_scale(self, x):
-        flat = x.reshape(-1, x.shape[-1])
-        b = self.param("bias", lambda _: -jnp.mean(flat, 0))
-        s = self.param("log_scale", lambda _: -jnp.log(jnp.std(flat, 0) + self.eps))
-        return b, s
+    def setup(self):
+        self.norm = ActNorm(self.channels, self.eps)
 
-    def forward(self, x):
-        b, s = self._bias_and_log_scale(x)
-        return (x + b) * jnp.exp(s), jnp.full(x.shape[:1], s.sum() * _pixels(x), x.dtype)
+    def _per_pixel(self, method, x):
+        y, log_det = method(x.reshape(-1, x.shape[-1]))
+        return y.reshape(x.shape), jnp.full(x.shape[:1], log_det[0] * _pixels(x), x.dtype)
 
-    def inverse(self, y):
-        b, s = self._bias_and_log_scale(y)
-        return y * jnp.exp(-s) - b, jnp.full(y.shape[:1], -s.sum() * _pixels(y), y.dtype)
+    def forward(self, x, *, train: bool = False):
+        del train
+        return self._per_pixel(self.norm.forward, x)
+
+    def inverse(self, y, *, train: bool = False):
+        del train
+        return self._per_pixel(self.norm.inverse, y)
 
     def __call__(self, x):
         return self.forward(x)
@@ -110,13 +115,15 @@ class InvConv1x1(nn.Module):
         if x.shape[-1] != self.channels:
             raise ValueError(f"InvConv1x1({self.channels}) got {x.shape[-1]} channels")
 
-    def forward(self, x):
+    def forward(self, x, *, train: bool = False):
+        del train
         self._check(x)
         w, log_det = self._weight_and_log_det()
         y = jnp.einsum("bhwc,cd->bhwd", x, w)
         return y, log_det * _pixels(x) * jnp.ones(x.shape[:1], x.dtype)
 
-    def inverse(self, y):
+    def inverse(self, y, *, train: bool = False):
+        del train
         self._check(y)
         w, log_det = self._weight_and_log_det()
         x = jnp.einsum("bhwc,cd->bhwd", y, jnp.linalg.inv(w))
@@ -178,13 +185,15 @@ class ConvAffineCoupling(nn.Module):
             raise ValueError(f"an affine coupling needs >= 2 channels to split, got {c}")
         return x[..., : c // 2], x[..., c // 2 :]
 
-    def forward(self, x):
+    def forward(self, x, *, train: bool = False):
+        del train
         x_a, x_b = self._split(x)
         shift, log_scale = self._shift_and_log_scale(x_a, x_b.shape[-1])
         y_b = (x_b + shift) * jnp.exp(log_scale)
         return jnp.concatenate([x_a, y_b], -1), log_scale.sum((1, 2, 3))
 
-    def inverse(self, y):
+    def inverse(self, y, *, train: bool = False):
+        del train
         y_a, y_b = self._split(y)
         shift, log_scale = self._shift_and_log_scale(y_a, y_b.shape[-1])
         x_b = y_b * jnp.exp(-log_scale) - shift
@@ -194,38 +203,16 @@ class ConvAffineCoupling(nn.Module):
         return self.forward(x)
 
 
-class FlowStep(nn.Module):
-    """One step of flow (Glow Fig. 2a): actnorm → invertible 1×1 conv → affine coupling."""
-
-    channels: int
-    hidden: int
-    depth: int = 3
-    seed: int = 0
-    lu: bool = True
-
-    def setup(self):
-        self.layers = (
-            ImageActNorm(),
-            InvConv1x1(self.channels, self.seed, self.lu),
-            ConvAffineCoupling(self.hidden, self.depth),
+def flow_step(channels: int, hidden: int, depth: int = 3, seed: int = 0, lu: bool = True):
+    """One step of flow (Glow Fig. 2a) as a `Chain`: actnorm → invertible 1×1 conv → affine
+    coupling."""
+    return Chain(
+        (
+            ImageActNorm(channels),
+            InvConv1x1(channels, seed, lu),
+            ConvAffineCoupling(hidden, depth),
         )
-
-    def forward(self, x):
-        total = jnp.zeros(x.shape[:1], x.dtype)
-        for layer in self.layers:
-            x, log_det = layer.forward(x)
-            total = total + log_det
-        return x, total
-
-    def inverse(self, y):
-        total = jnp.zeros(y.shape[:1], y.dtype)
-        for layer in reversed(self.layers):
-            y, log_det = layer.inverse(y)
-            total = total + log_det
-        return y, total
-
-    def __call__(self, x):
-        return self.forward(x)
+    )
 
 
 def level_channels(channels: int, level: int) -> int:
@@ -259,7 +246,7 @@ class Glow(nn.Module):
             )
         self.flow = tuple(
             tuple(
-                FlowStep(level_channels(c, lv), self.hidden, self.depth, 1000 * lv + k, self.lu)
+                flow_step(level_channels(c, lv), self.hidden, self.depth, 1000 * lv + k, self.lu)
                 for k in range(self.steps)
             )
             for lv in range(self.levels)
@@ -329,9 +316,3 @@ class Glow(nn.Module):
 
     def __call__(self, x):
         return self.forward(x)
-
-
-def standard_normal_log_prob(eps):
-    """log N(ε; 0, I) per example: `[B, ...]` → `[B]`."""
-    flat = eps.reshape(eps.shape[0], -1)
-    return -0.5 * jnp.sum(flat**2, 1) - 0.5 * flat.shape[1] * jnp.log(2.0 * jnp.pi)
