@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from benchmarks.common import record
-from benchmarks.ddgan_disc_by_t import step_row
+from benchmarks.ddgan_disc_by_t import pairs_at_step, step_row
 from experiments import cli
 from jaxgen.methods import ddgan
 from tools.tpu_compile import load_config
@@ -47,12 +47,8 @@ def probe(c, steps: int) -> dict:
 
 def _logits_at_t1(state, x0, config, sched) -> dict:
     """D's mean (sd) logit at t = 1 for the real x₀, G's x₀ and three fixed images."""
-    t = jnp.ones((x0.shape[0],), jnp.int32)
-    x_prev, x_t = ddgan.q_pair(sched, x0, t, jax.random.PRNGKey(3))
-    draw = ddgan._draw(jax.random.PRNGKey(4), x0, config, sched)
-    draw.update(t=t, x_t=x_t, real=x_prev, cond=x_t, d_step=t - 1)
-    fake = ddgan._fake(state.gen.params, draw, config=config, sched=sched)
-    d = ddgan._logit_fn(state.disc.params, draw, config)
+    keys = jax.random.PRNGKey(4), jax.random.PRNGKey(3)  # the draw's, the pair's
+    _, x_prev, fake, d = pairs_at_step(state, x0, 1, config, sched, *keys)
     inputs = {
         "real": x_prev,
         "generated": fake,

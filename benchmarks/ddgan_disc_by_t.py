@@ -21,15 +21,22 @@ from benchmarks.vapo_gradient_noise import record_result, restore_with_batch, ru
 from jaxgen.methods import ddgan
 
 
-def step_row(state, x0, t_value: int, config, sched, key) -> dict:
-    """D's view of real and generated pairs at step `t_value` for the images `x0` `[B, ...]`."""
-    k_draw, k_pair = jax.random.split(key)
+def pairs_at_step(state, x0, t_value: int, config, sched, k_draw, k_pair):
+    """`(draw, x_prev, fake, d)` at step `t_value` for the images `x0` `[B, ...]`: the draw with
+    the real pair (x_{t−1}, x_t) of q, G's x'_{t−1} on the same x_t, and D's logit function."""
     draw = ddgan._draw(k_draw, x0, config, sched)
     t = jnp.full((x0.shape[0],), t_value)
     x_prev, x_t = ddgan.q_pair(sched, x0, t, k_pair)
     draw.update(t=t, x_t=x_t, real=x_prev, cond=x_t, d_step=t - 1)
     fake = ddgan._fake(state.gen.params, draw, config=config, sched=sched)
-    d = ddgan._logit_fn(state.disc.params, draw, config)
+    return draw, x_prev, fake, ddgan._logit_fn(state.disc.params, draw, config)
+
+
+def step_row(state, x0, t_value: int, config, sched, key) -> dict:
+    """D's view of real and generated pairs at step `t_value` for the images `x0` `[B, ...]`."""
+    k_draw, k_pair = jax.random.split(key)
+    draw, x_prev, fake, d = pairs_at_step(state, x0, t_value, config, sched, k_draw, k_pair)
+    x_t = draw["x_t"]
     p_real, p_fake = jax.nn.sigmoid(d(x_prev)), jax.nn.sigmoid(d(fake))
     other = dict(draw, cond=jnp.roll(x_t, 1, axis=0))
     p_mismatch = jax.nn.sigmoid(ddgan._logit_fn(state.disc.params, other, config)(x_prev))

@@ -12,6 +12,7 @@ is not. Every process is started through the `Ctx`, which kills what is still ru
 unmounts its tmpfs file systems on `close()`.
 """
 
+import atexit
 import hashlib
 import json
 import os
@@ -22,6 +23,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -154,9 +156,6 @@ def stage_base(recipe: Recipe) -> Path | None:
     if recipe.stage is None:
         return None
     if recipe.name not in _STAGE_BASES:
-        import atexit
-        import tempfile
-
         root = Path(tempfile.mkdtemp(prefix=f"stage_base_{recipe.name}_"))
         atexit.register(shutil.rmtree, root, ignore_errors=True)
         config, overrides = recipe.stage
